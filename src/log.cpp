@@ -1,11 +1,10 @@
 #include "kaminari/log.hpp"
 
-#include <unistd.h>
-
 #include <array>
 #include <chrono>
 #include <ctime>
 #include <string>
+#include <unistd.h>
 
 namespace kaminari::log {
 
@@ -36,9 +35,10 @@ void set_level(level lv) noexcept {
 }
 
 bool parse_level(std::string_view text, level& out) noexcept {
-    constexpr std::array<std::pair<std::string_view, level>, 4> names{
-        {{"error", level::error}, {"warn", level::warn}, {"info", level::info},
-         {"debug", level::debug}}};
+    constexpr std::array<std::pair<std::string_view, level>, 4> names{{{"error", level::error},
+                                                                       {"warn", level::warn},
+                                                                       {"info", level::info},
+                                                                       {"debug", level::debug}}};
     for (const auto& [name, lv] : names) {
         if (text == name) {
             out = lv;
@@ -58,15 +58,14 @@ void detail::write_line(level lv, std::string_view text) noexcept {
     try {
         const auto now = std::chrono::system_clock::now();
         const std::time_t secs = std::chrono::system_clock::to_time_t(now);
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            now.time_since_epoch()) %
-                        1000;
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
         std::tm tm{};
         gmtime_r(&secs, &tm);
-        std::string line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} {} {}\n",
-                                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                       tm.tm_min, tm.tm_sec, ms.count(), program_name.data(),
-                                       level_name(lv), text);
+        std::string line =
+            fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} {} {}\n", tm.tm_year + 1900,
+                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms.count(),
+                        program_name.data(), level_name(lv), text);
         // One write(2) per line keeps lines whole across threads.
         const char* p = line.data();
         std::size_t left = line.size();

@@ -32,7 +32,8 @@ struct io_result {
     std::size_t n = 0;
 };
 
-/// Completion token that turns Asio errors into values: `auto [ec, n] = co_await op(..., use_tuple)`.
+/// Completion token that turns Asio errors into values: `auto [ec, n] = co_await op(...,
+/// use_tuple)`.
 inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 /// A bidirectional byte stream driven by coroutines.
@@ -49,12 +50,14 @@ inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 /// Thread safety: at most one read and one write may be outstanding at a time, from the
 /// stream's own executor (one thread); the relay relies on exactly that.
 template <class S>
-concept byte_stream = requires(S& s, std::span<std::uint8_t> buf, std::span<const std::uint8_t> head) {
+concept byte_stream = requires(S& s, std::span<std::uint8_t> buf,
+                               std::span<const std::uint8_t> head) {
     { s.get_executor() } -> std::convertible_to<asio::any_io_executor>;
     { s.read_some(buf) } -> std::same_as<asio::awaitable<io_result>>;
     { s.write(head, buf) } -> std::same_as<asio::awaitable<io_result>>;
     { s.shutdown_send() } -> std::same_as<asio::awaitable<error_code>>;
-    { s.close() } noexcept;
+    { s.close() }
+    noexcept;
 };
 
 /// Writes all of `body` through `s` (no head).
@@ -68,15 +71,16 @@ class tcp_stream {
 public:
     using executor_type = asio::any_io_executor;
 
-    explicit tcp_stream(asio::ip::tcp::socket socket) noexcept : socket_(std::move(socket)) {}
+    explicit tcp_stream(asio::ip::tcp::socket socket) noexcept
+        : socket_(std::move(socket)) {}
 
     executor_type get_executor() noexcept { return socket_.get_executor(); }
     asio::ip::tcp::socket& socket() noexcept { return socket_; }
     const asio::ip::tcp::socket& socket() const noexcept { return socket_; }
 
     asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf) {
-        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()),
-                                                        use_tuple);
+        auto [ec, n] =
+            co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_tuple);
         co_return io_result{ec, n};
     }
 

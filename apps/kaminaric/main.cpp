@@ -1,0 +1,5 @@
+#include <kaminari/app.hpp>
+
+int main(int argc, char** argv) {
+    return kaminari::app_main(kaminari::role::client, argc, argv);
+}

@@ -1,0 +1,84 @@
+#pragma once
+
+// The SIP003 options string: `ws;host=example.com;path=/ws;tls;sni=example.com`.
+// Items are separated by `;`; inside an item `\;`, `\=` and `\\` stand for `;`, `=` and `\`.
+// Spaces around items, keys and values are trimmed. Keys match exactly; a repeated key is
+// allowed and the last one wins. Parsing is pure: no files are opened here.
+
+#include <kaminari/codec/mask.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kaminari {
+
+/// One item of the options string after unescaping: a flag (no `=`) or a key=value pair.
+struct option_item {
+    std::string key;
+    std::optional<std::string> value; ///< empty optional for a flag
+};
+
+/// Splits `text` into items, undoing `\;` `\=` `\\`. Throws config_error for an empty key
+/// (`=x`) or a dangling backslash. Empty items (`;;`) are skipped.
+std::vector<option_item> split_options(std::string_view text);
+
+/// Websocket settings (`ws`, `host=`, `path=`, `mask=`).
+struct ws_options {
+    std::string host;
+    std::string path;
+    codec::mask_mode mask = codec::mask_mode::skip;
+};
+
+/// Client TLS settings (`tls`, `sni=`, `alpn=`, `0rtt`, `insecure`).
+struct tls_client_options {
+    std::string sni;
+    std::vector<std::string> alpn;
+    bool early_data = false;
+    bool insecure = false;
+};
+
+/// Server TLS settings (`tls`, `cert=`+`key=` or `servername=`, `ocsp=`).
+struct tls_server_options {
+    std::string cert;
+    std::string key;
+    std::string servername;
+    std::string ocsp;
+};
+
+/// Settings shared by both programs.
+struct common_options {
+    std::string loglevel = "info";                       ///< `loglevel=`: error, warn, info, debug
+    std::chrono::milliseconds handshake_timeout{10'000}; ///< `handshake_timeout=<seconds>`
+    std::chrono::milliseconds connect_timeout{10'000};   ///< `connect_timeout=<seconds>`
+    std::size_t threads = 0; ///< `threads=<n>`: worker threads; 0 = one per core
+};
+
+struct client_options {
+    std::optional<ws_options> ws;
+    std::optional<tls_client_options> tls;
+    common_options common;
+    std::vector<std::string> warnings; ///< one line per ignored (unknown or server-side) item
+};
+
+struct server_options {
+    std::optional<ws_options> ws;
+    std::optional<tls_server_options> tls;
+    common_options common;
+    std::vector<std::string> warnings; ///< one line per ignored (unknown or client-side) item
+};
+
+/// Parses and validates the client's options. Throws config_error naming the option.
+client_options parse_client_options(std::string_view text);
+
+/// Parses and validates the server's options. Throws config_error naming the option.
+server_options parse_server_options(std::string_view text);
+
+/// One line describing the transport, e.g. `ws(host=a, path=/ws, mask=skip) over tls(sni=a)`.
+std::string describe(const client_options& opts);
+std::string describe(const server_options& opts);
+
+} // namespace kaminari

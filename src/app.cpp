@@ -1,0 +1,193 @@
+#include "kaminari/app.hpp"
+
+#include <kaminari/error.hpp>
+#include <kaminari/log.hpp>
+#include <kaminari/net/listener.hpp>
+#include <kaminari/net/relay.hpp>
+#include <kaminari/options.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <string_view>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include <vector>
+
+namespace kaminari {
+
+namespace {
+
+using tcp = asio::ip::tcp;
+
+const char* program_name(role who) noexcept {
+    return who == role::client ? "kaminaric" : "kaminaris";
+}
+
+struct client_config {
+    endpoint remote;
+    client_options opts;
+};
+
+struct server_config {
+    endpoint remote;
+    server_options opts;
+};
+
+void log_relay_end(std::uint64_t id, const net::relay_result& r) {
+    log::debug("#{} closed: {} bytes up, {} bytes down{}{}", id, r.a_to_b.bytes, r.b_to_a.bytes,
+               r.a_to_b.ec ? fmt::format("; up: {}", r.a_to_b.ec.message()) : std::string(),
+               r.b_to_a.ec ? fmt::format("; down: {}", r.b_to_a.ec.message()) : std::string());
+}
+
+// kaminaric: plain TCP from the app, the configured transport towards kaminaris.
+asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
+                                        const client_config& cfg) {
+    net::tcp_stream app(std::move(socket));
+    auto [ec, up_socket] =
+        co_await net::connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+    if (ec) {
+        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+        co_return;
+    }
+    net::tcp_stream up(std::move(up_socket));
+    log_relay_end(id, co_await net::relay(app, up));
+}
+
+// kaminaris: the configured transport from kaminaric, plain TCP towards the target.
+asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
+                                        const server_config& cfg) {
+    net::tcp_stream down(std::move(socket));
+    auto [ec, up_socket] =
+        co_await net::connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+    if (ec) {
+        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+        co_return;
+    }
+    net::tcp_stream up(std::move(up_socket));
+    log_relay_end(id, co_await net::relay(down, up));
+}
+
+// A SIP003 plugin must not outlive its host, even one killed without a chance to signal us.
+asio::awaitable<void> watch_parent(pid_t parent, net::runtime& rt) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        timer.expires_after(std::chrono::seconds(1));
+        auto [ec] = co_await timer.async_wait(net::use_tuple);
+        if (ec) {
+            co_return;
+        }
+        if (getppid() != parent) {
+            log::info("parent process {} is gone; stopping", parent);
+            rt.stop();
+            co_return;
+        }
+    }
+}
+
+template <class Config>
+int serve(role who, const invocation& inv, const Config& cfg, const std::string& transport) {
+    const auto nofile = net::raise_open_file_limit();
+    net::runtime rt(cfg.opts.common.threads);
+    auto listeners = net::bind_listeners(rt.main_context(), inv.local);
+
+    log::info("listen: {}", inv.local.to_string());
+    log::info("remote: {}", inv.remote.to_string());
+    log::info("transport: {}", transport);
+    log::debug("workers: {}, open file limit: {}", rt.size(), nofile);
+
+    const net::connection_handler handler = [&cfg](tcp::socket s, std::uint64_t id) {
+        if constexpr (std::is_same_v<Config, client_config>) {
+            return client_connection(std::move(s), id, cfg);
+        } else {
+            return server_connection(std::move(s), id, cfg);
+        }
+    };
+    for (auto& l : listeners) {
+        asio::co_spawn(rt.main_context(), net::accept_loop(std::move(l), rt, handler),
+                       asio::detached);
+    }
+
+    asio::signal_set signals(rt.main_context(), SIGINT, SIGTERM);
+    signals.async_wait([&rt](const error_code& ec, int sig) {
+        if (!ec) {
+            log::info("received {}; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            rt.stop();
+        }
+    });
+    if (inv.sip003) {
+        const pid_t parent = getppid();
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        asio::co_spawn(rt.main_context(), watch_parent(parent, rt), asio::detached);
+    }
+    (void)who;
+    rt.run();
+    return 0;
+}
+
+int run(role who, int argc, char** argv) {
+    std::vector<std::string_view> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+    const invocation inv = parse_invocation(args, who, real_env);
+    if (inv.what == invocation::action::help) {
+        std::fputs(help_text(who).c_str(), stdout);
+        return 0;
+    }
+    if (inv.what == invocation::action::version) {
+        std::printf("%s %s\n", program_name(who), KAMINARI_VERSION);
+        return 0;
+    }
+    const auto apply_common = [](const common_options& c, const std::vector<std::string>& warns) {
+        log::level lv = log::level::info;
+        log::parse_level(c.loglevel, lv);
+        log::set_level(lv);
+        for (const auto& w : warns) {
+            log::warn("{}", w);
+        }
+    };
+    if (who == role::client) {
+        client_config cfg{inv.remote, parse_client_options(inv.options)};
+        apply_common(cfg.opts.common, cfg.opts.warnings);
+        if (cfg.opts.ws || cfg.opts.tls) {
+            throw config_error("ws and tls are not available in this build yet");
+        }
+        return serve(who, inv, cfg, describe(cfg.opts));
+    }
+    server_config cfg{inv.remote, parse_server_options(inv.options)};
+    apply_common(cfg.opts.common, cfg.opts.warnings);
+    if (cfg.opts.ws || cfg.opts.tls) {
+        throw config_error("ws and tls are not available in this build yet");
+    }
+    return serve(who, inv, cfg, describe(cfg.opts));
+}
+
+} // namespace
+
+int app_main(role who, int argc, char** argv) noexcept {
+    log::set_program(program_name(who));
+    // A peer closing mid-write must surface as EPIPE on that connection, not kill the process.
+    std::signal(SIGPIPE, SIG_IGN);
+    try {
+        return run(who, argc, argv);
+    } catch (const config_error& e) {
+        std::fprintf(stderr, "%s: error: %s\n%s\n", program_name(who), e.what(),
+                     usage_line(who).c_str());
+        return 2;
+    } catch (const startup_error& e) {
+        std::fprintf(stderr, "%s: error: %s\n", program_name(who), e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: error: %s\n", program_name(who), e.what());
+        return 1;
+    } catch (...) {
+        std::fprintf(stderr, "%s: error: unknown failure\n", program_name(who));
+        return 1;
+    }
+}
+
+} // namespace kaminari
