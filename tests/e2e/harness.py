@@ -1,0 +1,228 @@
+"""Shared helpers for the end-to-end tests: start the real binaries on loopback, run a target
+server, push data through and compare it byte for byte. Every process started here is killed
+when the test ends, and every test is bounded in time (see `Test.deadline`)."""
+
+import atexit
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+KAMINARIC = os.environ.get("KAMINARIC", "kaminaric")
+KAMINARIS = os.environ.get("KAMINARIS", "kaminaris")
+HOST = "127.0.0.1"
+
+_procs = []
+
+
+def _kill_all():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_kill_all)
+
+
+def free_port(host=HOST):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def addr(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def wait_port(port, host=HOST, timeout=10.0, proc=None):
+    """Waits until something accepts on host:port."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode}: {proc.stderr_text()}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class Proc(subprocess.Popen):
+    """A child process whose stderr goes to a temporary file, killed at exit."""
+
+    def __init__(self, argv, env=None, **kw):
+        self.log = tempfile.TemporaryFile()
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        super().__init__(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+                         env=full_env, **kw)
+        _procs.append(self)
+
+    def stderr_text(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        if self.poll() is None:
+            self.send_signal(sig)
+            try:
+                self.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.wait()
+                raise AssertionError(f"{self.args[0]} did not stop within {timeout}s")
+        return self.returncode
+
+
+def run(argv, env=None, timeout=10):
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+class EchoServer:
+    """A TCP echo server on loopback: echoes until EOF, then half-closes its side."""
+
+    def __init__(self, host=HOST):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(512)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn):
+        with conn:
+            try:
+                while True:
+                    data = conn.recv(1 << 16)
+                    if not data:
+                        conn.shutdown(socket.SHUT_WR)
+                        return
+                    conn.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+
+
+def exchange(port, data, host=HOST, timeout=60.0, half_close=True):
+    """Sends `data` to host:port while reading; half-closes after sending and returns all bytes
+    received until the peer's EOF."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    received = bytearray()
+    error = []
+
+    def reader():
+        try:
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    return
+                received.extend(chunk)
+        except OSError as e:
+            error.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+    except OSError as e:
+        error.append(e)
+    t.join(timeout)
+    s.close()
+    if t.is_alive():
+        raise AssertionError(f"no EOF after {timeout}s ({len(received)} bytes received)")
+    if error:
+        raise AssertionError(f"socket error: {error[0]} ({len(received)} bytes received)")
+    return bytes(received)
+
+
+def assert_same(got, want, what=""):
+    if got != want:
+        raise AssertionError(
+            f"{what}: {len(got)} bytes received, {len(want)} sent; sha256 "
+            f"{hashlib.sha256(got).hexdigest()[:16]} != {hashlib.sha256(want).hexdigest()[:16]}")
+
+
+class Tunnel:
+    """kaminaris in front of a target, kaminaric in front of kaminaris, both on loopback."""
+
+    def __init__(self, client_opts="", server_opts="", target_port=None, host=HOST, env=None):
+        self.host = host
+        self.server_port = free_port(host)
+        self.client_port = free_port(host)
+        self.server = Proc([KAMINARIS, addr(host, self.server_port), addr(host, target_port),
+                            server_opts], env=env)
+        wait_port(self.server_port, host, proc=self.server)
+        self.client = Proc([KAMINARIC, addr(host, self.client_port), addr(host, self.server_port),
+                            client_opts], env=env)
+        wait_port(self.client_port, host, proc=self.client)
+
+    def logs(self):
+        return ("--- kaminaric ---\n" + self.client.stderr_text() + "--- kaminaris ---\n" +
+                self.server.stderr_text())
+
+    def close(self):
+        codes = (self.client.stop(), self.server.stop())
+        if codes != (0, 0):
+            raise AssertionError(f"exit codes {codes} after SIGTERM\n{self.logs()}")
+
+
+class Test:
+    """Collects named checks, prints one line each and a summary, exits non-zero on failure."""
+
+    def __init__(self, deadline=300):
+        self.passed = 0
+        self.failed = 0
+        signal.signal(signal.SIGALRM, self._timeout)
+        signal.alarm(deadline)
+
+    @staticmethod
+    def _timeout(*_):
+        print("FAIL: test deadline exceeded", flush=True)
+        _kill_all()
+        os._exit(1)
+
+    def check(self, name, fn, *args):
+        start = time.monotonic()
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, then counted
+            self.failed += 1
+            print(f"FAIL {name} ({time.monotonic() - start:.2f}s): {e}", flush=True)
+            return
+        self.passed += 1
+        print(f"ok   {name} ({time.monotonic() - start:.2f}s)", flush=True)
+
+    def done(self):
+        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        _kill_all()
+        sys.exit(1 if self.failed else 0)

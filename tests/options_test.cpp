@@ -1,0 +1,210 @@
+#include "kaminari/options.hpp"
+
+#include <kaminari/error.hpp>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kaminari {
+namespace {
+
+using codec::mask_mode;
+
+std::string client_error(std::string_view text) {
+    try {
+        parse_client_options(text);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+std::string server_error(std::string_view text) {
+    try {
+        parse_server_options(text);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+TEST(SplitOptions, UndoesEveryEscape) {
+    struct row {
+        std::string_view text;
+        std::vector<std::pair<std::string, std::string>> items; // value "<flag>" for a flag
+    };
+    const std::vector<row> rows{
+        {"", {}},
+        {";;", {}},
+        {"ws", {{"ws", "<flag>"}}},
+        {"path=/a\\;b", {{"path", "/a;b"}}},
+        {"path=/a\\=b", {{"path", "/a=b"}}},
+        {"path=/a\\\\b", {{"path", "/a\\b"}}},
+        {"path=/a\\\\;ws", {{"path", "/a\\"}, {"ws", "<flag>"}}},
+        {"path=a=b", {{"path", "a=b"}}},
+        {"k\\=x=v", {{"k=x", "v"}}},
+        {"  ws ; host = a ;", {{"ws", "<flag>"}, {"host", "a"}}},
+        {"path=\\ a\\ ", {{"path", " a "}}},
+        {"host=", {{"host", ""}}},
+        {"tls;sni=example.com;alpn=h2,http/1.1",
+         {{"tls", "<flag>"}, {"sni", "example.com"}, {"alpn", "h2,http/1.1"}}},
+    };
+    for (const auto& r : rows) {
+        SCOPED_TRACE(r.text);
+        const auto items = split_options(r.text);
+        ASSERT_EQ(items.size(), r.items.size());
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            EXPECT_EQ(items[i].key, r.items[i].first);
+            EXPECT_EQ(items[i].value.value_or("<flag>"), r.items[i].second);
+        }
+    }
+}
+
+TEST(SplitOptions, RejectsMalformedInput) {
+    EXPECT_THROW(split_options("path=/a\\"), config_error);
+    EXPECT_THROW(split_options("=x"), config_error);
+    EXPECT_THROW(split_options("ws;=x"), config_error);
+}
+
+TEST(ClientOptions, UpstreamExamples) {
+    auto plain = parse_client_options("");
+    EXPECT_FALSE(plain.ws);
+    EXPECT_FALSE(plain.tls);
+    EXPECT_EQ(describe(plain), "tcp");
+
+    auto ws = parse_client_options("ws;host=example.com;path=/ws");
+    ASSERT_TRUE(ws.ws);
+    EXPECT_EQ(ws.ws->host, "example.com");
+    EXPECT_EQ(ws.ws->path, "/ws");
+    EXPECT_EQ(ws.ws->mask, mask_mode::skip);
+    EXPECT_FALSE(ws.tls);
+
+    auto wss = parse_client_options("ws;host=example.com;path=/ws;tls;sni=example.com");
+    ASSERT_TRUE(wss.ws);
+    ASSERT_TRUE(wss.tls);
+    EXPECT_EQ(wss.tls->sni, "example.com");
+    EXPECT_FALSE(wss.tls->insecure);
+    EXPECT_FALSE(wss.tls->early_data);
+    EXPECT_EQ(describe(wss), "ws(host=example.com, path=/ws, mask=skip) over tls(sni=example.com)");
+
+    auto tls = parse_client_options("tls;sni=a.example;alpn=h2,http/1.1;0rtt;insecure");
+    ASSERT_TRUE(tls.tls);
+    EXPECT_EQ(tls.tls->alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+    EXPECT_TRUE(tls.tls->early_data);
+    EXPECT_TRUE(tls.tls->insecure);
+    EXPECT_TRUE(tls.warnings.empty());
+}
+
+TEST(ClientOptions, MaskModes) {
+    const std::vector<std::pair<std::string_view, mask_mode>> rows{
+        {"skip", mask_mode::skip},
+        {"skipped", mask_mode::skip},
+        {"fixed", mask_mode::fixed},
+        {"standard", mask_mode::standard}};
+    for (const auto& [name, mode] : rows) {
+        auto o = parse_client_options(fmt::format("ws;host=a;path=/;mask={}", name));
+        EXPECT_EQ(o.ws->mask, mode) << name;
+    }
+    EXPECT_EQ(client_error("ws;host=a;path=/;mask=random"),
+              "mask: unknown mode 'random'; expected 'skip', 'fixed' or 'standard'");
+}
+
+TEST(ClientOptions, EscapedPathAndLastKeyWins) {
+    auto o = parse_client_options("ws;host=a;path=/a\\;b");
+    EXPECT_EQ(o.ws->path, "/a;b");
+    auto last = parse_client_options("ws;host=a;host=b;path=/x;path=/y");
+    EXPECT_EQ(last.ws->host, "b");
+    EXPECT_EQ(last.ws->path, "/y");
+}
+
+TEST(ClientOptions, SniDefaultsToWsHost) {
+    auto o = parse_client_options("ws;host=cdn.example;path=/ws;tls");
+    EXPECT_EQ(o.tls->sni, "cdn.example");
+}
+
+TEST(ClientOptions, BadInputNamesTheOption) {
+    const std::vector<std::pair<std::string_view, std::string_view>> rows{
+        {"ws;host=a", "ws: missing 'path=<path>'"},
+        {"ws;path=/", "ws: missing 'host=<host>'"},
+        {"ws;host=;path=/", "host: empty value; expected 'host=<value>'"},
+        {"ws;host;path=/", "host: missing value; expected 'host=<value>'"},
+        {"ws=1;host=a;path=/", "ws: is a flag and takes no value; expected 'ws'"},
+        {"ws;host=a;path=ws", "path: 'ws' must start with '/'; expected e.g. '/ws'"},
+        {"tls", "tls: missing 'sni=<name>'"},
+        {"tls;sni=a;alpn=h2,,x", "alpn: 'h2,,x' has an empty or over-long protocol; expected "
+                                 "e.g. 'h2,http/1.1'"},
+        {"threads=0", "threads: '0' is not a thread count; expected 1 to 256"},
+        {"loglevel=loud",
+         "loglevel: unknown level 'loud'; expected 'error', 'warn', 'info' or 'debug'"},
+        {"handshake_timeout=-1", "handshake_timeout: '-1' is not a duration; expected seconds "
+                                 "between 0 and 86400, e.g. 'handshake_timeout=10'"},
+    };
+    for (const auto& [text, message] : rows) {
+        EXPECT_EQ(client_error(text), message) << text;
+    }
+}
+
+TEST(ClientOptions, KeysMatchExactlyAndTyposWarn) {
+    // The original matches keys by prefix; `hostname=` must not be read as `host=`.
+    EXPECT_EQ(client_error("ws;hostname=a;path=/"), "ws: missing 'host=<host>'");
+    auto o = parse_client_options("ws;host=a;path=/;hostname=b;cert=x.pem");
+    EXPECT_EQ(o.ws->host, "a");
+    ASSERT_EQ(o.warnings.size(), 2u);
+    EXPECT_EQ(o.warnings[0], "ignoring unknown option 'hostname'");
+    EXPECT_EQ(o.warnings[1], "ignoring 'cert': it is a server option");
+
+    auto unused = parse_client_options("host=a;sni=b");
+    ASSERT_EQ(unused.warnings.size(), 2u);
+    EXPECT_EQ(unused.warnings[0], "ignoring 'host': it has no effect without 'ws'");
+    EXPECT_EQ(unused.warnings[1], "ignoring 'sni': it has no effect without 'tls'");
+}
+
+TEST(ClientOptions, CommonOptions) {
+    auto o = parse_client_options("loglevel=debug;threads=3;handshake_timeout=2.5;"
+                                  "connect_timeout=1");
+    EXPECT_EQ(o.common.loglevel, "debug");
+    EXPECT_EQ(o.common.threads, 3u);
+    EXPECT_EQ(o.common.handshake_timeout, std::chrono::milliseconds(2500));
+    EXPECT_EQ(o.common.connect_timeout, std::chrono::milliseconds(1000));
+}
+
+TEST(ServerOptions, UpstreamExamples) {
+    auto ws = parse_server_options("ws;host=example.com;path=/ws");
+    ASSERT_TRUE(ws.ws);
+    EXPECT_EQ(ws.ws->path, "/ws");
+
+    auto self_signed = parse_server_options("tls;servername=example.com");
+    ASSERT_TRUE(self_signed.tls);
+    EXPECT_EQ(self_signed.tls->servername, "example.com");
+    EXPECT_TRUE(self_signed.tls->cert.empty());
+
+    auto files = parse_server_options("ws;host=a;path=/;tls;cert=c.pem;key=k.pem;ocsp=o.der");
+    EXPECT_EQ(files.tls->cert, "c.pem");
+    EXPECT_EQ(files.tls->key, "k.pem");
+    EXPECT_EQ(files.tls->ocsp, "o.der");
+    EXPECT_EQ(describe(files), "ws(host=a, path=/) over tls(cert=c.pem, key=k.pem, ocsp=o.der)");
+}
+
+TEST(ServerOptions, BadInputNamesTheOption) {
+    const std::vector<std::pair<std::string_view, std::string_view>> rows{
+        {"tls", "tls: missing 'cert=<path>' and 'key=<path>'; expected those or "
+                "'servername=<name>'"},
+        {"tls;cert=c.pem", "tls: 'cert=' needs 'key=<path>'"},
+        {"tls;key=k.pem", "tls: 'key=' needs 'cert=<path>'"},
+        {"ws;host=a", "ws: missing 'path=<path>'"},
+        {"0rtt=1", "(no error)"}, // a client option on the server is only a warning
+    };
+    for (const auto& [text, message] : rows) {
+        EXPECT_EQ(server_error(text), message) << text;
+    }
+    auto o = parse_server_options("mask=fixed;tls;servername=a");
+    ASSERT_EQ(o.warnings.size(), 1u);
+    EXPECT_EQ(o.warnings[0], "ignoring 'mask': it is a client option");
+}
+
+} // namespace
+} // namespace kaminari
