@@ -173,21 +173,30 @@ def assert_same(got, want, what=""):
 
 
 class Tunnel:
-    """kaminaris in front of a target, kaminaric in front of kaminaris, both on loopback."""
+    """kaminaris in front of a target, kaminaric in front of kaminaris, both on loopback.
 
-    def __init__(self, client_opts="", server_opts="", target_port=None, host=HOST, env=None):
+    `front(port)` may start something between the two (nginx, HAProxy) and return the port
+    the client should connect to; `client(listen_port, remote_port)` may start another client
+    (e.g. v2ray-plugin) instead of kaminaric."""
+
+    def __init__(self, client_opts="", server_opts="", target_port=None, host=HOST, env=None,
+                 front=None, client=None):
         self.host = host
         self.server_port = free_port(host)
         self.client_port = free_port(host)
         self.server = Proc([KAMINARIS, addr(host, self.server_port), addr(host, target_port),
                             server_opts], env=env)
         wait_port(self.server_port, host, proc=self.server)
-        self.client = Proc([KAMINARIC, addr(host, self.client_port), addr(host, self.server_port),
-                            client_opts], env=env)
+        remote_port = front(self.server_port) if front else self.server_port
+        if client:
+            self.client = client(self.client_port, remote_port)
+        else:
+            self.client = Proc([KAMINARIC, addr(host, self.client_port),
+                                addr(host, remote_port), client_opts], env=env)
         wait_port(self.client_port, host, proc=self.client)
 
     def logs(self):
-        return ("--- kaminaric ---\n" + self.client.stderr_text() + "--- kaminaris ---\n" +
+        return ("--- client ---\n" + self.client.stderr_text() + "--- kaminaris ---\n" +
                 self.server.stderr_text())
 
     def close(self):
@@ -226,3 +235,10 @@ class Test:
         print(f"{self.passed} passed, {self.failed} failed", flush=True)
         _kill_all()
         sys.exit(1 if self.failed else 0)
+
+
+def stops_cleanly(proc):
+    """SIGTERM, then the process must exit with status 0 within 5 s."""
+    code = proc.stop()
+    if code != 0:
+        raise AssertionError(f"exit code {code} after SIGTERM:\n{proc.stderr_text()}")

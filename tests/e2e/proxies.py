@@ -1,0 +1,73 @@
+"""Real reverse proxies started on loopback in a temporary directory, for the interop tests."""
+
+import os
+import tempfile
+
+from harness import Proc, free_port, wait_port, HOST
+
+
+def start_nginx(upstream_port, path="/ws"):
+    d = tempfile.mkdtemp(prefix="kaminari-nginx-")
+    port = free_port()
+    conf = f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    server {{
+        listen {HOST}:{port};
+        server_name example.com;
+        location {path} {{
+            proxy_pass http://{HOST}:{upstream_port};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 300s;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(conf)
+    proc = Proc(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
+                 os.path.join(d, "error.log")])
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def start_haproxy(upstream_port):
+    d = tempfile.mkdtemp(prefix="kaminari-haproxy-")
+    port = free_port()
+    conf = f"""
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+frontend fe
+    bind {HOST}:{port}
+    default_backend be
+backend be
+    server kaminaris {HOST}:{upstream_port}
+"""
+    cfg = os.path.join(d, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(conf)
+    proc = Proc(["haproxy", "-db", "-f", cfg])
+    wait_port(port, proc=proc)
+    return proc, port
