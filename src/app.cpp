@@ -4,6 +4,7 @@
 #include <kaminari/log.hpp>
 #include <kaminari/net/listener.hpp>
 #include <kaminari/net/relay.hpp>
+#include <kaminari/net/splice.hpp>
 #include <kaminari/options.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -56,8 +57,7 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
         co_return;
     }
-    net::tcp_stream up(std::move(up_socket));
-    log_relay_end(id, co_await net::relay(app, up));
+    log_relay_end(id, co_await net::splice_relay(app.socket(), up_socket));
 }
 
 // kaminaris: the configured transport from kaminaric, plain TCP towards the target.
@@ -70,8 +70,7 @@ asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
         log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
         co_return;
     }
-    net::tcp_stream up(std::move(up_socket));
-    log_relay_end(id, co_await net::relay(down, up));
+    log_relay_end(id, co_await net::splice_relay(down.socket(), up_socket));
 }
 
 // A SIP003 plugin must not outlive its host, even one killed without a chance to signal us.
