@@ -2,13 +2,13 @@
 
 // Bidirectional copy between two byte streams until both directions end.
 
+#include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/stream.hpp>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 
 namespace kaminari::net {
 
@@ -26,15 +26,33 @@ struct relay_result {
 /// Default size of each direction's buffer.
 inline constexpr std::size_t relay_buffer_size = 16 * 1024;
 
+/// A stream that can wait until a read would make progress without taking a buffer.
+template <class S>
+concept waitable_stream = byte_stream<S> && requires(S& s) {
+    { s.wait_readable() } -> std::same_as<asio::awaitable<error_code>>;
+};
+
 /// Copies `from` to `to` until `from` ends. A clean end of stream half-closes `to`
 /// (shutdown_send) and returns; any error closes both streams, so the other direction ends
 /// too. The buffer is handed to `to.write` mutable: a websocket client masks it in place.
+/// When `from` can wait for readability, the buffer is borrowed from the thread's pool only
+/// for one read and its write, so an idle direction holds no buffer.
 template <byte_stream From, byte_stream To>
 asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_size) {
     copy_result result;
-    auto buf = std::make_unique_for_overwrite<std::uint8_t[]>(buffer_size);
-    const std::span<std::uint8_t> whole(buf.get(), buffer_size);
+    buffer_lease buf;
     for (;;) {
+        if constexpr (waitable_stream<From>) {
+            buf.release();
+            if (auto wec = co_await from.wait_readable()) {
+                result.ec = wec;
+                break;
+            }
+        }
+        if (!buf) {
+            buf = borrow_buffer(buffer_size);
+        }
+        const std::span<std::uint8_t> whole = buf.span();
         auto [rec, n] = co_await from.read_some(whole);
         if (rec == asio::error::eof) {
             if (auto sec = co_await to.shutdown_send()) {

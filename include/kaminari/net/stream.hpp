@@ -78,6 +78,12 @@ public:
     asio::ip::tcp::socket& socket() noexcept { return socket_; }
     const asio::ip::tcp::socket& socket() const noexcept { return socket_; }
 
+    /// Completes when the socket is readable (data, end of stream or an error is pending).
+    asio::awaitable<error_code> wait_readable() {
+        auto [ec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
+        co_return ec;
+    }
+
     asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf) {
         auto [ec, n] =
             co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_tuple);
