@@ -3,8 +3,7 @@
 #include <kaminari/error.hpp>
 #include <kaminari/log.hpp>
 #include <kaminari/net/listener.hpp>
-#include <kaminari/net/relay.hpp>
-#include <kaminari/net/splice.hpp>
+#include <kaminari/net/tunnel.hpp>
 #include <kaminari/options.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -29,48 +28,6 @@ using tcp = asio::ip::tcp;
 
 const char* program_name(role who) noexcept {
     return who == role::client ? "kaminaric" : "kaminaris";
-}
-
-struct client_config {
-    endpoint remote;
-    client_options opts;
-};
-
-struct server_config {
-    endpoint remote;
-    server_options opts;
-};
-
-void log_relay_end(std::uint64_t id, const net::relay_result& r) {
-    log::debug("#{} closed: {} bytes up, {} bytes down{}{}", id, r.a_to_b.bytes, r.b_to_a.bytes,
-               r.a_to_b.ec ? fmt::format("; up: {}", r.a_to_b.ec.message()) : std::string(),
-               r.b_to_a.ec ? fmt::format("; down: {}", r.b_to_a.ec.message()) : std::string());
-}
-
-// kaminaric: plain TCP from the app, the configured transport towards kaminaris.
-asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
-                                        const client_config& cfg) {
-    net::tcp_stream app(std::move(socket));
-    auto [ec, up_socket] =
-        co_await net::connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
-    if (ec) {
-        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
-        co_return;
-    }
-    log_relay_end(id, co_await net::splice_relay(app.socket(), up_socket));
-}
-
-// kaminaris: the configured transport from kaminaric, plain TCP towards the target.
-asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
-                                        const server_config& cfg) {
-    net::tcp_stream down(std::move(socket));
-    auto [ec, up_socket] =
-        co_await net::connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
-    if (ec) {
-        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
-        co_return;
-    }
-    log_relay_end(id, co_await net::splice_relay(down.socket(), up_socket));
 }
 
 // A SIP003 plugin must not outlive its host, even one killed without a chance to signal us.
@@ -102,10 +59,10 @@ int serve(role who, const invocation& inv, const Config& cfg, const std::string&
     log::debug("workers: {}, open file limit: {}", rt.size(), nofile);
 
     const net::connection_handler handler = [&cfg](tcp::socket s, std::uint64_t id) {
-        if constexpr (std::is_same_v<Config, client_config>) {
-            return client_connection(std::move(s), id, cfg);
+        if constexpr (std::is_same_v<Config, net::client_config>) {
+            return net::client_connection(std::move(s), id, cfg);
         } else {
-            return server_connection(std::move(s), id, cfg);
+            return net::server_connection(std::move(s), id, cfg);
         }
     };
     for (auto& l : listeners) {
@@ -150,17 +107,17 @@ int run(role who, int argc, char** argv) {
         }
     };
     if (who == role::client) {
-        client_config cfg{inv.remote, parse_client_options(inv.options)};
+        net::client_config cfg{inv.remote, parse_client_options(inv.options), std::nullopt};
         apply_common(cfg.opts.common, cfg.opts.warnings);
-        if (cfg.opts.ws || cfg.opts.tls) {
-            throw config_error("ws and tls are not available in this build yet");
+        if (cfg.opts.tls) {
+            cfg.tls.emplace(*cfg.opts.tls);
         }
         return serve(who, inv, cfg, describe(cfg.opts));
     }
-    server_config cfg{inv.remote, parse_server_options(inv.options)};
+    net::server_config cfg{inv.remote, parse_server_options(inv.options), std::nullopt};
     apply_common(cfg.opts.common, cfg.opts.warnings);
-    if (cfg.opts.ws || cfg.opts.tls) {
-        throw config_error("ws and tls are not available in this build yet");
+    if (cfg.opts.tls) {
+        cfg.tls.emplace(*cfg.opts.tls);
     }
     return serve(who, inv, cfg, describe(cfg.opts));
 }

@@ -18,13 +18,13 @@ echo = EchoServer()
 server_port = free_port()
 server = Proc([KAMINARIS, addr(HOST, server_port), addr(HOST, echo.port), WS])
 wait_port(server_port, proc=server)
-URI = f"ws://{HOST}:{server_port}/tunnel"
+URI = "ws://example.com/tunnel"  # connected to 127.0.0.1 through host=/port= below
 
 
 async def client_round_trip(size, chunk):
     data = os.urandom(size)
     got = bytearray()
-    async with websockets.connect(URI, extra_headers={}, max_size=None,
+    async with websockets.connect(URI, host=HOST, port=server_port, max_size=None,
                                   compression=None, open_timeout=10) as ws:
         async def sender():
             for i in range(0, len(data), chunk):
@@ -67,8 +67,8 @@ def wrong_path_gets_404():
 def websockets_client_rejected_on_wrong_host():
     async def go():
         try:
-            async with websockets.connect(URI, extra_headers={"Host": "other.example"},
-                                          open_timeout=10):
+            async with websockets.connect("ws://other.example/tunnel", host=HOST,
+                                          port=server_port, open_timeout=10):
                 pass
         except websockets.exceptions.InvalidStatusCode as e:
             assert e.status_code == 404, e

@@ -1,0 +1,195 @@
+#include "kaminari/net/tunnel.hpp"
+
+#include <kaminari/log.hpp>
+#include <kaminari/net/buffer_pool.hpp>
+#include <kaminari/net/listener.hpp>
+#include <kaminari/net/relay.hpp>
+#include <kaminari/net/splice.hpp>
+#include <kaminari/net/timeout.hpp>
+#include <kaminari/net/tls_stream.hpp>
+#include <kaminari/net/ws_handshake.hpp>
+#include <kaminari/net/ws_stream.hpp>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <string>
+
+namespace kaminari::net {
+
+namespace {
+
+using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+
+// How long kaminaric waits for the app's first bytes so they can ride in TLS 1.3 early data.
+// It runs alongside the TCP connect, so it costs nothing when the remote is this far away.
+constexpr auto early_data_wait = std::chrono::milliseconds(50);
+
+std::string peer_of(const tcp::socket& s) {
+    error_code ec;
+    const auto ep = s.remote_endpoint(ec);
+    if (ec) {
+        return "?";
+    }
+    return endpoint{ep.address().to_string(), ep.port()}.to_string();
+}
+
+void log_end(std::uint64_t id, const relay_result& r) {
+    log::debug("#{} closed: {} bytes up, {} bytes down{}{}", id, r.a_to_b.bytes, r.b_to_a.bytes,
+               r.a_to_b.ec ? fmt::format("; up: {}", r.a_to_b.ec.message()) : std::string(),
+               r.b_to_a.ec ? fmt::format("; down: {}", r.b_to_a.ec.message()) : std::string());
+}
+
+clock::duration remaining(clock::time_point deadline) {
+    return std::max(clock::duration::zero(), deadline - clock::now());
+}
+
+// Runs one handshake step within what is left of the deadline; a timeout is an error.
+asio::awaitable<error_code> step(asio::awaitable<error_code> hs, clock::time_point deadline) {
+    auto r = co_await with_timeout(std::move(hs), remaining(deadline));
+    co_return r ? *r : error_code(asio::error::timed_out);
+}
+
+// The websocket layer (if configured) over `lower`, then the relay with the app.
+template <byte_stream Lower>
+asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t id,
+                                    const client_config& cfg, clock::time_point deadline) {
+    if (!cfg.opts.ws) {
+        log_end(id, co_await relay(app, lower));
+        co_return;
+    }
+    ws_stream<Lower> ws(std::move(lower), codec::role::client, cfg.opts.ws->mask);
+    if (auto ec = co_await step(ws_client_handshake(ws, *cfg.opts.ws), deadline)) {
+        log::warn("#{} websocket handshake with {} failed: {}", id, cfg.remote.to_string(),
+                  ec.message());
+        ws.close();
+        co_return;
+    }
+    log_end(id, co_await relay(app, ws));
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const std::string& peer,
+                                    const server_config& cfg, clock::time_point deadline);
+
+asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<std::uint8_t> buf) {
+    co_return co_await with_timeout(app.read_some(buf), early_data_wait);
+}
+
+} // namespace
+
+asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
+                                        const client_config& cfg) {
+    using namespace asio::experimental::awaitable_operators;
+    const std::string peer = peer_of(socket);
+    log::debug("#{} accepted from {}", id, peer);
+    tcp_stream app(std::move(socket));
+
+    std::pair<error_code, tcp::socket> connected{error_code{}, tcp::socket(app.get_executor())};
+    buffer_lease first;
+    std::size_t first_len = 0;
+    if (cfg.tls && cfg.tls->options().early_data) {
+        // Read the app's first bytes while connecting: they become TLS 1.3 early data.
+        first = borrow_buffer(relay_buffer_size);
+        auto [conn, got] = co_await (connect_remote(cfg.remote, cfg.opts.common.connect_timeout) &&
+                                     read_first(app, first.span()));
+        connected = std::move(conn);
+        if (got && got->ec) {
+            log::debug("#{} app closed before sending: {}", id, got->ec.message());
+            co_return;
+        }
+        first_len = got ? got->n : 0;
+    } else {
+        connected = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+    }
+    auto& [ec, up_socket] = connected;
+    if (ec) {
+        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+        co_return;
+    }
+    if (!cfg.tls && !cfg.opts.ws) {
+        log_end(id, co_await splice_relay(app.socket(), up_socket));
+        co_return;
+    }
+    const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+    if (!cfg.tls) {
+        tcp_stream up(std::move(up_socket));
+        co_await client_finish(app, up, id, cfg, deadline);
+        co_return;
+    }
+    tls_stream<tcp_stream> up(tcp_stream(std::move(up_socket)), cfg.tls->make_engine());
+    const auto early = first.span().first(first_len);
+    if (auto hec = co_await step(up.handshake_client(early), deadline)) {
+        log::warn("#{} TLS handshake with {} failed: {}", id, cfg.remote.to_string(),
+                  hec.message());
+        up.close();
+        co_return;
+    }
+    first.release();
+    co_await client_finish(app, up, id, cfg, deadline);
+}
+
+namespace {
+
+template <byte_stream Lower>
+asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_config& cfg) {
+    auto [ec, up_socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+    if (ec) {
+        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+        down.close();
+        co_return;
+    }
+    tcp_stream up(std::move(up_socket));
+    log_end(id, co_await relay(down, up));
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const std::string& peer,
+                                    const server_config& cfg, clock::time_point deadline) {
+    if (!cfg.opts.ws) {
+        co_await server_relay(lower, id, cfg);
+        co_return;
+    }
+    ws_stream<Lower> ws(std::move(lower), codec::role::server);
+    if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws), deadline)) {
+        // Probers and scanners end up here: informative, not alarming.
+        log::info("#{} websocket handshake from {} failed: {}", id, peer, ec.message());
+        ws.close();
+        co_return;
+    }
+    co_await server_relay(ws, id, cfg);
+}
+
+} // namespace
+
+asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
+                                        const server_config& cfg) {
+    const std::string peer = peer_of(socket);
+    log::debug("#{} accepted from {}", id, peer);
+    if (!cfg.tls && !cfg.opts.ws) {
+        auto [ec, up_socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+        if (ec) {
+            log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+            co_return;
+        }
+        log_end(id, co_await splice_relay(socket, up_socket));
+        co_return;
+    }
+    const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+    tcp_stream down(std::move(socket));
+    if (!cfg.tls) {
+        co_await server_finish(down, id, peer, cfg, deadline);
+        co_return;
+    }
+    tls_stream<tcp_stream> tls(std::move(down), cfg.tls->make_engine());
+    if (auto ec = co_await step(tls.handshake_server(), deadline)) {
+        log::info("#{} TLS handshake from {} failed: {}", id, peer, ec.message());
+        tls.close();
+        co_return;
+    }
+    co_await server_finish(tls, id, peer, cfg, deadline);
+}
+
+} // namespace kaminari::net
