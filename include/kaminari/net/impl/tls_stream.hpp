@@ -1,0 +1,330 @@
+#pragma once
+
+// Definitions of net::tls_stream; included at the bottom of <kaminari/net/tls_stream.hpp>.
+
+#include <boost/asio/error.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+
+namespace kaminari::net {
+
+template <byte_stream Next>
+tls_stream<Next>::tls_stream(Next next, tls::engine engine)
+    : next_(std::move(next))
+    , engine_(std::move(engine))
+    , wake_(next_.get_executor(), asio::steady_timer::time_point::max()) {
+}
+
+template <byte_stream Next>
+asio::awaitable<void> tls_stream<Next>::lock_write() {
+    while (writing_) {
+        waiting_ = true;
+        co_await wake_.async_wait(use_tuple);
+    }
+    writing_ = true;
+}
+
+template <byte_stream Next>
+void tls_stream<Next>::unlock_write() noexcept {
+    writing_ = false;
+    if (waiting_) {
+        waiting_ = false;
+        cancel_wake();
+    }
+}
+
+template <byte_stream Next>
+void tls_stream<Next>::cancel_wake() noexcept {
+    try {
+        wake_.cancel();
+    } catch (...) {
+        // Cancelling a timer cannot fail on any supported platform; stay noexcept regardless.
+    }
+}
+
+template <byte_stream Next>
+void tls_stream<Next>::discard_output() noexcept {
+    while (std::size_t n = engine_.output().size()) {
+        engine_.consume_output(n);
+    }
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> tls_stream<Next>::flush_locked() {
+    if (write_error_) {
+        co_return write_error_;
+    }
+    while (engine_.pending_output() != 0) {
+        // A view into the engine's BIO buffer: output the read side appends meanwhile lands
+        // after it, and only this loop consumes, so the view stays valid across the await.
+        std::span<const std::uint8_t> out = engine_.output();
+        auto [ec, n] = co_await next_.write(out, std::span<std::uint8_t>{});
+        if (ec) {
+            write_error_ = ec;
+            co_return ec;
+        }
+        engine_.consume_output(out.size());
+    }
+    co_return error_code{};
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> tls_stream<Next>::encrypt_locked(std::span<const std::uint8_t> data,
+                                                             std::size_t& total) {
+    while (!data.empty()) {
+        error_code ec;
+        std::size_t n = 0;
+        auto want = engine_.write(data, ec, n);
+        data = data.subspan(n);
+        total += n;
+        if (ec) {
+            co_await flush_locked(); // best effort: the alert, if any
+            co_return ec;
+        }
+        switch (want) {
+        case tls::engine::want_output_and_retry:
+            // The BIO is full: send it in one Next::write(), then the same bytes again.
+            if (auto fec = co_await flush_locked()) {
+                co_return fec;
+            }
+            break;
+        case tls::engine::want_input_and_retry:
+            // Renegotiation is disabled, so a write never needs the peer's bytes.
+            co_return boost::asio::ssl::error::unexpected_result;
+        default:
+            break;
+        }
+    }
+    co_return error_code{};
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> tls_stream<Next>::write_locked(std::span<const std::uint8_t> data) {
+    std::size_t total = 0;
+    error_code ec = co_await encrypt_locked(data, total);
+    if (!ec) {
+        ec = co_await flush_locked();
+    }
+    co_return ec;
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> tls_stream<Next>::fill() {
+    std::span<std::uint8_t> space = engine_.input_space();
+    // The engine never wants a record larger than its input buffer.
+    if (space.empty()) {
+        co_return asio::error::no_buffer_space;
+    }
+    auto [ec, n] = co_await next_.read_some(space);
+    if (ec) {
+        co_return ec;
+    }
+    // Only a consumer that empties the buffer can move its write position (to the start);
+    // engine writes never read, but stay correct if one ever does.
+    std::span<std::uint8_t> now = engine_.input_space();
+    if (now.data() != space.data()) {
+        if (now.size() < n) {
+            co_return boost::asio::ssl::error::unexpected_result;
+        }
+        std::memmove(now.data(), space.data(), n);
+    }
+    engine_.commit_input(n);
+    co_return error_code{};
+}
+
+template <byte_stream Next>
+template <class Op>
+asio::awaitable<error_code> tls_stream<Next>::drive(Op op) {
+    for (;;) {
+        error_code ec;
+        auto want = op(ec);
+        if (engine_.pending_output() != 0) {
+            error_code fec = co_await flush_locked();
+            if (!ec) {
+                ec = fec;
+            }
+        }
+        if (ec) {
+            co_return ec;
+        }
+        if (want == tls::engine::want_input_and_retry) {
+            if (auto rec = co_await fill()) {
+                co_return rec;
+            }
+        } else if (want != tls::engine::want_output_and_retry) {
+            co_return error_code{};
+        }
+    }
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code>
+tls_stream<Next>::handshake_client(std::span<const std::uint8_t> first_data) {
+    co_await lock_write();
+    std::size_t sent_early = 0;
+    error_code ec;
+    std::size_t limit = engine_.early_data_limit();
+    if (limit != 0 && !first_data.empty()) {
+        auto chunk = first_data.first(std::min(limit, first_data.size()));
+        ec = co_await drive([&](error_code& e) {
+            std::size_t n = 0;
+            auto want = engine_.write_early_data(chunk, e, n);
+            sent_early += n;
+            return want;
+        });
+    }
+    if (!ec) {
+        ec = co_await drive([&](error_code& e) { return engine_.handshake(e); });
+    }
+    if (!ec) {
+        // Rejected early data was dropped by the server: send it all again, once.
+        std::size_t skip = engine_.early_data_accepted() ? sent_early : 0;
+        ec = co_await write_locked(first_data.subspan(skip));
+    }
+    unlock_write();
+    co_return ec;
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> tls_stream<Next>::handshake_server() {
+    co_await lock_write();
+    std::array<std::uint8_t, 4096> chunk;
+    error_code ec;
+    bool finished = false;
+    while (!ec && !finished) {
+        std::size_t n = 0;
+        auto want = engine_.read_early_data(chunk, ec, n, finished);
+        early_.insert(early_.end(), chunk.begin(), chunk.begin() + n);
+        if (engine_.pending_output() != 0) {
+            error_code fec = co_await flush_locked();
+            if (!ec) {
+                ec = fec;
+            }
+        }
+        if (!ec && !finished && want == tls::engine::want_input_and_retry) {
+            ec = co_await fill();
+        }
+    }
+    if (!ec) {
+        ec = co_await drive([&](error_code& e) { return engine_.handshake(e); });
+    }
+    unlock_write();
+    co_return ec;
+}
+
+template <byte_stream Next>
+asio::awaitable<io_result> tls_stream<Next>::read_some(std::span<std::uint8_t> buf) {
+    if (buf.empty()) {
+        co_return io_result{};
+    }
+    if (early_pos_ < early_.size()) {
+        std::size_t n = std::min(buf.size(), early_.size() - early_pos_);
+        std::memcpy(buf.data(), early_.data() + early_pos_, n);
+        early_pos_ += n;
+        if (early_pos_ == early_.size()) {
+            std::vector<std::uint8_t>().swap(early_);
+            early_pos_ = 0;
+        }
+        co_return io_result{{}, n};
+    }
+    if (read_eof_) {
+        co_return io_result{asio::error::eof, 0};
+    }
+    for (;;) {
+        error_code ec;
+        std::size_t n = 0;
+        auto want = engine_.read(buf, ec, n);
+        // Output made by the read (KeyUpdate answer, alert): a running write's flush loop sends
+        // it; otherwise send it now under the flag. A failure here surfaces on the write side.
+        if (engine_.pending_output() != 0 && !writing_) {
+            if (write_shut_) {
+                // close_notify and FIN are out: nothing may follow them.
+                discard_output();
+            } else {
+                writing_ = true;
+                co_await flush_locked();
+                unlock_write();
+            }
+        }
+        if (ec == asio::error::eof) {
+            read_eof_ = true;
+            co_return io_result{ec, 0};
+        }
+        if (ec) {
+            co_return io_result{ec, 0};
+        }
+        if (n != 0) {
+            co_return io_result{{}, n};
+        }
+        if (want == tls::engine::want_input_and_retry) {
+            if (auto rec = co_await fill()) {
+                // The next layer ended without close_notify: the end of the stream all the same.
+                if (rec == asio::error::eof) {
+                    read_eof_ = true;
+                }
+                co_return io_result{rec, 0};
+            }
+        } else if (want == tls::engine::want_output_and_retry) {
+            // The output buffer is full: wait for the running write to drain it.
+            co_await lock_write();
+            error_code fec =
+                write_shut_ ? (discard_output(), error_code{}) : co_await flush_locked();
+            unlock_write();
+            if (fec) {
+                co_return io_result{fec, 0};
+            }
+        }
+    }
+}
+
+template <byte_stream Next>
+asio::awaitable<io_result> tls_stream<Next>::write(std::span<const std::uint8_t> head,
+                                                   std::span<std::uint8_t> body) {
+    co_await lock_write();
+    if (write_shut_) {
+        unlock_write();
+        co_return io_result{asio::error::shut_down, 0};
+    }
+    std::size_t total = 0;
+    error_code ec = co_await encrypt_locked(head, total);
+    if (!ec) {
+        ec = co_await encrypt_locked(body, total);
+    }
+    if (!ec) {
+        ec = co_await flush_locked();
+    }
+    unlock_write();
+    co_return io_result{ec, total};
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> tls_stream<Next>::shutdown_send() {
+    co_await lock_write();
+    if (write_shut_) {
+        unlock_write();
+        co_return error_code{};
+    }
+    write_shut_ = true;
+    error_code ec;
+    engine_.shutdown(ec);
+    error_code fec = co_await flush_locked();
+    if (!ec) {
+        ec = fec;
+    }
+    if (!ec) {
+        ec = co_await next_.shutdown_send();
+    }
+    unlock_write();
+    co_return ec;
+}
+
+template <byte_stream Next>
+void tls_stream<Next>::close() noexcept {
+    next_.close();
+    cancel_wake();
+}
+
+} // namespace kaminari::net

@@ -1,0 +1,117 @@
+#pragma once
+
+// TLS as a byte_stream layer: drives a tls::engine (an SSL* on a BIO pair, no I/O) over the next
+// layer. This adapter is the only TLS code that awaits; it moves ciphertext between the engine's
+// BIO buffers and Next without staging copies.
+
+#include <kaminari/net/stream.hpp>
+#include <kaminari/tls/engine.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace kaminari::net {
+
+/// A TLS connection over `Next`, itself a byte_stream (so ws_stream<tls_stream<tcp_stream>> is
+/// wss). Owns `Next` by value; build the engine with tls::client_context::make_engine() or
+/// tls::server_context::make_engine(), then call handshake_client() or handshake_server()
+/// once before anything else.
+///
+/// End of stream: read_some() returns asio::error::eof when the peer sends close_notify, and
+/// also when the next layer ends without one (the tunnel carries its own framing, so a
+/// truncation is not treated as an attack; it is a normal end). shutdown_send() sends
+/// close_notify and then half-closes the next layer; reads keep working, and a peer that
+/// received close_notify can still write back (TLS 1.3 and OpenSSL's TLS 1.2 both allow it).
+///
+/// Thread safety: like every byte_stream, at most one read_some() and one write() (or
+/// shutdown_send()) may be outstanding at once, all on the stream's executor (one thread).
+/// Both directions reach one SSL*, but engine calls are synchronous and so never interleave;
+/// only ciphertext transfers await. Writes to the next layer are serialised by a write flag:
+/// write() and shutdown_send() hold it while they encrypt and flush; when a read produces
+/// output (a TLS 1.3 KeyUpdate answer, an alert) it flushes that output itself only if no write
+/// holds the flag, otherwise the running write's flush loop sends it, and a read that needs the
+/// output buffer drained waits for the flag. So at most one Next::write() is ever in flight, and
+/// at most one Next::read_some() (from the read side). The stream must not be moved or destroyed
+/// while an operation is pending.
+template <byte_stream Next>
+class tls_stream {
+public:
+    using executor_type = asio::any_io_executor;
+    using next_layer_type = Next;
+
+    /// Takes ownership of a connected `next` and of `engine` (not yet handshaken).
+    tls_stream(Next next, tls::engine engine);
+
+    tls_stream(tls_stream&&) = default;
+
+    executor_type get_executor() noexcept { return next_.get_executor(); }
+    Next& next_layer() noexcept { return next_; }
+    const Next& next_layer() const noexcept { return next_; }
+    tls::engine& engine() noexcept { return engine_; }
+    const tls::engine& engine() const noexcept { return engine_; }
+
+    /// Client handshake that also delivers `first_data` (the app's first bytes, may be empty;
+    /// the caller keeps it alive until this completes, it is not modified). If the engine has a
+    /// resumable session that allows early data and early data is enabled, up to the session's
+    /// limit of `first_data` goes out as TLS 1.3 early data with the ClientHello (0-RTT). Bytes
+    /// not sent early, or all of them if the server rejects early data, are written normally
+    /// after the handshake. On success every byte of `first_data` has been delivered exactly
+    /// once. Errors: the engine's (verification failures say why, see tls::verify_category()),
+    /// or the next layer's; asio::error::eof if the peer closes during the handshake.
+    asio::awaitable<error_code> handshake_client(std::span<const std::uint8_t> first_data);
+
+    /// Server handshake. Early data the client sent is kept in the stream (at most the
+    /// server's max early data, 16 KiB by default) and returned by the next read_some() calls
+    /// before anything else. Errors as for handshake_client().
+    asio::awaitable<error_code> handshake_server();
+
+    /// Reads and decrypts at least one byte into `buf` (non-empty). Returns asio::error::eof at
+    /// the end of the peer's stream (see above), an engine error for a bad record, or the next
+    /// layer's error.
+    asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf);
+
+    /// Encrypts and sends all of `head` then all of `body`; neither is modified. Records are
+    /// at most 16 KiB and several go out in one Next::write(). On success n == head.size() +
+    /// body.size(). After shutdown_send() it fails with asio::error::shut_down.
+    asio::awaitable<io_result> write(std::span<const std::uint8_t> head,
+                                     std::span<std::uint8_t> body);
+
+    /// Sends close_notify, then Next::shutdown_send(). Reads keep working. Idempotent.
+    asio::awaitable<error_code> shutdown_send();
+
+    /// Closes the next layer; pending operations complete with an error.
+    void close() noexcept;
+
+private:
+    asio::awaitable<void> lock_write();
+    void unlock_write() noexcept;
+    void cancel_wake() noexcept;
+    void discard_output() noexcept;
+    asio::awaitable<error_code> flush_locked();
+    asio::awaitable<error_code> encrypt_locked(std::span<const std::uint8_t> data,
+                                               std::size_t& total);
+    asio::awaitable<error_code> write_locked(std::span<const std::uint8_t> data);
+    asio::awaitable<error_code> fill();
+    template <class Op>
+    asio::awaitable<error_code> drive(Op op);
+
+    Next next_;
+    tls::engine engine_;
+    asio::steady_timer wake_;         ///< cancelled to wake an operation waiting for the flag
+    std::vector<std::uint8_t> early_; ///< early data received by the server, not yet read
+    std::size_t early_pos_ = 0;
+    bool writing_ = false;  ///< the write flag: someone is encrypting/flushing to next_
+    bool waiting_ = false;  ///< someone waits on wake_ for the flag
+    bool read_eof_ = false; ///< the peer's stream has ended
+    bool write_shut_ = false;
+    error_code write_error_; ///< sticky: the next layer failed a write
+};
+
+} // namespace kaminari::net
+
+#include <kaminari/net/impl/tls_stream.hpp>

@@ -1,0 +1,138 @@
+#pragma once
+
+// A TLS connection with no I/O: an SSL* whose only BIO is one half of a BIO pair. Plaintext
+// goes in and out through the operations below; ciphertext is moved by the caller between the
+// other half of the pair and the network (get_output/put_input, or the zero-copy
+// output()/consume_output() and input_space()/commit_input()). This is the shape of asio's
+// ssl/detail/engine.hpp, plus TLS 1.3 early data, which asio's ssl::stream cannot do.
+//
+// Every operation returns what the caller must do next:
+// - want_input_and_retry: feed ciphertext from the peer (put_input), then call again;
+// - want_output_and_retry: send the pending output (get_output), then call again;
+// - want_output: send the pending output; the operation is complete;
+// - want_nothing: the operation is complete.
+// `ec` carries the failure: an OpenSSL error in Asio's ssl category, a verification failure in
+// verify_category() (message says why), or asio::error::eof when the peer sent close_notify.
+// Even on error the result may be want_output: send it (it is an alert), then give up.
+
+#include <kaminari/tls/openssl_ptr.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace kaminari::tls {
+
+/// Which side of the handshake an engine plays.
+enum class role { client, server };
+
+/// One TLS connection over an in-memory BIO pair.
+///
+/// Thread safety: none; all calls on one engine must come from one thread, one at a time
+/// (they are synchronous, so a coroutine adapter may interleave a read and a write between
+/// calls, see net::tls_stream).
+class engine {
+public:
+    enum want {
+        want_input_and_retry = -2,
+        want_output_and_retry = -1,
+        want_nothing = 0,
+        want_output = 1,
+    };
+
+    /// Default size of each direction's BIO buffer: room for several full 16 KiB records, so
+    /// bulk transfer moves several records per syscall.
+    static constexpr std::size_t default_buffer_size = 64 * 1024;
+
+    /// Creates an SSL from `ctx` (which must outlive the engine) in role `r`, on a BIO pair of
+    /// `buffer_size` bytes per direction. Throws std::system_error if OpenSSL cannot allocate.
+    engine(SSL_CTX* ctx, role r, std::size_t buffer_size = default_buffer_size);
+
+    engine(engine&&) noexcept = default;
+    engine& operator=(engine&&) noexcept = default;
+
+    /// Frees the SSL. A connection that completed its handshake counts as cleanly closed even
+    /// without close_notify, so its session stays resumable in both peers' caches (OpenSSL would
+    /// otherwise drop it; TLS 1.1+ no longer requires that). Fatal alerts still drop it.
+    ~engine();
+
+    /// The SSL object, for settings before the handshake (SNI, session, verify params).
+    SSL* native_handle() const noexcept { return ssl_.get(); }
+
+    /// Runs the handshake (SSL_do_handshake) in the engine's role.
+    want handshake(error_code& ec);
+
+    /// Sends close_notify once (one SSL_shutdown call; does not wait for the peer's). Reads
+    /// keep working afterwards; writes fail.
+    want shutdown(error_code& ec);
+
+    /// Encrypts up to one record of `data` (SSL_write_ex with partial writes enabled). `n` is
+    /// the plaintext consumed; 0 with want_output_and_retry means "flush, then retry with the
+    /// same bytes".
+    want write(std::span<const std::uint8_t> data, error_code& ec, std::size_t& n);
+
+    /// Decrypts into `data` (SSL_read_ex). `n` is the plaintext produced. close_notify from the
+    /// peer gives asio::error::eof.
+    want read(std::span<std::uint8_t> data, error_code& ec, std::size_t& n);
+
+    /// Client, before the handshake: sends `data` as TLS 1.3 early data
+    /// (SSL_write_early_data). Precondition: data.size() <= early_data_limit() and > 0.
+    want write_early_data(std::span<const std::uint8_t> data, error_code& ec, std::size_t& n);
+
+    /// Server, instead of handshake() until `finished`: advances the handshake and reads early
+    /// data into `data` (SSL_read_early_data). When `finished` becomes true, all early data has
+    /// been read (or none was sent or it was rejected); then call handshake() until it
+    /// returns want_nothing or want_output.
+    want read_early_data(std::span<std::uint8_t> data, error_code& ec, std::size_t& n,
+                         bool& finished);
+
+    /// Allows write_early_data() when the session set on the SSL permits it (client option
+    /// `0rtt`). Off by default.
+    void enable_early_data(bool on) noexcept { early_data_enabled_ = on; }
+
+    /// Client: how many bytes write_early_data() may send now: 0 unless early data is enabled,
+    /// the handshake has not started and the session set for resumption allows early data.
+    std::size_t early_data_limit() const noexcept;
+
+    /// After the handshake: whether the server accepted the early data sent (client) or
+    /// received (server).
+    bool early_data_accepted() const noexcept;
+
+    /// After the handshake: whether the session was resumed.
+    bool session_reused() const noexcept;
+
+    /// Bytes of ciphertext waiting to be sent to the peer.
+    std::size_t pending_output() const noexcept;
+
+    /// Copies up to buf.size() bytes of pending ciphertext into `buf` and removes them.
+    std::size_t get_output(std::span<std::uint8_t> buf) noexcept;
+
+    /// Copies ciphertext from the peer into the engine; returns how many bytes fitted.
+    std::size_t put_input(std::span<const std::uint8_t> buf) noexcept;
+
+    /// Zero-copy output: a contiguous view of pending ciphertext inside the BIO buffer (may be
+    /// shorter than pending_output() when it wraps). Valid until consume_output(); appending
+    /// output (any operation) does not move it.
+    std::span<const std::uint8_t> output() const noexcept;
+
+    /// Removes the first `n` bytes of output() (n <= output().size()).
+    void consume_output(std::size_t n) noexcept;
+
+    /// Zero-copy input: contiguous free space inside the BIO buffer for ciphertext from the
+    /// peer. Valid until the next engine operation; after writing `n` bytes there, call
+    /// commit_input(n).
+    std::span<std::uint8_t> input_space() noexcept;
+
+    /// Makes `n` bytes written at the start of input_space() visible to OpenSSL.
+    void commit_input(std::size_t n) noexcept;
+
+private:
+    template <class Op>
+    want perform(Op&& op, error_code& ec);
+
+    ssl_ptr ssl_;
+    bio_ptr ext_bio_; ///< our half of the pair; the SSL owns the other half
+    bool early_data_enabled_ = false;
+};
+
+} // namespace kaminari::tls

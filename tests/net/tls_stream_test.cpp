@@ -1,0 +1,412 @@
+#include "kaminari/net/tls_stream.hpp"
+
+#include "support/mem_stream.hpp"
+#include "tls/test_pki.hpp"
+
+#include <kaminari/tls/context.hpp>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace kaminari::net {
+namespace {
+
+using namespace boost::asio::experimental::awaitable_operators;
+using test::mem_stream;
+using test::shared_pki;
+using stream = tls_stream<mem_stream>;
+
+// ASSERT_* returns, which a coroutine cannot: fail and co_return instead.
+#define CO_ASSERT_OK(ec)                                                                           \
+    do {                                                                                           \
+        if (ec) {                                                                                  \
+            ADD_FAILURE() << #ec << ": " << (ec).message();                                        \
+            co_return;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+tls_client_options client_opts(bool early_data = false) {
+    tls_client_options o;
+    o.sni = "test.example";
+    o.alpn = {"http/1.1"};
+    o.early_data = early_data;
+    return o;
+}
+
+tls_server_options server_opts() {
+    tls_server_options o;
+    o.cert = shared_pki().ec_chain_pem;
+    o.key = shared_pki().ec_key_pem;
+    return o;
+}
+
+std::span<const std::uint8_t> bytes(std::string_view s) {
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+std::vector<std::uint8_t> pattern(std::size_t n, std::uint32_t seed) {
+    std::vector<std::uint8_t> v(n);
+    std::uint32_t x = seed;
+    for (auto& b : v) {
+        x = x * 1664525u + 1013904223u;
+        b = static_cast<std::uint8_t>(x >> 24);
+    }
+    return v;
+}
+
+// Writes `data` in chunks of `chunk` bytes (the relay's buffer size).
+asio::awaitable<error_code> write_all_of(stream& s, std::vector<std::uint8_t> data,
+                                         std::size_t chunk, bool key_updates = false) {
+    for (std::size_t off = 0; off < data.size(); off += chunk) {
+        if (key_updates && off % (256 * 1024) == 0) {
+            SSL_key_update(s.engine().native_handle(), SSL_KEY_UPDATE_REQUESTED);
+        }
+        auto part = std::span<std::uint8_t>(data).subspan(off, std::min(chunk, data.size() - off));
+        auto [ec, n] = co_await s.write({}, part);
+        if (ec) {
+            co_return ec;
+        }
+        EXPECT_EQ(n, part.size());
+    }
+    co_return error_code{};
+}
+
+// Reads until end of stream; returns everything read and the error that ended it.
+asio::awaitable<std::pair<std::vector<std::uint8_t>, error_code>> read_to_end(stream& s) {
+    std::vector<std::uint8_t> out;
+    std::vector<std::uint8_t> buf(8192);
+    for (;;) {
+        auto [ec, n] = co_await s.read_some(buf);
+        if (ec) {
+            co_return std::pair{std::move(out), ec};
+        }
+        out.insert(out.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+}
+
+asio::awaitable<std::string> read_exactly(stream& s, std::size_t n) {
+    std::string out;
+    std::array<std::uint8_t, 4096> buf;
+    while (out.size() < n) {
+        auto [ec, got] =
+            co_await s.read_some(std::span(buf).first(std::min(buf.size(), n - out.size())));
+        if (ec) {
+            ADD_FAILURE() << "read: " << ec.message();
+            co_return out;
+        }
+        out.append(reinterpret_cast<const char*>(buf.data()), got);
+    }
+    co_return out;
+}
+
+struct pair_of_streams {
+    stream client;
+    stream server;
+};
+
+pair_of_streams make_streams(asio::io_context& ctx, const tls::client_context& cctx,
+                             const tls::server_context& sctx) {
+    auto [a, b] = mem_stream::make_pair(ctx.get_executor());
+    return {stream(std::move(a), cctx.make_engine()), stream(std::move(b), sctx.make_engine())};
+}
+
+// Both handshakes at once; the client's first bytes go with its handshake.
+asio::awaitable<std::pair<error_code, error_code>> handshake(pair_of_streams& p,
+                                                             std::string_view first) {
+    auto [c, s] = co_await (p.client.handshake_client(bytes(first)) && p.server.handshake_server());
+    co_return std::pair{c, s};
+}
+
+TEST(TlsStream, HandshakeDeliversFirstDataAndEchoes) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts());
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        auto p = make_streams(ctx, cctx, sctx);
+        auto [c, s] = co_await handshake(p, "hello");
+        CO_ASSERT_OK(c);
+        CO_ASSERT_OK(s);
+        EXPECT_EQ(co_await read_exactly(p.server, 5), "hello");
+        std::string reply = "world!";
+        auto [ec, n] = co_await p.server.write(
+            bytes("wor"),
+            std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(reply.data() + 3), 3));
+        EXPECT_FALSE(ec);
+        EXPECT_EQ(n, 6u);
+        EXPECT_EQ(co_await read_exactly(p.client, 6), "world!");
+        EXPECT_FALSE(p.client.engine().early_data_accepted());
+    }());
+}
+
+void bulk_both_ways(std::size_t read_cap, std::size_t write_cap, std::size_t size,
+                    bool key_updates) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts());
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        auto p = make_streams(ctx, cctx, sctx);
+        p.client.next_layer().read_size(read_cap);
+        p.server.next_layer().write_size(write_cap);
+        auto [c, s] = co_await handshake(p, "");
+        CO_ASSERT_OK(c);
+        CO_ASSERT_OK(s);
+        auto up = pattern(size, 1);
+        auto down = pattern(size, 2);
+        auto client_side = [&]() -> asio::awaitable<void> {
+            auto [w, r] = co_await ([&]() -> asio::awaitable<error_code> {
+                auto ec = co_await write_all_of(p.client, up, 8192, key_updates);
+                if (!ec) {
+                    ec = co_await p.client.shutdown_send();
+                }
+                co_return ec;
+            }() && read_to_end(p.client));
+            EXPECT_FALSE(w) << w.message();
+            EXPECT_EQ(r.second, asio::error::eof);
+            EXPECT_TRUE(r.first == down) << "client received " << r.first.size();
+        };
+        auto server_side = [&]() -> asio::awaitable<void> {
+            auto [w, r] = co_await ([&]() -> asio::awaitable<error_code> {
+                auto ec = co_await write_all_of(p.server, down, 16384, key_updates);
+                if (!ec) {
+                    ec = co_await p.server.shutdown_send();
+                }
+                co_return ec;
+            }() && read_to_end(p.server));
+            EXPECT_FALSE(w) << w.message();
+            EXPECT_EQ(r.second, asio::error::eof);
+            EXPECT_TRUE(r.first == up) << "server received " << r.first.size();
+        };
+        co_await (client_side() && server_side());
+    }());
+}
+
+TEST(TlsStream, FourMiBEachWayConcurrently) {
+    bulk_both_ways(0, 0, 4 << 20, false);
+}
+
+TEST(TlsStream, BulkWithSmallTransportPiecesAndKeyUpdates) {
+    bulk_both_ways(1000, 777, 1 << 20, true);
+}
+
+TEST(TlsStream, HalfCloseThenPeerWritesBack) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts());
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        auto p = make_streams(ctx, cctx, sctx);
+        auto [c, s] = co_await handshake(p, "request");
+        CO_ASSERT_OK(c);
+        CO_ASSERT_OK(s);
+        EXPECT_FALSE(co_await p.client.shutdown_send());
+        EXPECT_FALSE(co_await p.client.shutdown_send()); // idempotent
+        auto [got, end] = co_await read_to_end(p.server);
+        EXPECT_EQ(end, asio::error::eof);
+        EXPECT_EQ(std::string(got.begin(), got.end()), "request");
+        // The server still writes; the client still reads.
+        std::string reply = "response";
+        auto [ec, n] = co_await p.server.write(bytes(reply), {});
+        EXPECT_FALSE(ec) << ec.message();
+        EXPECT_EQ(co_await read_exactly(p.client, reply.size()), reply);
+        // The client can no longer write.
+        auto [wec, wn] = co_await p.client.write(bytes("late"), {});
+        EXPECT_EQ(wec, asio::error::shut_down);
+        EXPECT_FALSE(co_await p.server.shutdown_send());
+        auto [rest, cend] = co_await read_to_end(p.client);
+        EXPECT_TRUE(rest.empty());
+        EXPECT_EQ(cend, asio::error::eof);
+        // EOF is sticky.
+        std::array<std::uint8_t, 4> buf;
+        EXPECT_EQ((co_await p.client.read_some(buf)).ec, asio::error::eof);
+    }());
+}
+
+TEST(TlsStream, TransportEofWithoutCloseNotifyIsEof) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts());
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        auto p = make_streams(ctx, cctx, sctx);
+        auto [c, s] = co_await handshake(p, "abc");
+        CO_ASSERT_OK(c);
+        co_await p.client.next_layer().shutdown_send(); // TCP FIN, no close_notify
+        auto [got, end] = co_await read_to_end(p.server);
+        EXPECT_EQ(end, asio::error::eof);
+        EXPECT_EQ(std::string(got.begin(), got.end()), "abc");
+    }());
+}
+
+TEST(TlsStream, UntrustedCertificateFailsWithReason) {
+    test::trust_only(shared_pki().other_ca_pem);
+    tls::client_context cctx(client_opts());
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        auto p = make_streams(ctx, cctx, sctx);
+        auto [c, s] = co_await handshake(p, "never sent");
+        EXPECT_EQ(c.message(), "certificate verify failed: unable to get local issuer certificate");
+        EXPECT_TRUE(s); // the client's alert
+    }());
+}
+
+TEST(TlsStream, WrongNameFailsWithReason) {
+    test::trust_only(shared_pki().ca_pem);
+    auto co = client_opts();
+    co.sni = "other.example";
+    tls::client_context cctx(co);
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        auto p = make_streams(ctx, cctx, sctx);
+        auto [c, s] = co_await handshake(p, "");
+        EXPECT_EQ(c.message(), "certificate verify failed: hostname mismatch");
+    }());
+}
+
+// Connects once so the client caches tickets (read by the client after the handshake).
+asio::awaitable<void> prime_session(asio::io_context& ctx, const tls::client_context& cctx,
+                                    const tls::server_context& sctx) {
+    auto p = make_streams(ctx, cctx, sctx);
+    auto [c, s] = co_await handshake(p, "x");
+    EXPECT_FALSE(c) << c.message();
+    EXPECT_EQ(co_await read_exactly(p.server, 1), "x");
+    co_await p.server.write(bytes("y"), {});
+    EXPECT_EQ(co_await read_exactly(p.client, 1), "y");
+    co_await p.client.shutdown_send();
+    co_await p.server.shutdown_send();
+    co_await read_to_end(p.server);
+    co_await read_to_end(p.client);
+}
+
+// The second connection's first bytes arrive exactly once, whatever happened to early data.
+void first_bytes_exactly_once(const tls::client_context& cctx, const tls::server_context& first,
+                              const tls::server_context& second, std::size_t size,
+                              bool expect_early) {
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        co_await prime_session(ctx, cctx, first);
+        EXPECT_GT(cctx.sessions().size(), 0u);
+        auto p = make_streams(ctx, cctx, second);
+        EXPECT_GT(p.client.engine().early_data_limit(), 0u);
+        auto data = pattern(size, 7);
+        std::string_view first_data(reinterpret_cast<const char*>(data.data()), data.size());
+        auto [c, s] = co_await handshake(p, first_data);
+        CO_ASSERT_OK(c);
+        CO_ASSERT_OK(s);
+        EXPECT_EQ(p.client.engine().early_data_accepted(), expect_early);
+        EXPECT_EQ(p.server.engine().early_data_accepted(), expect_early);
+        EXPECT_EQ(p.client.engine().session_reused(), expect_early);
+        co_await p.client.shutdown_send();
+        auto [got, end] = co_await read_to_end(p.server);
+        EXPECT_EQ(end, asio::error::eof);
+        EXPECT_TRUE(got == data) << "server got " << got.size() << " of " << data.size();
+        // And the connection works both ways afterwards.
+        co_await p.server.write(bytes("ok"), {});
+        EXPECT_EQ(co_await read_exactly(p.client, 2), "ok");
+    }());
+}
+
+TEST(TlsStream, EarlyDataAcceptedDeliversFirstBytesOnce) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts(true));
+    tls::server_context sctx(server_opts());
+    first_bytes_exactly_once(cctx, sctx, sctx, 1000, true);
+}
+
+TEST(TlsStream, EarlyDataLargerThanLimitSendsTheRestAfterHandshake) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts(true));
+    tls::server_context sctx(server_opts());
+    first_bytes_exactly_once(cctx, sctx, sctx, 40000, true);
+}
+
+TEST(TlsStream, EarlyDataRejectedIsResentOnce) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts(true));
+    tls::server_context first(server_opts());
+    tls::server_context second(server_opts());
+    second.set_max_early_data(0);
+    first_bytes_exactly_once(cctx, first, second, 3000, false);
+}
+
+TEST(TlsStream, WithoutZeroRttOptionFirstBytesGoAfterHandshake) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts(false));
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        co_await prime_session(ctx, cctx, sctx);
+        auto p = make_streams(ctx, cctx, sctx);
+        EXPECT_EQ(p.client.engine().early_data_limit(), 0u);
+        auto [c, s] = co_await handshake(p, "plain");
+        CO_ASSERT_OK(c);
+        EXPECT_TRUE(p.client.engine().session_reused());
+        EXPECT_FALSE(p.server.engine().early_data_accepted());
+        EXPECT_EQ(co_await read_exactly(p.server, 5), "plain");
+    }());
+}
+
+// Like the relay, each side closes its stream when an operation fails, so the peer's pending
+// operation ends too.
+asio::awaitable<error_code> closing_on_error(stream& s, asio::awaitable<error_code> op) {
+    error_code ec = co_await std::move(op);
+    if (ec) {
+        s.close();
+    }
+    co_return ec;
+}
+
+asio::awaitable<error_code> read_n_or_close(stream& s, std::size_t n) {
+    std::array<std::uint8_t, 4096> buf;
+    for (std::size_t got = 0; got < n;) {
+        auto [ec, k] = co_await s.read_some(buf);
+        if (ec) {
+            s.close();
+            co_return ec;
+        }
+        got += k;
+    }
+    co_return error_code{};
+}
+
+// Every transport failure point ends in an error on some operation, never a hang or crash.
+TEST(TlsStream, TransportFailureAtEveryOperation) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts());
+    tls::server_context sctx(server_opts());
+    std::size_t failures = 0;
+    for (std::size_t fail_at = 0; fail_at < 24; ++fail_at) {
+        for (int side = 0; side < 2; ++side) {
+            asio::io_context ctx;
+            test::run(ctx, [&]() -> asio::awaitable<void> {
+                auto p = make_streams(ctx, cctx, sctx);
+                (side == 0 ? p.client : p.server).next_layer().fail_after(fail_at);
+                auto [c, s] =
+                    co_await (closing_on_error(p.client, p.client.handshake_client(bytes("hi"))) &&
+                              closing_on_error(p.server, p.server.handshake_server()));
+                if (c || s) {
+                    ++failures;
+                    co_return;
+                }
+                auto big = pattern(100000, 3);
+                auto [w, r] =
+                    co_await (closing_on_error(p.client, write_all_of(p.client, big, 8192)) &&
+                              read_n_or_close(p.server, big.size() + 2));
+                if (w || r) {
+                    ++failures;
+                }
+            }());
+        }
+    }
+    EXPECT_GT(failures, 0u);
+}
+
+} // namespace
+} // namespace kaminari::net
