@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole benchmark suite in one command:
+#   bash bench/run.sh --quick     # under 5 minutes on 2 cores (after the first build)
+#   bash bench/run.sh             # full: more rounds, longer runs, 2000 idle connections held
+# Installs what is missing (scripts/setup.sh bench), builds Release with the micro benchmarks
+# into build-bench/, runs mask_bench and codec_bench (JSON kept), then the tunnel benchmark
+# (bench/tunnel_bench/run.py) against socat, stunnel4 and v2ray-plugin. Any other argument is
+# passed to run.py (e.g. --only kaminari-tcp,socat --rounds 1). Results:
+# bench/results/<date>-<host>/results.md, results.json, *.png.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${KAMINARI_BENCH_BUILD:-$repo/build-bench}
+quick=0
+for arg in "$@"; do
+    [[ $arg == --quick ]] && quick=1
+done
+
+bash "$repo/scripts/setup.sh" bench
+
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKAMINARI_BUILD_BENCH=ON \
+    -DKAMINARI_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)"
+
+out=$repo/bench/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)
+mkdir -p "$out"
+
+min_time=0.5
+[[ $quick -eq 1 ]] && min_time=0.05
+for b in mask_bench codec_bench; do
+    echo "== $b" >&2
+    "$build/bench/$b" --benchmark_min_time="$min_time" --benchmark_out="$out/$b.json" \
+        --benchmark_out_format=json >"$out/$b.txt"
+done
+
+echo "== tunnel benchmark" >&2
+KAMINARIC=${KAMINARIC:-$build/kaminaric} KAMINARIS=${KAMINARIS:-$build/kaminaris} \
+    /usr/bin/python3 "$repo/bench/tunnel_bench/run.py" --out "$out" "$@"
+
+echo "results directory: $out"
