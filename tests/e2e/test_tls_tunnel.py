@@ -1,0 +1,100 @@
+"""tls and wss kaminaric -> kaminaris -> echo, byte-exact: (a) a self-signed certificate made by
+kaminaris (`servername=`) with an `insecure` client; (b) certificates from a test CA (ECDSA PEM,
+RSA DER, Ed25519 PEM) with verification on, the CA trusted through SSL_CERT_FILE. Before each
+suite a Python TLS client checks that kaminaris presents exactly the configured certificate."""
+
+import socket
+import ssl
+import subprocess
+
+from harness import Test, HOST
+from pki import Pki
+from tunnel_suite import run_suite
+
+WS = "ws;host=example.com;path=/ws"
+test = Test(deadline=240)
+pki = Pki()
+
+
+def presented_cert(port, cafile=None, host=HOST):
+    """The DER certificate kaminaris sends (verified against `cafile` when given)."""
+    if cafile:
+        ctx = ssl.create_default_context(cafile=cafile)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="example.com") as s:
+            return s.getpeercert(binary_form=True), s.version()
+
+
+def probe(name, want_der=None, cafile=None, host=HOST):
+    """A run_suite front hook: checks the certificate, then lets kaminaric connect directly."""
+    def front(port):
+        def check():
+            der, version = presented_cert(port, cafile, host)
+            if version != "TLSv1.3":
+                raise AssertionError(f"negotiated {version}, expected TLSv1.3")
+            if want_der is not None and der != want_der:
+                raise AssertionError("kaminaris presents another certificate than configured")
+            if want_der is None:
+                # servername=: a self-signed certificate for that name (CN and SAN).
+                text = ssl.DER_cert_to_PEM_cert(der)
+                out = _x509_text(text)
+                if "DNS:example.com" not in out or "Subject: CN=example.com" not in out:
+                    raise AssertionError("self-signed certificate is not for example.com:\n" + out)
+                if "prime256v1" not in out and "P-256" not in out:
+                    raise AssertionError("self-signed certificate is not ECDSA P-256:\n" + out)
+        test.check(f"{name}: kaminaris presents the expected certificate", check)
+        return port
+    return front
+
+
+def _x509_text(pem):
+    return subprocess.run(["openssl", "x509", "-noout", "-text", "-nameopt", "compat"],
+                          input=pem, capture_output=True, text=True, timeout=10).stdout
+
+
+def insecure_warning(tunnel, want):
+    def check():
+        log = tunnel.client.stderr_text()
+        if ("insecure" in log) != want:
+            raise AssertionError(f"insecure warning {'missing' if want else 'present'}:\n" + log)
+    return check
+
+
+# (a) self-signed, generated at start by kaminaris; the client does not verify.
+for name, copts, sopts in (
+        ("tls self-signed insecure", "tls;sni=example.com;insecure",
+         "tls;servername=example.com"),
+        ("wss self-signed insecure", f"{WS};tls;insecure", f"{WS};tls;servername=example.com")):
+    t = run_suite(test, name, copts, sopts, big=16 << 20, connections=100, front=probe(name))
+    test.check(f"{name}: kaminaric warns that verification is off", insecure_warning(t, True))
+
+# (b) test CA, verification on (SSL_CERT_FILE), hostname checked against sni=example.com.
+env = {"SSL_CERT_FILE": pki.ca}
+for kind, form in (("ecdsa", "pem"), ("rsa", "der"), ("ed25519", "pem")):
+    c = pki.server(kind)
+    with open(c.cert_der, "rb") as f:
+        der = f.read()
+    files = (f"cert={c.cert};key={c.key}" if form == "pem"
+             else f"cert={c.cert_der};key={c.key_der}")
+    for name, copts, sopts in (
+            (f"tls CA {kind} {form}", "tls;sni=example.com", f"tls;{files}"),
+            (f"wss CA {kind} {form}", f"{WS};tls;sni=example.com", f"{WS};tls;{files}")):
+        t = run_suite(test, name, copts, sopts, big=16 << 20, connections=100, env=env,
+                      front=probe(name, der, pki.ca))
+        test.check(f"{name}: verification on (no insecure warning)", insecure_warning(t, False))
+
+# The same over IPv6 loopback.
+c = pki.server("ecdsa")
+with open(c.cert_der, "rb") as f:
+    der = f.read()
+for name, copts, sopts in (
+        ("tls CA ecdsa [::1]", "tls;sni=example.com", f"tls;cert={c.cert};key={c.key}"),
+        ("wss CA ecdsa [::1]", f"{WS};tls;sni=example.com",
+         f"{WS};tls;cert={c.cert};key={c.key}")):
+    run_suite(test, name, copts, sopts, big=16 << 20, connections=50, env=env, host="::1",
+              front=probe(name, der, pki.ca, "::1"))
+test.done()
