@@ -56,29 +56,34 @@ void close_both(tcp::socket& a, tcp::socket& b) noexcept {
 asio::awaitable<copy_result> splice_one_way(tcp::socket& from, tcp::socket& to) {
     copy_result result;
     pipe_pair pipe;
-    bool have_pipe = false;
+    // An idle direction waits without a pipe; once data flows, splice is tried first and the
+    // reactor is asked only when the socket runs dry.
+    bool readable_known = false;
     for (;;) {
-        auto [wec] = co_await from.async_wait(tcp::socket::wait_read, use_tuple);
-        if (wec) {
-            result.ec = wec;
-            break;
-        }
-        if (!have_pipe) {
-            if (auto ec = pipe.open()) {
-                result.ec = ec;
+        if (!readable_known) {
+            auto [wec] = co_await from.async_wait(tcp::socket::wait_read, use_tuple);
+            if (wec) {
+                result.ec = wec;
                 break;
             }
-            have_pipe = true;
+            if (pipe.read_end() < 0) {
+                if (auto ec = pipe.open()) {
+                    result.ec = ec;
+                    break;
+                }
+            }
         }
         const ssize_t n = ::splice(from.native_handle(), nullptr, pipe.write_end(), nullptr,
                                    splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
-                continue; // spurious readiness
+                readable_known = false;
+                continue;
             }
             result.ec = last_error();
             break;
         }
+        readable_known = true;
         if (n == 0) {
             error_code ec;
             to.shutdown(tcp::socket::shutdown_send, ec);

@@ -26,11 +26,39 @@ struct relay_result {
 /// Default size of each direction's buffer.
 inline constexpr std::size_t relay_buffer_size = 16 * 1024;
 
-/// A stream that can wait until a read would make progress without taking a buffer.
+/// A stream that can wait until a read would make progress without taking a buffer, and read
+/// without waiting (asio::error::would_block when nothing has arrived).
 template <class S>
-concept waitable_stream = byte_stream<S> && requires(S& s) {
+concept waitable_stream = byte_stream<S> && requires(S& s, std::span<std::uint8_t> buf) {
     { s.wait_readable() } -> std::same_as<asio::awaitable<error_code>>;
+    { s.try_read_some(buf) } -> std::same_as<io_result>;
 };
+
+/// One read for copy_stream: a waitable source keeps the buffer only while data flows (reads
+/// are tried without the reactor) and waits with no buffer once it runs dry.
+template <byte_stream From>
+asio::awaitable<io_result> relay_read(From& from, buffer_lease& buf, std::size_t buffer_size) {
+    if constexpr (waitable_stream<From>) {
+        for (;;) {
+            if (!buf) {
+                if (auto ec = co_await from.wait_readable()) {
+                    co_return io_result{ec, 0};
+                }
+                buf = borrow_buffer(buffer_size);
+            }
+            io_result r = from.try_read_some(buf.span());
+            if (r.ec != asio::error::would_block && r.ec != asio::error::try_again) {
+                co_return r;
+            }
+            buf.release();
+        }
+    } else {
+        if (!buf) {
+            buf = borrow_buffer(buffer_size);
+        }
+        co_return co_await from.read_some(buf.span());
+    }
+}
 
 /// Copies `from` to `to` until `from` ends. A clean end of stream half-closes `to`
 /// (shutdown_send) and returns; any error closes both streams, so the other direction ends
@@ -42,18 +70,7 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
     copy_result result;
     buffer_lease buf;
     for (;;) {
-        if constexpr (waitable_stream<From>) {
-            buf.release();
-            if (auto wec = co_await from.wait_readable()) {
-                result.ec = wec;
-                break;
-            }
-        }
-        if (!buf) {
-            buf = borrow_buffer(buffer_size);
-        }
-        const std::span<std::uint8_t> whole = buf.span();
-        auto [rec, n] = co_await from.read_some(whole);
+        auto [rec, n] = co_await relay_read(from, buf, buffer_size);
         if (rec == asio::error::eof) {
             if (auto sec = co_await to.shutdown_send()) {
                 result.ec = sec;
@@ -66,7 +83,7 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
             result.ec = rec;
             break;
         }
-        auto [wec, w] = co_await write_all(to, whole.first(n));
+        auto [wec, w] = co_await write_all(to, buf.span().first(n));
         if (wec) {
             result.ec = wec;
             break;

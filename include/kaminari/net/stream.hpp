@@ -84,6 +84,20 @@ public:
         co_return ec;
     }
 
+    /// Reads what has already arrived, without waiting: asio::error::would_block when nothing
+    /// has, asio::error::eof at the end of the stream.
+    io_result try_read_some(std::span<std::uint8_t> buf) noexcept {
+        error_code ec;
+        if (!socket_.non_blocking()) {
+            socket_.non_blocking(true, ec);
+            if (ec) {
+                return {ec, 0};
+            }
+        }
+        const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+        return {ec, n};
+    }
+
     asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf) {
         auto [ec, n] =
             co_await socket_.async_read_some(asio::buffer(buf.data(), buf.size()), use_tuple);
