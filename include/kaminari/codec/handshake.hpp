@@ -1,0 +1,117 @@
+#pragma once
+
+// RFC 6455 §4 opening handshake, without I/O: the client's upgrade request, the server's
+// checks and its 101 or error response, and the client's checks of the response.
+//
+// Parsers take the bytes read so far and either say `need_more`, or report how many bytes the
+// HTTP head took (`consumed`, through the blank line), so that whatever follows the head in the
+// same read (a first frame, pipelined data) is kept by the caller. Strings in the results
+// point into the caller's buffer. Lines must end in CRLF. Limits: the head must fit in
+// max_head_size bytes and carry at most max_headers header lines.
+//
+// Server policy (documented choices):
+// - The request target must equal the configured path exactly (no query string allowed).
+// - Host is compared case-insensitively and may carry a port (`Host: example.com:8080`
+//   matches `example.com`), because many clients (python websockets) send the port whenever
+//   it is not the scheme default. If the configured host itself has a port, it must match.
+// - A wrong Host or path is answered like a web server would: 404 with a short HTML body.
+//   Host and path are checked before the websocket headers, so a plain GET for another page
+//   also gets 404.
+// - A wrong Sec-WebSocket-Version gets 426 with `Sec-WebSocket-Version: 13` (§4.4); a head
+//   that is too large or has too many headers 431; anything else malformed 400.
+
+#include <kaminari/codec/errc.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace kaminari::codec {
+
+/// Largest HTTP head (request or response line, headers, blank line) accepted.
+inline constexpr std::size_t max_head_size = 4096;
+
+/// Largest number of header lines accepted in a head.
+inline constexpr std::size_t max_headers = 32;
+
+/// Bytes of random nonce in a Sec-WebSocket-Key (§4.1).
+inline constexpr std::size_t sec_key_nonce_size = 16;
+
+/// A Sec-WebSocket-Key value: base64 of the 16-byte nonce, 24 characters.
+using sec_key = std::array<char, 24>;
+
+/// A Sec-WebSocket-Accept value: base64 of a SHA-1 digest, 28 characters.
+using sec_accept = std::array<char, 28>;
+
+inline std::string_view to_string_view(const sec_key& k) noexcept {
+    return {k.data(), k.size()};
+}
+inline std::string_view to_string_view(const sec_accept& a) noexcept {
+    return {a.data(), a.size()};
+}
+
+/// Base64-encodes the caller's random `nonce` into a Sec-WebSocket-Key (§4.1).
+sec_key make_sec_key(std::span<const std::uint8_t, sec_key_nonce_size> nonce) noexcept;
+
+/// base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")) (§4.2.2). Uses libcrypto.
+sec_accept make_sec_accept(std::string_view key) noexcept;
+
+/// True when `key` is 24 characters of base64 that decode to 16 bytes (§4.2.1 item 5).
+bool is_valid_sec_key(std::string_view key) noexcept;
+
+/// Writes the client's upgrade request into `out`:
+/// `GET <path> HTTP/1.1`, Host, `Upgrade: websocket`, `Connection: Upgrade`,
+/// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`.
+/// Returns the bytes written, or 0 when `out` is too small (its contents are then undefined).
+std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
+                           std::string_view path, std::string_view key) noexcept;
+
+/// Result of parse_request().
+struct request_result {
+    errc err = errc::need_more; ///< ok (answer 101), need_more, or why to refuse
+    std::size_t consumed = 0;   ///< length of the head when it was complete; else 0
+    std::string_view key;       ///< Sec-WebSocket-Key, pointing into the input, when ok
+};
+
+/// Checks an upgrade request at the front of `in` against the configured `host` and `path`.
+///
+/// Returns `need_more` while the head is incomplete and shorter than max_head_size. Errors
+/// and the status they answer (see response_status()): `head_too_large`, `too_many_headers`
+/// (431); `bad_request_line`, `bad_header_line`, `missing_host`, `bad_method` (not GET),
+/// `bad_http_version` (not HTTP/1.1), `missing_upgrade` (no `websocket` token),
+/// `missing_connection` (no `Upgrade` token; both are case-insensitive comma lists),
+/// `missing_version`, `bad_key` (400); `wrong_host`, `wrong_path` (404); `bad_version` (426).
+request_result parse_request(std::span<const std::uint8_t> in, std::string_view host,
+                             std::string_view path) noexcept;
+
+/// The HTTP status a server answers for a parse_request() outcome: 101 for ok, else 400, 404,
+/// 426 or 431.
+int response_status(errc reason) noexcept;
+
+/// Writes `HTTP/1.1 101 Switching Protocols` with Upgrade, Connection and the
+/// Sec-WebSocket-Accept for `key`. Returns the bytes written, or 0 when `out` is too small.
+std::size_t encode_accept_response(std::span<std::uint8_t> out, std::string_view key) noexcept;
+
+/// Writes the error response for `reason` (its response_status(): 400, 404, 426 or 431) with
+/// a short HTML body, Content-Type, Content-Length and `Connection: close`; 426 also carries
+/// `Upgrade: websocket` and `Sec-WebSocket-Version: 13`. Precondition: `reason` is an error.
+/// Returns the bytes written, or 0 when `out` is too small (512 bytes always suffice).
+std::size_t encode_error_response(std::span<std::uint8_t> out, errc reason) noexcept;
+
+/// Result of parse_response().
+struct response_result {
+    errc err = errc::need_more; ///< ok, need_more, or why the handshake failed
+    std::size_t consumed = 0;   ///< length of the head when it was complete; else 0
+    int status = 0;             ///< the status code when the status line was parsed
+};
+
+/// Checks the server's response at the front of `in` for the request that carried `key`:
+/// status 101, `Upgrade: websocket`, `Connection: Upgrade` and the right Sec-WebSocket-Accept.
+/// Errors: `head_too_large`, `too_many_headers`, `bad_request_line` (bad status line),
+/// `bad_header_line`, `bad_http_version`, `bad_status` (not 101), `missing_upgrade`,
+/// `missing_connection`, `bad_accept`.
+response_result parse_response(std::span<const std::uint8_t> in, std::string_view key) noexcept;
+
+} // namespace kaminari::codec

@@ -1,0 +1,253 @@
+#pragma once
+
+// Definitions of ws_stream<Next> (included at the bottom of net/ws_stream.hpp).
+
+#include <kaminari/codec/bytes.hpp>
+#include <kaminari/net/mask_keys.hpp>
+
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <utility>
+
+namespace kaminari::net {
+
+template <byte_stream Next>
+ws_stream<Next>::ws_stream(Next next, codec::role local, codec::mask_mode mode)
+    : next_(std::move(next))
+    , decoder_(local)
+    , encoder_(local, mode,
+               local == codec::role::client && mode == codec::mask_mode::fixed ? next_mask_key()
+                                                                               : codec::mask_key{})
+    , write_wait_(next_.get_executor()) {
+    write_wait_.expires_at(asio::steady_timer::time_point::max());
+}
+
+template <byte_stream Next>
+void ws_stream<Next>::set_leftover(std::span<const std::uint8_t> bytes) {
+    leftover_.assign(bytes.begin(), bytes.end());
+    leftover_pos_ = 0;
+}
+
+template <byte_stream Next>
+asio::awaitable<io_result> ws_stream<Next>::read_some(std::span<std::uint8_t> buf) {
+    assert(!buf.empty()); // byte_stream precondition: an empty read would spin
+    for (;;) {
+        if (decoder_.closed()) {
+            co_return io_result{asio::error::eof, 0};
+        }
+        if (decoder_.error() != codec::errc::ok) {
+            co_return io_result{decoder_.error(), 0};
+        }
+        std::size_t n = 0;
+        if (leftover_pos_ < leftover_.size()) {
+            n = std::min(buf.size(), leftover_.size() - leftover_pos_);
+            std::memcpy(buf.data(), leftover_.data() + leftover_pos_, n);
+            leftover_pos_ += n;
+            if (leftover_pos_ == leftover_.size()) {
+                std::vector<std::uint8_t>().swap(leftover_);
+                leftover_pos_ = 0;
+            }
+        } else {
+            auto [ec, got] = co_await next_.read_some(buf);
+            if (ec) {
+                // End of stream inside a frame loses data: report it rather than a clean EOF.
+                if (ec == asio::error::eof && !decoder_.idle()) {
+                    ec = codec::errc::truncated_frame;
+                }
+                co_return io_result{ec, 0};
+            }
+            n = got;
+        }
+
+        const codec::decode_step step = decoder_.feed(buf.first(n));
+        if (step.err != codec::errc::ok) {
+            queue_close(step.err == codec::errc::text_frame ? codec::close_code::unsupported_data
+                                                            : codec::close_code::protocol_error);
+            co_await send_control_now(); // best effort: the connection ends either way
+            co_return io_result{step.err, 0};
+        }
+        if (step.ping && !close_sent_ && !shut_) {
+            const auto ping = decoder_.ping_payload();
+            std::memcpy(pong_payload_.data(), ping.data(), ping.size());
+            pong_len_ = static_cast<std::uint8_t>(ping.size());
+            pong_pending_ = true;
+        }
+        if (step.close) {
+            // Echo the status code, as RFC 6455 §5.5.1 suggests.
+            queue_close(decoder_.close_code());
+        }
+        if (step.ping || step.close) {
+            const error_code ec = co_await send_control_now();
+            // After a close frame the stream ends cleanly even if the reply could not be sent.
+            if (ec && step.payload == 0 && !step.close) {
+                co_return io_result{ec, 0};
+            }
+        }
+        if (step.payload != 0) {
+            co_return io_result{{}, step.payload};
+        }
+        if (step.close) {
+            co_return io_result{asio::error::eof, 0};
+        }
+    }
+}
+
+template <byte_stream Next>
+asio::awaitable<io_result> ws_stream<Next>::write(std::span<const std::uint8_t> head,
+                                                  std::span<std::uint8_t> body) {
+    if (!head.empty()) {
+        auto r = co_await write_copied(head);
+        if (r.ec) {
+            co_return r;
+        }
+    }
+    if (!body.empty()) {
+        auto r = co_await write_frame(body);
+        if (r.ec) {
+            co_return io_result{r.ec, 0};
+        }
+    }
+    co_return io_result{{}, head.size() + body.size()};
+}
+
+template <byte_stream Next>
+asio::awaitable<io_result> ws_stream<Next>::write_copied(std::span<const std::uint8_t> head) {
+    // `head` is const, so a masking client cannot transform it in place; copy it in chunks.
+    std::array<std::uint8_t, 1024> chunk;
+    while (!head.empty()) {
+        const std::size_t n = std::min(head.size(), chunk.size());
+        std::memcpy(chunk.data(), head.data(), n);
+        auto r = co_await write_frame(std::span(chunk.data(), n));
+        if (r.ec) {
+            co_return io_result{r.ec, 0};
+        }
+        head = head.subspan(n);
+    }
+    co_return io_result{};
+}
+
+template <byte_stream Next>
+asio::awaitable<io_result> ws_stream<Next>::write_frame(std::span<std::uint8_t> payload) {
+    // Drawn before taking the flag: it may throw.
+    const codec::mask_key key = encoder_.needs_frame_key() ? next_mask_key() : codec::mask_key{};
+    if (const error_code ec = co_await acquire_write()) {
+        co_return io_result{ec, 0};
+    }
+    const write_lock lock(*this);
+    if (close_sent_ || shut_) {
+        co_return io_result{
+            shut_ ? error_code(asio::error::shut_down) : error_code(codec::errc::closed), 0};
+    }
+    const auto head = encoder_.encode(codec::opcode::binary, payload, key);
+    auto [ec, n] = co_await next_.write(head, payload);
+    if (!ec) {
+        // Control frames queued by the read side go out right after this frame.
+        ec = co_await flush_control();
+    }
+    co_return io_result{ec, ec ? 0 : payload.size()};
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> ws_stream<Next>::acquire_write() {
+    while (writing_) {
+        co_await write_wait_.async_wait(use_tuple);
+        // The waiter itself was cancelled (e.g. by `&&` in the relay), or the stream closed.
+        const auto cs = co_await asio::this_coro::cancellation_state;
+        if (closed_ || cs.cancelled() != asio::cancellation_type::none) {
+            co_return error_code(asio::error::operation_aborted);
+        }
+    }
+    writing_ = true;
+    co_return error_code{};
+}
+
+template <byte_stream Next>
+void ws_stream<Next>::release_write() noexcept {
+    writing_ = false;
+    write_wait_.cancel();
+}
+
+template <byte_stream Next>
+void ws_stream<Next>::queue_close(std::uint16_t code) noexcept {
+    if (!close_sent_ && !close_pending_) {
+        close_pending_ = true;
+        close_code_ = code;
+    }
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> ws_stream<Next>::flush_control() {
+    // Precondition: the write flag is held.
+    while ((pong_pending_ || close_pending_) && !close_sent_ && !shut_) {
+        codec::opcode op = codec::opcode::pong;
+        std::size_t len = 0;
+        if (pong_pending_) {
+            pong_pending_ = false;
+            len = pong_len_;
+            std::memcpy(control_out_.data(), pong_payload_.data(), len);
+        } else {
+            close_pending_ = false;
+            close_sent_ = true;
+            op = codec::opcode::close;
+            if (close_code_ != codec::close_code::no_status) {
+                codec::store_u16be(control_out_.data(), close_code_);
+                len = 2;
+            }
+        }
+        const codec::mask_key key =
+            encoder_.needs_frame_key() ? next_mask_key() : codec::mask_key{};
+        const std::span<std::uint8_t> payload(control_out_.data(), len);
+        const auto head = encoder_.encode(op, payload, key);
+        auto [ec, n] = co_await next_.write(head, payload);
+        if (ec) {
+            co_return ec;
+        }
+    }
+    pong_pending_ = false;
+    close_pending_ = false;
+    co_return error_code{};
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> ws_stream<Next>::send_control_now() {
+    if (writing_) {
+        co_return error_code{}; // the writer in progress sends it after its frame
+    }
+    writing_ = true;
+    const write_lock lock(*this);
+    co_return co_await flush_control();
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> ws_stream<Next>::send_close(std::uint16_t code) {
+    if (const error_code ec = co_await acquire_write()) {
+        co_return ec;
+    }
+    const write_lock lock(*this);
+    queue_close(code);
+    co_return co_await flush_control();
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> ws_stream<Next>::shutdown_send() {
+    if (const error_code ec = co_await acquire_write()) {
+        co_return ec;
+    }
+    const write_lock lock(*this);
+    shut_ = true;
+    co_return co_await next_.shutdown_send();
+}
+
+template <byte_stream Next>
+void ws_stream<Next>::close() noexcept {
+    closed_ = true;
+    next_.close();
+    write_wait_.cancel();
+}
+
+} // namespace kaminari::net

@@ -1,0 +1,146 @@
+#pragma once
+
+// The websocket layer (RFC 6455): a byte_stream over another byte_stream (tcp_stream, or
+// tls_stream for wss). It only moves bytes between the codec (frame_decoder, frame_encoder)
+// and its next layer; the opening handshake is in ws_handshake.hpp.
+
+#include <kaminari/codec/frame.hpp>
+#include <kaminari/codec/frame_decoder.hpp>
+#include <kaminari/codec/frame_encoder.hpp>
+#include <kaminari/codec/mask.hpp>
+#include <kaminari/net/stream.hpp>
+#include <kaminari/net/ws_error.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace kaminari::net {
+
+/// A websocket connection that is itself a byte_stream, so it can sit under the relay.
+///
+/// Reading returns the unmasked payload of binary (and continuation) frames as one byte
+/// stream: frame boundaries and FIN are not visible. A ping is answered with a pong, a pong is
+/// ignored, a close frame is answered with a close frame (echoing its code) and then reads
+/// return `asio::error::eof`. A text frame is a protocol violation: a close frame with code
+/// 1003 is sent and the read fails with `codec::errc::text_frame`; other framing errors send
+/// close 1002. Every such error compares equal to `ws_condition::protocol_violation`.
+///
+/// Writing sends one binary frame with FIN set per write() call: the frame header and the
+/// payload go to the next layer in one gather write, with no copy and no allocation. A client
+/// in `mask_mode::fixed` or `standard` masks the payload in place, in the caller's buffer.
+/// Control frames (pong, close) are never written inside a data frame: there is one writer at
+/// a time; a control frame the read side must send while a data write is in progress is queued
+/// and sent by that write right after its frame; when no write is in progress, the read side
+/// sends it at once while holding the same write flag (a write() arriving meanwhile waits).
+///
+/// shutdown_send() shuts down the next layer's sending side (a TCP FIN, or TLS close_notify)
+/// and does *not* send a close frame: kaminaric and kaminaris carry half-close that way, as the
+/// original does. close() closes the next layer.
+///
+/// Ownership: the stream owns its next layer by value (`next_layer()`). It must not be moved
+/// or destroyed while an operation is pending.
+///
+/// Thread safety: one read_some() and one write()/shutdown_send() may be outstanding at a
+/// time, all from the executor of the next layer (one thread). `Next` must support exactly
+/// that (one read and one write at once).
+template <byte_stream Next>
+class ws_stream {
+public:
+    using next_layer_type = Next;
+    using executor_type = asio::any_io_executor;
+
+    /// Wraps `next`, which must already carry an open websocket connection or be about to run
+    /// the handshake (ws_client_handshake / ws_server_handshake). `local` decides who masks;
+    /// `mode` is used only by a client. A `fixed` client draws its key here, which throws only
+    /// if OpenSSL's RNG fails.
+    ws_stream(Next next, codec::role local, codec::mask_mode mode = codec::mask_mode::skip);
+
+    executor_type get_executor() { return next_.get_executor(); }
+    Next& next_layer() noexcept { return next_; }
+    const Next& next_layer() const noexcept { return next_; }
+    codec::role role() const noexcept { return encoder_.local_role(); }
+    codec::mask_mode mode() const noexcept { return encoder_.mode(); }
+
+    /// Reads at least one payload byte into `buf` (non-empty). `buf` is also the decoding
+    /// scratch space: control frames and headers pass through it. Returns `asio::error::eof`
+    /// after a close frame or at a clean end of the next layer between frames;
+    /// `codec::errc::truncated_frame` when the next layer ends inside a frame; a codec::errc
+    /// for a framing error (after trying to send the matching close frame); or the next layer's
+    /// error.
+    asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf);
+
+    /// Sends `head` then `body` as websocket payload: `body` as one binary frame (masked in
+    /// place when the client mode asks for it), `head`, which is const, as frames of its own
+    /// copied through a small buffer (the relay passes an empty head). Nothing is sent when both
+    /// are empty. Returns n == head.size() + body.size() on success; `codec::errc::closed`
+    /// once a close frame has been sent; or the next layer's error. May throw only if OpenSSL's
+    /// RNG fails (standard mode).
+    asio::awaitable<io_result> write(std::span<const std::uint8_t> head,
+                                     std::span<std::uint8_t> body);
+
+    /// Half-close: waits for any control frame in flight, then shuts down the next layer's
+    /// sending side. No close frame is sent; later writes and pongs fail or are dropped.
+    asio::awaitable<error_code> shutdown_send();
+
+    /// Sends a close frame with `code` (e.g. close_code::normal) unless one was already sent;
+    /// later writes fail with `codec::errc::closed`. Reading goes on until the peer's close.
+    asio::awaitable<error_code> send_close(std::uint16_t code);
+
+    /// Closes the next layer now; pending operations complete with its error.
+    void close() noexcept;
+
+    /// Bytes already read from the next layer that belong to the websocket stream (what
+    /// followed the HTTP head in the handshake's last read). read_some() decodes them before
+    /// reading from the next layer. Called by the handshake functions; copies `bytes`.
+    void set_leftover(std::span<const std::uint8_t> bytes);
+
+private:
+    // Releases the write flag when a coroutine holding it ends (also by exception).
+    class write_lock {
+    public:
+        explicit write_lock(ws_stream& s) noexcept
+            : s_(s) {}
+        write_lock(const write_lock&) = delete;
+        write_lock& operator=(const write_lock&) = delete;
+        ~write_lock() { s_.release_write(); }
+
+    private:
+        ws_stream& s_;
+    };
+
+    asio::awaitable<error_code> acquire_write();
+    void release_write() noexcept;
+    asio::awaitable<io_result> write_frame(std::span<std::uint8_t> payload);
+    asio::awaitable<io_result> write_copied(std::span<const std::uint8_t> head);
+    asio::awaitable<error_code> flush_control();
+    asio::awaitable<error_code> send_control_now();
+    void queue_close(std::uint16_t code) noexcept;
+
+    Next next_;
+    codec::frame_decoder decoder_;
+    codec::frame_encoder encoder_;
+    asio::steady_timer write_wait_; // cancelled to wake a write() waiting for the flag
+    bool writing_ = false;          // a frame is being written to next_
+    bool pong_pending_ = false;
+    bool close_pending_ = false;
+    bool close_sent_ = false;
+    bool shut_ = false;
+    bool closed_ = false;
+    std::uint8_t pong_len_ = 0;
+    std::uint16_t close_code_ = 0; // code of the pending close; no_status: empty payload
+    std::array<std::uint8_t, codec::max_control_payload> pong_payload_{};
+    std::array<std::uint8_t, codec::max_control_payload> control_out_{};
+    std::vector<std::uint8_t> leftover_; // released once drained
+    std::size_t leftover_pos_ = 0;
+};
+
+static_assert(byte_stream<ws_stream<tcp_stream>>);
+
+} // namespace kaminari::net
+
+#include <kaminari/net/impl/ws_stream.hpp>
