@@ -4,7 +4,7 @@ import os
 import socket
 import time
 
-from harness import (KAMINARIC, KAMINARIS, EchoServer, Proc, Test, addr, assert_same, exchange,
+from harness import (KAMINARIC, KAMINARIS, EchoServer, Proc, Test, assert_same, exchange,
                      free_port, run, wait_port, HOST)
 
 test = Test(deadline=120)

@@ -1,13 +1,7 @@
 """wss through nginx terminating TLS in front of kaminaris:
   kaminaric ws;tls (CA trusted via SSL_CERT_FILE, sni=example.com) -> nginx (listen ssl, test CA
   certificate, websocket proxy_pass over plain http) -> kaminaris ws (no tls) -> echo.
-
-Half-close: kaminaric currently carries the app's half-close as a TCP shutdown of the websocket
-connection, and nginx then ends the whole upgraded connection (the reply never comes back;
-test_interop_nginx.py fails the same way). Until ws half-close travels as close frames,
-HALF_CLOSE is False and this file runs its own byte-exact checks in which the app reads the
-whole reply before it closes (no half-close at all). Set HALF_CLOSE = True to run the full
-tunnel_suite.run_suite (whose exchange() always half-closes) once that fix is in."""
+"""
 
 import os
 import socket
@@ -15,11 +9,9 @@ import ssl
 import tempfile
 import threading
 
-from harness import Proc, Test, Tunnel, EchoServer, HOST, assert_same, free_port, wait_port
+from harness import Proc, Test, HOST, free_port, wait_port
 from pki import Pki
-from tunnel_suite import concurrent_pool, run_suite
-
-HALF_CLOSE = False
+from tunnel_suite import run_suite
 
 test = Test(deadline=120)
 pki = Pki()
@@ -126,48 +118,12 @@ def exchange_exact(port, data, timeout=60.0):
     return bytes(received)
 
 
-def suite_without_half_close(name, client_opts, server_opts, front, env, big=16 << 20,
-                             connections=50):
-    echo = EchoServer()
-    tunnel = Tunnel(client_opts, server_opts, echo.port, env=env, front=front)
-    try:
-        def sizes():
-            for size in (1, 64 << 10, big):
-                data = os.urandom(size)
-                assert_same(exchange_exact(tunnel.client_port, data), data, f"{size} bytes")
-
-        def concurrent():
-            payloads = [os.urandom(1000 + 997 * i) for i in range(connections)]
-            with concurrent_pool(connections) as pool:
-                results = list(pool.map(lambda d: exchange_exact(tunnel.client_port, d),
-                                        payloads))
-            for i, (got, want) in enumerate(zip(results, payloads)):
-                assert_same(got, want, f"connection {i}")
-
-        def another():
-            data = os.urandom(4096)
-            assert_same(exchange_exact(tunnel.client_port, data), data, "4 KiB")
-
-        test.check(f"{name}: byte-exact 1 B, 64 KiB, {big >> 20} MiB (no half-close)", sizes)
-        test.check(f"{name}: {connections} concurrent connections (no half-close)", concurrent)
-        test.check(f"{name}: another connection after those", another)
-        test.check(f"{name}: SIGTERM exits 0", tunnel.close)
-    finally:
-        echo.close()
-        for p in (tunnel.client, tunnel.server):
-            if p.poll() is None:
-                p.kill()
-
-
 WS = "ws;host=example.com;path=/ws"
 for kind in ("ecdsa", "rsa"):
     name = f"wss via nginx TLS ({kind})"
     copts, env = f"{WS};tls;sni=example.com", {"SSL_CERT_FILE": pki.ca}
-    if HALF_CLOSE:
-        run_suite(test, name, copts, WS, big=16 << 20, connections=50, env=env,
-                  front=nginx_front(kind))
-    else:
-        suite_without_half_close(name, copts, WS, nginx_front(kind), env)
+    run_suite(test, name, copts, WS, big=16 << 20, connections=50, env=env,
+              front=nginx_front(kind))
 for proc in started:
     proc.stop()
 test.done()

@@ -88,7 +88,7 @@ checkHost = wrong.example
     except AssertionError:
         got = b""  # reset: refused too
     if got:
-        raise AssertionError(f"echo came back through a stunnel that should not trust kaminaris")
+        raise AssertionError("echo came back through a stunnel that should not trust kaminaris")
     if echo.accepted:
         raise AssertionError("kaminaris reached the target for an unverified connection")
     cli.stop()

@@ -9,7 +9,7 @@ import threading
 
 import websockets
 
-from harness import (KAMINARIC, KAMINARIS, EchoServer, Proc, Test, addr, assert_same, exchange,
+from harness import (KAMINARIC, KAMINARIS, EchoServer, Proc, Test, addr, assert_same,
                      free_port, stops_cleanly, wait_port, HOST)
 
 WS = "ws;host=example.com;path=/tunnel"

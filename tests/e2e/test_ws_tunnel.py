@@ -1,8 +1,6 @@
 """Websocket mode kaminaric -> kaminaris in every mask mode: 64 MiB byte-exact each."""
 
-import socket
-
-from harness import Test, HOST
+from harness import Test
 from tunnel_suite import remote_down, run_suite
 
 WS = "ws;host=example.com;path=/ws"

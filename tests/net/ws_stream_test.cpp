@@ -218,12 +218,12 @@ TEST(WsStream, ServerPongIsUnmaskedAndUnmasksPing) {
     EXPECT_EQ(peer.take(), to_bytes("\x8a\x05Hello"));
 }
 
-TEST(WsStream, CloseIsAnsweredAndEndsTheStream) {
+TEST(WsStream, CloseEndsReadsAndIsAnsweredWhenSendingEnds) {
     runner rn;
     auto [a, peer] = mem_stream::make_pair(rn.ctx.get_executor());
     ws client(std::move(a), role::client, mask_mode::fixed);
     client.next_layer().append(std::string_view("\x82\x01y\x88\x02\x03\xe8\x82\x01z", 9));
-    rn.spawn([](ws& c) -> asio::awaitable<void> {
+    rn.spawn([](ws& c, mem_stream& p) -> asio::awaitable<void> {
         bytes buf(64);
         auto r = co_await c.read_some(buf);
         EXPECT_FALSE(r.ec);
@@ -233,18 +233,27 @@ TEST(WsStream, CloseIsAnsweredAndEndsTheStream) {
         EXPECT_EQ(r.ec, asio::error::eof);
         r = co_await c.read_some(buf);
         EXPECT_EQ(r.ec, asio::error::eof);
+        // The peer's close ended only its direction: ours still carries data...
+        EXPECT_TRUE(p.take().empty());
         bytes data{1, 2, 3};
         r = co_await c.write({}, data);
+        EXPECT_FALSE(r.ec);
+        EXPECT_FALSE(p.peer_done());
+        // ...until our sending ends: then the close reply goes out, then the FIN.
+        EXPECT_FALSE(co_await c.shutdown_send());
+        EXPECT_TRUE(p.peer_done());
+        r = co_await c.write({}, data);
         EXPECT_EQ(r.ec, codec::errc::closed);
-    }(client));
+    }(client, peer));
     rn.run();
-    // The close reply echoes 1000, masked with the connection key.
+    // A masked 3-byte binary frame, then the close reply echoing 1000 with the connection key.
     const bytes wire = peer.take();
-    ASSERT_EQ(wire.size(), 8u);
-    EXPECT_EQ(wire[0], 0x88);
-    EXPECT_EQ(wire[1], 0x82);
-    EXPECT_EQ(wire[6] ^ wire[2], 0x03);
-    EXPECT_EQ(wire[7] ^ wire[3], 0xe8);
+    ASSERT_EQ(wire.size(), 9u + 8u);
+    EXPECT_EQ(wire[0], 0x82);
+    EXPECT_EQ(wire[9], 0x88);
+    EXPECT_EQ(wire[10], 0x82);
+    EXPECT_EQ(wire[15] ^ wire[11], 0x03);
+    EXPECT_EQ(wire[16] ^ wire[12], 0xe8);
 }
 
 TEST(WsStream, TextFrameIsRefusedWithClose1003) {
@@ -357,7 +366,7 @@ TEST(WsStream, TruncatedFrameAndCleanEof) {
     rn.run();
 }
 
-TEST(WsStream, ShutdownSendIsHalfCloseNotCloseFrame) {
+TEST(WsStream, ShutdownSendIsHalfCloseByCloseFrames) {
     runner rn;
     auto [a, b] = mem_stream::make_pair(rn.ctx.get_executor());
     ws client(std::move(a), role::client, mask_mode::standard);
@@ -366,7 +375,8 @@ TEST(WsStream, ShutdownSendIsHalfCloseNotCloseFrame) {
         bytes data{'u', 'p'};
         EXPECT_FALSE((co_await c.write({}, data)).ec);
         EXPECT_FALSE(co_await c.shutdown_send());
-        EXPECT_TRUE(c.next_layer().available() == 0);
+        // A close frame, not a FIN: proxies keep the other direction open.
+        EXPECT_FALSE(s.next_layer().peer_done());
         bytes buf(16);
         auto r = co_await s.read_some(buf);
         EXPECT_EQ(r.n, 2u);
@@ -378,9 +388,13 @@ TEST(WsStream, ShutdownSendIsHalfCloseNotCloseFrame) {
         r = co_await c.read_some(buf);
         EXPECT_EQ(r.n, 4u);
         EXPECT_EQ(buf[0], 'd');
+        // The server's close answers the client's; both close frames have crossed, so the
+        // server's FIN follows, and the client's once it reads the answer.
         EXPECT_FALSE(co_await s.shutdown_send());
+        EXPECT_TRUE(c.next_layer().peer_done());
         r = co_await c.read_some(buf);
         EXPECT_EQ(r.ec, asio::error::eof);
+        EXPECT_TRUE(s.next_layer().peer_done());
     }(client, server));
     rn.run();
 }

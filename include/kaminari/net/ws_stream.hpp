@@ -25,10 +25,11 @@ namespace kaminari::net {
 ///
 /// Reading returns the unmasked payload of binary (and continuation) frames as one byte
 /// stream: frame boundaries and FIN are not visible. A ping is answered with a pong, a pong is
-/// ignored, a close frame is answered with a close frame (echoing its code) and then reads
-/// return `asio::error::eof`. A text frame is a protocol violation: a close frame with code
-/// 1003 is sent and the read fails with `codec::errc::text_frame`; other framing errors send
-/// close 1002. Every such error compares equal to `ws_condition::protocol_violation`.
+/// ignored, and after a close frame reads return `asio::error::eof`; the close is answered
+/// (echoing its code) when this side's sending ends, by shutdown_send(). A text frame is a protocol
+/// violation: a close frame with code 1003 is sent and the read fails with
+/// `codec::errc::text_frame`; other framing errors send close 1002. Every such error compares equal
+/// to `ws_condition::protocol_violation`.
 ///
 /// Writing sends one binary frame with FIN set per write() call: the frame header and the
 /// payload go to the next layer in one gather write, with no copy and no allocation. A client
@@ -38,9 +39,13 @@ namespace kaminari::net {
 /// and sent by that write right after its frame; when no write is in progress, the read side
 /// sends it at once while holding the same write flag (a write() arriving meanwhile waits).
 ///
-/// shutdown_send() shuts down the next layer's sending side (a TCP FIN, or TLS close_notify)
-/// and does *not* send a close frame: kaminaric and kaminaris carry half-close that way, as the
-/// original does. close() closes the next layer.
+/// Half-close is carried by close frames (RFC 6455 §5.5.1): shutdown_send() sends a close frame
+/// (1000, or the peer's code when it closed first) and the peer reads end of stream while its
+/// own direction keeps flowing until it answers with its close frame. The next layer's sending
+/// side (TCP FIN, TLS close_notify) is shut down only once both close frames have crossed, so
+/// proxies that tear down an upgraded connection on the first FIN (nginx) never cut data off.
+/// A peer that half-closes with a bare FIN instead (the original kaminari) reads as end of
+/// stream too. close() closes the next layer.
 ///
 /// Ownership: the stream owns its next layer by value (`next_layer()`). It must not be moved
 /// or destroyed while an operation is pending.
@@ -83,8 +88,10 @@ public:
     asio::awaitable<io_result> write(std::span<const std::uint8_t> head,
                                      std::span<std::uint8_t> body);
 
-    /// Half-close: waits for any control frame in flight, then shuts down the next layer's
-    /// sending side. No close frame is sent; later writes and pongs fail or are dropped.
+    /// Half-close: waits for any frame in flight, then sends a close frame (the peer's code if
+    /// it closed first, else 1000); if the peer's close has arrived too, also shuts down the
+    /// next layer's sending side. Later writes fail with `codec::errc::closed`; pongs are
+    /// dropped. Idempotent.
     asio::awaitable<error_code> shutdown_send();
 
     /// Sends a close frame with `code` (e.g. close_code::normal) unless one was already sent;
@@ -129,6 +136,7 @@ private:
     bool pong_pending_ = false;
     bool close_pending_ = false;
     bool close_sent_ = false;
+    bool close_received_ = false; // the peer's close frame has been read
     bool shut_ = false;
     bool closed_ = false;
     std::uint8_t pong_len_ = 0;

@@ -78,12 +78,21 @@ asio::awaitable<io_result> ws_stream<Next>::read_some(std::span<std::uint8_t> bu
             pong_pending_ = true;
         }
         if (step.close) {
-            // Echo the status code, as RFC 6455 §5.5.1 suggests.
-            queue_close(decoder_.close_code());
+            // The peer's half of the stream has ended. Our close reply (echoing its code, as
+            // RFC 6455 §5.5.1 suggests) waits until our own sending side is done, which §5.5.1
+            // allows ("MAY delay sending a Close frame until its current message is sent"):
+            // data still flowing our way is not cut off. shutdown_send() sends it.
+            close_received_ = true;
+            if (!close_pending_ && !close_sent_) {
+                close_code_ = decoder_.close_code();
+            }
+            if (shut_) {
+                // Both close frames have crossed: the TCP (or TLS) stream can end now.
+                (void)co_await next_.shutdown_send();
+            }
         }
-        if (step.ping || step.close) {
+        if (step.ping) {
             const error_code ec = co_await send_control_now();
-            // After a close frame the stream ends cleanly even if the reply could not be sent.
             if (ec && step.payload == 0 && !step.close) {
                 co_return io_result{ec, 0};
             }
@@ -141,7 +150,7 @@ asio::awaitable<io_result> ws_stream<Next>::write_frame(std::span<std::uint8_t> 
     const write_lock lock(*this);
     if (close_sent_ || shut_) {
         co_return io_result{
-            shut_ ? error_code(asio::error::shut_down) : error_code(codec::errc::closed), 0};
+            close_sent_ ? error_code(codec::errc::closed) : error_code(asio::error::shut_down), 0};
     }
     const auto head = encoder_.encode(codec::opcode::binary, payload, key);
     auto [ec, n] = co_await next_.write(head, payload);
@@ -239,8 +248,19 @@ asio::awaitable<error_code> ws_stream<Next>::shutdown_send() {
         co_return ec;
     }
     const write_lock lock(*this);
+    if (shut_) {
+        co_return error_code{};
+    }
+    // Half-close the websocket way: a close frame ends our direction and passes through every
+    // proxy, where a bare TCP FIN under an upgraded connection makes nginx drop both
+    // directions. The peer's close reply ends the other direction.
+    queue_close(close_received_ ? close_code_ : codec::close_code::normal);
+    error_code ec = co_await flush_control();
     shut_ = true;
-    co_return co_await next_.shutdown_send();
+    if (!ec && close_received_) {
+        ec = co_await next_.shutdown_send();
+    }
+    co_return ec;
 }
 
 template <byte_stream Next>
