@@ -293,6 +293,9 @@ client_context::client_context(const tls_client_options& opts)
     ctx_.reset(checked("SSL_CTX_new", [] { return SSL_CTX_new(TLS_client_method()); }));
     SSL_CTX* ctx = ctx_.get();
     checked("minimum version", [&] { return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION); });
+    // An idle connection gives its 16 KiB+ record buffers back (they are taken again on the
+    // next record): most tunnel connections are idle most of the time.
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 
     if (opts_.insecure) {
@@ -354,6 +357,9 @@ server_context::server_context(const tls_server_options& opts) {
     ctx_.reset(checked("SSL_CTX_new", [] { return SSL_CTX_new(TLS_server_method()); }));
     SSL_CTX* ctx = ctx_.get();
     checked("minimum version", [&] { return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION); });
+    // An idle connection gives its 16 KiB+ record buffers back (they are taken again on the
+    // next record): most tunnel connections are idle most of the time.
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
     checked("cipher list", [&] { return SSL_CTX_set_cipher_list(ctx, server_tls12_ciphers); });

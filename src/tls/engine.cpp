@@ -175,6 +175,10 @@ std::size_t engine::pending_output() const noexcept {
     return BIO_ctrl_pending(ext_bio_.get());
 }
 
+bool engine::has_buffered_input() const noexcept {
+    return SSL_has_pending(ssl_.get()) != 0 || BIO_ctrl_pending(SSL_get_rbio(ssl_.get())) != 0;
+}
+
 std::size_t engine::get_output(std::span<std::uint8_t> buf) noexcept {
     int n = BIO_read(ext_bio_.get(), buf.data(), clamp_int(buf.size()));
     return n > 0 ? static_cast<std::size_t>(n) : 0;

@@ -75,6 +75,17 @@ public:
     /// layer's error.
     asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf);
 
+    /// Completes when read_some() can make progress: at once when early data, decrypted bytes
+    /// or unprocessed records are buffered (or the stream has ended), otherwise when the next
+    /// layer is readable. Lets the relay hold no buffer while the connection is idle.
+    asio::awaitable<error_code> wait_readable() requires requires(Next& n) { n.wait_readable(); }
+    {
+        if (early_pos_ < early_.size() || read_eof_ || engine_.has_buffered_input()) {
+            co_return error_code{};
+        }
+        co_return co_await next_.wait_readable();
+    }
+
     /// Encrypts and sends all of `head` then all of `body`; neither is modified. Records are
     /// at most 16 KiB and several go out in one Next::write(). On success n == head.size() +
     /// body.size(). After shutdown_send() it fails with asio::error::shut_down.

@@ -79,6 +79,18 @@ public:
     /// error.
     asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf);
 
+    /// Completes when read_some() can make progress: at once when bytes from the handshake
+    /// are buffered or the stream has ended or failed, otherwise when the next layer is
+    /// readable. Lets the relay hold no buffer while the connection is idle.
+    asio::awaitable<error_code> wait_readable() requires requires(Next& n) { n.wait_readable(); }
+    {
+        if (leftover_pos_ < leftover_.size() || decoder_.closed() ||
+            decoder_.error() != codec::errc::ok) {
+            co_return error_code{};
+        }
+        co_return co_await next_.wait_readable();
+    }
+
     /// Sends `head` then `body` as websocket payload: `body` as one binary frame (masked in
     /// place when the client mode asks for it), `head`, which is const, as frames of its own
     /// copied through a small buffer (the relay passes an empty head). Nothing is sent when both

@@ -104,6 +104,10 @@ public:
     /// Bytes of ciphertext waiting to be sent to the peer.
     std::size_t pending_output() const noexcept;
 
+    /// True when a read may make progress without more ciphertext from the peer: decrypted
+    /// bytes or unprocessed records are buffered in OpenSSL or in the BIO pair.
+    bool has_buffered_input() const noexcept;
+
     /// Copies up to buf.size() bytes of pending ciphertext into `buf` and removes them.
     std::size_t get_output(std::span<std::uint8_t> buf) noexcept;
 
