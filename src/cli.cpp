@@ -200,6 +200,10 @@ std::string help_text(role who) {
                 "  ocsp=<path>             DER OCSP response to staple\n";
     }
     text += "  handshake_timeout=<s>   TLS + websocket handshake deadline (default 10)\n"
+            "  idle_timeout=<s>        close a connection that moves no byte either way for\n"
+            "                          this long (default: never)\n"
+            "  max_conns=<n>           connections open at once; at the cap a new one is\n"
+            "                          accepted and closed at once (default: no cap)\n"
             "  threads=<n>             worker threads (default: one per core)\n"
             "  loglevel=<level>        error, warn, info (default) or debug\n"
             "\n"

@@ -8,6 +8,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <utility>
 
 namespace kaminari {
@@ -74,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 17> known_options{{
+constexpr std::array<known_option, 19> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -92,6 +93,8 @@ constexpr std::array<known_option, 17> known_options{{
     {"threads", false, side::both},
     {"handshake_timeout", false, side::both},
     {"connect_timeout", false, side::client},
+    {"idle_timeout", false, side::both},
+    {"max_conns", false, side::both},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -221,6 +224,9 @@ std::chrono::milliseconds parse_seconds(std::string_view key, std::string_view v
     return std::chrono::milliseconds{static_cast<long long>(std::ceil(secs * 1000))};
 }
 
+// More concurrent connections than this would exhaust any descriptor limit long before.
+constexpr std::uint64_t max_conns_limit = 10'000'000;
+
 std::size_t parse_threads(std::string_view v) {
     unsigned n = 0;
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
@@ -229,6 +235,16 @@ std::size_t parse_threads(std::string_view v) {
             fmt::format("threads: '{}' is not a thread count; expected 1 to 256", v));
     }
     return n;
+}
+
+std::size_t parse_max_conns(std::string_view v) {
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc{} || end != v.data() + v.size() || n == 0 || n > max_conns_limit) {
+        throw config_error(fmt::format(
+            "max_conns: '{}' is not a connection count; expected 1 to {}", v, max_conns_limit));
+    }
+    return static_cast<std::size_t>(n);
 }
 
 void check_loglevel(std::string_view v) {
@@ -250,6 +266,12 @@ common_options parse_common(const option_map& map, side me) {
     }
     if (auto v = map.value("handshake_timeout")) {
         c.handshake_timeout = parse_seconds("handshake_timeout", *v);
+    }
+    if (auto v = map.value("idle_timeout")) {
+        c.idle_timeout = parse_seconds("idle_timeout", *v);
+    }
+    if (auto v = map.value("max_conns")) {
+        c.max_conns = parse_max_conns(*v);
     }
     if (me == side::client) {
         if (auto v = map.value("connect_timeout")) {

@@ -144,7 +144,7 @@ TEST(Invocation, CommandLineWinsOverEnvironment) {
 TEST(Help, NamesEveryOption) {
     const std::string client = help_text(role::client);
     for (const char* opt : {"ws", "host=", "path=", "mask=", "tls", "sni=", "alpn=", "0rtt",
-                            "insecure", "loglevel=", "\\;"}) {
+                            "insecure", "loglevel=", "idle_timeout=", "max_conns=", "\\;"}) {
         EXPECT_NE(client.find(opt), std::string::npos) << opt;
     }
     const std::string server = help_text(role::server);

@@ -142,6 +142,15 @@ TEST(ClientOptions, BadInputNamesTheOption) {
          "loglevel: unknown level 'loud'; expected 'error', 'warn', 'info' or 'debug'"},
         {"handshake_timeout=-1", "handshake_timeout: '-1' is not a duration; expected seconds "
                                  "between 0 and 86400, e.g. 'handshake_timeout=10'"},
+        {"idle_timeout=0", "idle_timeout: '0' is not a duration; expected seconds between 0 "
+                           "and 86400, e.g. 'idle_timeout=10'"},
+        {"idle_timeout=5m", "idle_timeout: '5m' is not a duration; expected seconds between 0 "
+                            "and 86400, e.g. 'idle_timeout=10'"},
+        {"max_conns=0", "max_conns: '0' is not a connection count; expected 1 to 10000000"},
+        {"max_conns=-1", "max_conns: '-1' is not a connection count; expected 1 to 10000000"},
+        {"max_conns=1e3", "max_conns: '1e3' is not a connection count; expected 1 to 10000000"},
+        {"max_conns=10000001",
+         "max_conns: '10000001' is not a connection count; expected 1 to 10000000"},
     };
     for (const auto& [text, message] : rows) {
         EXPECT_EQ(client_error(text), message) << text;
@@ -170,6 +179,21 @@ TEST(ClientOptions, CommonOptions) {
     EXPECT_EQ(o.common.threads, 3u);
     EXPECT_EQ(o.common.handshake_timeout, std::chrono::milliseconds(2500));
     EXPECT_EQ(o.common.connect_timeout, std::chrono::milliseconds(1000));
+    EXPECT_EQ(o.common.idle_timeout, std::chrono::milliseconds(0));
+    EXPECT_EQ(o.common.max_conns, 0u);
+}
+
+TEST(CommonOptions, IdleTimeoutAndMaxConnsOnBothSides) {
+    auto c = parse_client_options("idle_timeout=300;max_conns=1000");
+    EXPECT_EQ(c.common.idle_timeout, std::chrono::milliseconds(300'000));
+    EXPECT_EQ(c.common.max_conns, 1000u);
+    EXPECT_TRUE(c.warnings.empty());
+    auto s = parse_server_options("idle_timeout=0.25;max_conns=1");
+    EXPECT_EQ(s.common.idle_timeout, std::chrono::milliseconds(250));
+    EXPECT_EQ(s.common.max_conns, 1u);
+    EXPECT_TRUE(s.warnings.empty());
+    EXPECT_EQ(server_error("max_conns=x"),
+              "max_conns: 'x' is not a connection count; expected 1 to 10000000");
 }
 
 TEST(ServerOptions, UpstreamExamples) {

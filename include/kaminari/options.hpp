@@ -55,6 +55,12 @@ struct common_options {
     std::chrono::milliseconds handshake_timeout{10'000}; ///< `handshake_timeout=<seconds>`
     std::chrono::milliseconds connect_timeout{10'000};   ///< `connect_timeout=<seconds>`
     std::size_t threads = 0; ///< `threads=<n>`: worker threads; 0 = one per core
+    /// `idle_timeout=<seconds>`: a tunnel connection that moves no byte in either direction
+    /// for this long is closed; 0 = never (the default).
+    std::chrono::milliseconds idle_timeout{0};
+    /// `max_conns=<n>`: connections open at once, per process; at the cap a new connection is
+    /// accepted and closed at once. 0 = no cap (the default).
+    std::size_t max_conns = 0;
 };
 
 struct client_options {

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <sys/resource.h>
 
@@ -140,12 +141,41 @@ void tune_socket(asio::ip::tcp::socket& socket) noexcept {
     socket.set_option(asio::socket_base::keep_alive(true), ignored);
 }
 
+namespace {
+
+// At most one log line per second for a repeating condition, with the count of the ones held
+// back: a flood of failures or refusals must not flood the log too.
+class burst_log {
+public:
+    // Returns the suffix to log now, or nullopt to stay quiet this time.
+    std::optional<std::string> next() {
+        const auto now = std::chrono::steady_clock::now();
+        if (logged_ && now - last_ < std::chrono::seconds(1)) {
+            ++suppressed_;
+            return std::nullopt;
+        }
+        std::string suffix =
+            suppressed_ ? fmt::format(" ({} more since last report)", suppressed_) : std::string();
+        logged_ = true;
+        last_ = now;
+        suppressed_ = 0;
+        return suffix;
+    }
+
+private:
+    bool logged_ = false;
+    std::chrono::steady_clock::time_point last_{};
+    std::uint64_t suppressed_ = 0;
+};
+
+} // namespace
+
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
-                                  const connection_handler& handler) {
+                                  const connection_handler& handler, std::size_t max_conns) {
     static std::atomic<std::uint64_t> next_id{0};
     asio::steady_timer backoff(co_await asio::this_coro::executor);
-    std::uint64_t suppressed = 0;
-    auto last_log = std::chrono::steady_clock::time_point{};
+    burst_log accept_errors;
+    burst_log refusals;
     for (;;) {
         auto exec = rt.next_executor();
         auto [ec, socket] = co_await acceptor.async_accept(exec, use_tuple);
@@ -155,23 +185,36 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         if (ec) {
             // EMFILE, ENFILE, ENOBUFS, ...: the connection stays in the backlog; wait for
             // descriptors to free up instead of spinning or exiting.
-            const auto now = std::chrono::steady_clock::now();
-            if (now - last_log >= std::chrono::seconds(1)) {
-                log::warn("accept failed: {}{}; retrying in 100 ms", ec.message(),
-                          suppressed ? fmt::format(" ({} more since last report)", suppressed)
-                                     : std::string());
-                last_log = now;
-                suppressed = 0;
-            } else {
-                ++suppressed;
+            if (auto more = accept_errors.next()) {
+                log::warn("accept failed: {}{}; retrying in 100 ms", ec.message(), *more);
             }
             backoff.expires_after(std::chrono::milliseconds(100));
             co_await backoff.async_wait(use_tuple);
             continue;
         }
+        if (!rt.begin_connection(max_conns)) {
+            // At the cap: refuse now (the client reads end of stream at once) rather than
+            // leave it in the backlog, where it would wait with no answer.
+            if (auto more = refusals.next()) {
+                log::warn("max_conns={} reached: closing new connections{}", max_conns, *more);
+            }
+            error_code ignored;
+            socket.close(ignored);
+            continue;
+        }
         tune_socket(socket);
         const std::uint64_t id = ++next_id;
-        asio::co_spawn(exec, handler(std::move(socket), id), [id](std::exception_ptr e) {
+        std::optional<asio::awaitable<void>> connection;
+        try {
+            connection.emplace(handler(std::move(socket), id));
+        } catch (const std::exception& ex) {
+            // No coroutine frame (bad_alloc): only this connection is lost, not the listener.
+            rt.end_connection();
+            log::error("#{} cannot start: {}", id, ex.what());
+            continue;
+        }
+        asio::co_spawn(exec, std::move(*connection), [id, &rt](std::exception_ptr e) {
+            rt.end_connection();
             if (!e) {
                 return;
             }

@@ -11,10 +11,19 @@
 #include <kaminari/net/ws_stream.hpp>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <optional>
 #include <string>
+#include <sys/socket.h>
+#include <variant>
 
 namespace kaminari::net {
 
@@ -37,9 +46,87 @@ std::string peer_of(const tcp::socket& s) {
 }
 
 void log_end(std::uint64_t id, const relay_result& r) {
+    if (r.idle) {
+        log::debug("#{} idle timeout: no bytes moved either way; closing", id);
+    }
     log::debug("#{} closed: {} bytes up, {} bytes down{}{}", id, r.a_to_b.bytes, r.b_to_a.bytes,
                r.a_to_b.ec ? fmt::format("; up: {}", r.a_to_b.ec.message()) : std::string(),
                r.b_to_a.ec ? fmt::format("; down: {}", r.b_to_a.ec.message()) : std::string());
+}
+
+// Milliseconds since data last went either way on `s`, from the kernel's TCP_INFO (last data
+// sent, last data received); nullopt once the socket is closed.
+std::optional<std::uint32_t> quiet_ms(tcp::socket& s) noexcept {
+    if (!s.is_open()) {
+        return std::nullopt;
+    }
+    ::tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+        return std::nullopt;
+    }
+    return std::min(info.tcpi_last_data_sent, info.tcpi_last_data_recv);
+}
+
+// The idle watchdog of the splice relay. splice(2) moves bytes inside the kernel and reports
+// nothing until it ends, so activity is read from the sockets themselves: one getsockopt per
+// socket per check, and a check at most once per `limit` while data flows. When both sockets
+// have been quiet for `limit`, closes them, which ends splice_relay(), and then gives the relay
+// another `limit` to notice before returning (which makes `||` cancel it). Cancelled when the
+// relay ends first.
+asio::awaitable<void> close_sockets_when_idle(tcp::socket& a, tcp::socket& b,
+                                              std::chrono::milliseconds limit, bool& idle) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        const auto qa = quiet_ms(a);
+        const auto qb = quiet_ms(b);
+        auto wait = limit;
+        if (qa && qb) {
+            const std::chrono::milliseconds quiet{std::min(*qa, *qb)};
+            if (quiet >= limit) {
+                idle = true;
+                error_code ignored;
+                a.close(ignored);
+                b.close(ignored);
+                timer.expires_after(limit);
+                co_await timer.async_wait(use_tuple);
+                co_return;
+            }
+            wait = limit - quiet;
+        }
+        timer.expires_after(wait);
+        auto [ec] = co_await timer.async_wait(use_tuple);
+        if (ec) {
+            co_return;
+        }
+    }
+}
+
+// splice_relay() beside its idle watchdog. The watchdog closes the sockets rather than winning
+// the `||`, so the relay's own result (bytes, errors) normally survives.
+asio::awaitable<relay_result> splice_watched(tcp::socket& a, tcp::socket& b,
+                                             std::chrono::milliseconds idle_limit) {
+    using namespace asio::experimental::awaitable_operators;
+    bool idle = false;
+    auto ended = co_await (splice_relay(a, b) || close_sockets_when_idle(a, b, idle_limit, idle));
+    relay_result r;
+    if (ended.index() == 0) {
+        r = std::get<0>(std::move(ended));
+    } else {
+        // The watchdog closed both sockets and returned before the relay noticed.
+        r.a_to_b.ec = r.b_to_a.ec = asio::error::timed_out;
+    }
+    r.idle = idle;
+    co_return r;
+}
+
+// splice_relay() under `idle_limit` (zero: none).
+asio::awaitable<relay_result> splice_with_idle(tcp::socket& a, tcp::socket& b,
+                                               std::chrono::milliseconds idle_limit) {
+    if (idle_limit.count() <= 0) {
+        return splice_relay(a, b);
+    }
+    return splice_watched(a, b, idle_limit);
 }
 
 clock::duration remaining(clock::time_point deadline) {
@@ -57,7 +144,7 @@ template <byte_stream Lower>
 asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t id,
                                     const client_config& cfg, clock::time_point deadline) {
     if (!cfg.opts.ws) {
-        log_end(id, co_await relay(app, lower));
+        log_end(id, co_await relay(app, lower, cfg.opts.common.idle_timeout));
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::client, cfg.opts.ws->mask);
@@ -67,7 +154,7 @@ asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t
         ws.close();
         co_return;
     }
-    log_end(id, co_await relay(app, ws));
+    log_end(id, co_await relay(app, ws, cfg.opts.common.idle_timeout));
 }
 
 template <byte_stream Lower>
@@ -110,7 +197,8 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         co_return;
     }
     if (!cfg.tls && !cfg.opts.ws) {
-        log_end(id, co_await splice_relay(app.socket(), up_socket));
+        log_end(id,
+                co_await splice_with_idle(app.socket(), up_socket, cfg.opts.common.idle_timeout));
         co_return;
     }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
@@ -142,7 +230,7 @@ asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_c
         co_return;
     }
     tcp_stream up(std::move(up_socket));
-    log_end(id, co_await relay(down, up));
+    log_end(id, co_await relay(down, up, cfg.opts.common.idle_timeout));
 }
 
 template <byte_stream Lower>
@@ -174,7 +262,7 @@ asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
             log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
             co_return;
         }
-        log_end(id, co_await splice_relay(socket, up_socket));
+        log_end(id, co_await splice_with_idle(socket, up_socket, cfg.opts.common.idle_timeout));
         co_return;
     }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;

@@ -44,10 +44,31 @@ public:
     /// Stops every worker. Safe from any thread and from a handler.
     void stop() noexcept;
 
+    /// Connections open in this process (accepted and not yet ended), across all listeners;
+    /// accept_loop() keeps the count. Safe from any thread.
+    std::size_t active_connections() const noexcept {
+        return active_.load(std::memory_order_relaxed);
+    }
+
+    /// Counts one more open connection unless `max` (0 = no cap) are open already; returns
+    /// whether it did. Called by the accept loops, which all run on worker 0, so two calls
+    /// never race each other; ends counted by end_connection() on other workers only lower it.
+    bool begin_connection(std::size_t max) noexcept {
+        if (max != 0 && active_.load(std::memory_order_relaxed) >= max) {
+            return false;
+        }
+        active_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
+
+    /// Counts an open connection as ended. Safe from any thread.
+    void end_connection() noexcept { active_.fetch_sub(1, std::memory_order_relaxed); }
+
 private:
     std::vector<std::unique_ptr<asio::io_context>> contexts_;
     std::vector<std::jthread> threads_;
     std::atomic<std::size_t> next_{0};
+    std::atomic<std::size_t> active_{0};
 };
 
 /// Called for every accepted connection on the executor of its worker; `id` numbers
@@ -62,9 +83,12 @@ std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const
 /// Accepts forever. Every connection is spawned on the next worker with a completion handler
 /// that logs an escaping exception (which ends only that connection). Accept errors such as
 /// EMFILE are logged once per burst and followed by a 100 ms back-off; the loop keeps serving.
-/// `handler` must outlive the loop.
+/// With `max_conns` (0 = no cap) connections open in the process (rt.active_connections()),
+/// a new connection is accepted and closed at once, so the client sees the end of the stream
+/// right away instead of waiting in the backlog; refusals are logged once per burst, and
+/// serving resumes as soon as a connection ends. `handler` must outlive the loop.
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
-                                  const connection_handler& handler);
+                                  const connection_handler& handler, std::size_t max_conns = 0);
 
 /// Resolves `remote` (every time, so DNS changes are followed) and connects to the first of its
 /// addresses that accepts, within `limit`. Sets TCP_NODELAY.

@@ -6,9 +6,14 @@
 #include <kaminari/net/stream.hpp>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <variant>
 
 namespace kaminari::net {
 
@@ -21,6 +26,7 @@ struct copy_result {
 struct relay_result {
     copy_result a_to_b;
     copy_result b_to_a;
+    bool idle = false; ///< closed by the idle timeout (the directions then show its errors)
 };
 
 /// Default size of each direction's buffer.
@@ -64,9 +70,12 @@ asio::awaitable<io_result> relay_read(From& from, buffer_lease& buf, std::size_t
 /// (shutdown_send) and returns; any error closes both streams, so the other direction ends
 /// too. The buffer is handed to `to.write` mutable: a websocket client masks it in place.
 /// When `from` can wait for readability, the buffer is borrowed from the thread's pool only
-/// for one read and its write, so an idle direction holds no buffer.
+/// for one read and its write, so an idle direction holds no buffer. When `moved` is given,
+/// every completed write adds its byte count to it (the idle watchdog reads it); it must
+/// outlive the copy, and be touched only on the streams' thread.
 template <byte_stream From, byte_stream To>
-asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_size) {
+asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_size,
+                                         std::uint64_t* moved = nullptr) {
     copy_result result;
     buffer_lease buf;
     for (;;) {
@@ -89,6 +98,9 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
             break;
         }
         result.bytes += n;
+        if (moved != nullptr) {
+            *moved += n;
+        }
     }
     // An error (reset, protocol violation, cancellation) ends both directions.
     from.close();
@@ -103,6 +115,91 @@ asio::awaitable<relay_result> relay(A& a, B& b, std::size_t buffer_size = relay_
     using namespace asio::experimental::awaitable_operators;
     auto [ab, ba] = co_await (copy_stream(a, b, buffer_size) && copy_stream(b, a, buffer_size));
     co_return relay_result{ab, ba};
+}
+
+/// Completes once `progress()` has returned the same value for `limit`, or with
+/// asio::error::operation_aborted when cancelled. The value is sampled every quarter of
+/// `limit`, so the wait ends between `limit` and 1.25 x `limit` after the last change: one
+/// timer wake-up per quarter, and nothing at all on the data path. `progress` is called on the
+/// caller's executor.
+template <class Progress>
+asio::awaitable<error_code> wait_idle(Progress progress,
+                                      std::chrono::steady_clock::duration limit) {
+    using clock = std::chrono::steady_clock;
+    const auto tick = std::max<clock::duration>(limit / 4, std::chrono::milliseconds(1));
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    auto last = progress();
+    auto quiet_since = clock::now();
+    for (;;) {
+        timer.expires_at(std::min(quiet_since + limit, clock::now() + tick));
+        auto [ec] = co_await timer.async_wait(use_tuple);
+        if (ec) {
+            co_return ec;
+        }
+        const auto now = progress();
+        if (now != last) {
+            last = now;
+            quiet_since = clock::now();
+        } else if (clock::now() - quiet_since >= limit) {
+            co_return error_code{};
+        }
+    }
+}
+
+/// The watchdog of relay(a, b, idle_limit): waits until `moved` stops changing for `limit`,
+/// sets `idle` and closes both streams, which ends the copy loops. Should a loop not end
+/// within another `limit` (a layer that ignores close), it returns, and relay()'s `||`
+/// cancels the loops. Cancelled (the relay ended first): returns at once.
+template <byte_stream A, byte_stream B>
+asio::awaitable<void> close_when_idle(A& a, B& b, const std::uint64_t& moved,
+                                      std::chrono::steady_clock::duration limit, bool& idle) {
+    if (co_await wait_idle([&moved] { return moved; }, limit)) {
+        co_return;
+    }
+    idle = true;
+    a.close();
+    b.close();
+    asio::steady_timer grace(co_await asio::this_coro::executor, limit);
+    co_await grace.async_wait(use_tuple);
+}
+
+namespace detail {
+
+// relay(a, b, idle_limit) with a non-zero limit.
+template <byte_stream A, byte_stream B>
+asio::awaitable<relay_result>
+relay_watched(A& a, B& b, std::chrono::steady_clock::duration idle_limit, std::size_t buffer_size) {
+    using namespace asio::experimental::awaitable_operators;
+    std::uint64_t moved = 0;
+    bool idle = false;
+    auto ended = co_await (
+        (copy_stream(a, b, buffer_size, &moved) && copy_stream(b, a, buffer_size, &moved)) ||
+        close_when_idle(a, b, moved, idle_limit, idle));
+    relay_result result;
+    if (ended.index() == 0) {
+        auto [ab, ba] = std::get<0>(std::move(ended));
+        result = relay_result{ab, ba};
+    } else {
+        result.a_to_b.ec = result.b_to_a.ec = asio::error::timed_out;
+    }
+    result.idle = idle;
+    co_return result;
+}
+
+} // namespace detail
+
+/// relay() with an idle timeout: when no byte has moved in either direction for
+/// `idle_limit` (see wait_idle), both streams are closed, the directions end with the errors
+/// that produces, and the result has `idle` set. A zero `idle_limit` means no timeout. The
+/// copy loops only add to a counter; one timer per connection does the checking. A write
+/// that takes longer than `idle_limit` (the receiver has stopped reading) counts as idle.
+template <byte_stream A, byte_stream B>
+asio::awaitable<relay_result> relay(A& a, B& b, std::chrono::steady_clock::duration idle_limit,
+                                    std::size_t buffer_size = relay_buffer_size) {
+    if (idle_limit <= std::chrono::steady_clock::duration::zero()) {
+        return relay(a, b, buffer_size);
+    }
+    return detail::relay_watched(a, b, idle_limit, buffer_size);
 }
 
 } // namespace kaminari::net
