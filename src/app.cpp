@@ -26,6 +26,10 @@ namespace {
 
 using tcp = asio::ip::tcp;
 
+// The parent as the process started: a SIP003 host that dies before we look must not go
+// unnoticed (getppid() would already name the reaper).
+pid_t parent_at_start = 0;
+
 const char* program_name(role who) noexcept {
     return who == role::client ? "kaminaric" : "kaminaris";
 }
@@ -49,6 +53,14 @@ asio::awaitable<void> watch_parent(pid_t parent, net::runtime& rt) {
 
 template <class Config>
 int serve(role who, const invocation& inv, const Config& cfg, const std::string& transport) {
+    if (inv.sip003) {
+        // Before anything is bound: a host that dies from here on is noticed.
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent_at_start) {
+            log::info("parent process {} is gone; not starting", parent_at_start);
+            return 0;
+        }
+    }
     const auto nofile = net::raise_open_file_limit();
     net::runtime rt(cfg.opts.common.threads);
     auto listeners = net::bind_listeners(rt.main_context(), inv.local);
@@ -66,7 +78,8 @@ int serve(role who, const invocation& inv, const Config& cfg, const std::string&
         }
     };
     for (auto& l : listeners) {
-        asio::co_spawn(rt.main_context(), net::accept_loop(std::move(l), rt, handler),
+        asio::co_spawn(rt.main_context(),
+                       net::accept_loop(std::move(l), rt, handler, cfg.opts.common.max_conns),
                        asio::detached);
     }
 
@@ -78,9 +91,7 @@ int serve(role who, const invocation& inv, const Config& cfg, const std::string&
         }
     });
     if (inv.sip003) {
-        const pid_t parent = getppid();
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        asio::co_spawn(rt.main_context(), watch_parent(parent, rt), asio::detached);
+        asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);
     }
     (void)who;
     rt.run();
@@ -125,6 +136,7 @@ int run(role who, int argc, char** argv) {
 } // namespace
 
 int app_main(role who, int argc, char** argv) noexcept {
+    parent_at_start = getppid();
     log::set_program(program_name(who));
     // A peer closing mid-write must surface as EPIPE on that connection, not kill the process.
     std::signal(SIGPIPE, SIG_IGN);
