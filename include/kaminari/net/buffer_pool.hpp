@@ -42,7 +42,8 @@ private:
 };
 
 /// Borrows a buffer of exactly `size` bytes from this thread's pool (allocating when empty).
-/// The pool keeps at most a bounded number of free buffers per size.
+/// Sizes of 16, 64 and 256 KiB are pooled, each with a bounded number of free buffers; other
+/// sizes are allocated and freed every time.
 buffer_lease borrow_buffer(std::size_t size);
 
 /// Free buffers currently kept by this thread's pool (for tests).

@@ -29,22 +29,49 @@ struct relay_result {
     bool idle = false; ///< closed by the idle timeout (the directions then show its errors)
 };
 
-/// Default size of each direction's buffer.
-inline constexpr std::size_t relay_buffer_size = 16 * 1024;
+/// Largest buffer a relay direction grows to (see copy_stream). Measured on loopback, ws
+/// throughput went 9.3 / 13 / 14 / 15.5 Gbit/s and CPU 1.24 / 0.92 / 0.86 / 0.77 s per GiB
+/// with 16 / 64 / 128 / 256 KiB buffers.
+inline constexpr std::size_t relay_buffer_size = 256 * 1024;
 
-/// A stream that can wait until a read would make progress without taking a buffer, and read
-/// without waiting (asio::error::would_block when nothing has arrived).
+/// Where a relay direction's buffer starts, and the smallest it shrinks to.
+inline constexpr std::size_t relay_min_buffer_size = 16 * 1024;
+
+/// The buffer size after a read of `n` bytes into a buffer of `size` (at most `max`): a bulk
+/// flow that fills its buffer gets a 4x bigger one, a read that uses under a quarter of it
+/// gets a 4x smaller one, so interactive and idle directions stay small.
+constexpr std::size_t next_buffer_size(std::size_t size, std::size_t n, std::size_t max) noexcept {
+    if (n == size && size < max) {
+        return std::min(size * 4, max);
+    }
+    if (n < size / 4 && size > relay_min_buffer_size) {
+        return std::max(size / 4, relay_min_buffer_size);
+    }
+    return size;
+}
+
+/// A stream that can wait until a read would make progress without taking a buffer.
 template <class S>
-concept waitable_stream = byte_stream<S> && requires(S& s, std::span<std::uint8_t> buf) {
+concept waitable_stream = byte_stream<S> && requires(S& s) {
     { s.wait_readable() } -> std::same_as<asio::awaitable<error_code>>;
+};
+
+/// A waitable stream that can also read without waiting (asio::error::would_block when nothing
+/// has arrived).
+template <class S>
+concept try_readable_stream = waitable_stream<S> && requires(S& s, std::span<std::uint8_t> buf) {
     { s.try_read_some(buf) } -> std::same_as<io_result>;
 };
 
-/// One read for copy_stream: a waitable source keeps the buffer only while data flows (reads
-/// are tried without the reactor) and waits with no buffer once it runs dry.
+/// One read for copy_stream. The buffer is borrowed only once the source is readable and kept
+/// only while data keeps flowing, so an idle direction holds none:
+/// - a try-readable source (TCP) is read without the reactor until it runs dry;
+/// - a waitable source (TLS, websocket) keeps the buffer after a read that filled it (more is
+///   likely queued) and gives it back after a short read;
+/// - any other source reads into a buffer it keeps.
 template <byte_stream From>
 asio::awaitable<io_result> relay_read(From& from, buffer_lease& buf, std::size_t buffer_size) {
-    if constexpr (waitable_stream<From>) {
+    if constexpr (try_readable_stream<From>) {
         for (;;) {
             if (!buf) {
                 if (auto ec = co_await from.wait_readable()) {
@@ -58,6 +85,14 @@ asio::awaitable<io_result> relay_read(From& from, buffer_lease& buf, std::size_t
             }
             buf.release();
         }
+    } else if constexpr (waitable_stream<From>) {
+        if (!buf) {
+            if (auto ec = co_await from.wait_readable()) {
+                co_return io_result{ec, 0};
+            }
+            buf = borrow_buffer(buffer_size);
+        }
+        co_return co_await from.read_some(buf.span());
     } else {
         if (!buf) {
             buf = borrow_buffer(buffer_size);
@@ -78,8 +113,9 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
                                          std::uint64_t* moved = nullptr) {
     copy_result result;
     buffer_lease buf;
+    std::size_t want = std::min(relay_min_buffer_size, buffer_size);
     for (;;) {
-        auto [rec, n] = co_await relay_read(from, buf, buffer_size);
+        auto [rec, n] = co_await relay_read(from, buf, want);
         if (rec == asio::error::eof) {
             if (auto sec = co_await to.shutdown_send()) {
                 result.ec = sec;
@@ -100,6 +136,14 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
         result.bytes += n;
         if (moved != nullptr) {
             *moved += n;
+        }
+        want = next_buffer_size(buf.span().size(), n, buffer_size);
+        if (want != buf.span().size()) {
+            buf.release(); // the next read borrows the new size
+        } else if constexpr (waitable_stream<From> && !try_readable_stream<From>) {
+            if (n < buf.span().size()) {
+                buf.release(); // a short read: the source is probably dry, wait without it
+            }
         }
     }
     // An error (reset, protocol violation, cancellation) ends both directions.
