@@ -7,8 +7,11 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <gtest/gtest.h>
 
+#include <array>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -224,6 +227,60 @@ TEST(TlsStream, HalfCloseThenPeerWritesBack) {
         // EOF is sticky.
         std::array<std::uint8_t, 4> buf;
         EXPECT_EQ((co_await p.client.read_some(buf)).ec, asio::error::eof);
+    }());
+}
+
+// A transport that never reports readability on its own and sends no FIN: whatever a TLS
+// layer above it already holds (records, a close_notify) it must find without the transport.
+class no_fin_stream {
+public:
+    using executor_type = asio::any_io_executor;
+    explicit no_fin_stream(mem_stream inner)
+        : inner_(std::move(inner)) {}
+    executor_type get_executor() const noexcept { return inner_.get_executor(); }
+    asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf) {
+        return inner_.read_some(buf);
+    }
+    asio::awaitable<io_result> write(std::span<const std::uint8_t> head,
+                                     std::span<std::uint8_t> body) {
+        return inner_.write(head, body);
+    }
+    asio::awaitable<error_code> shutdown_send() { co_return error_code{}; }
+    void close() noexcept { inner_.close(); }
+    asio::awaitable<error_code> wait_readable() {
+        asio::steady_timer never(inner_.get_executor(), std::chrono::seconds(5));
+        co_await never.async_wait(use_tuple);
+        co_return asio::error::timed_out;
+    }
+
+private:
+    mem_stream inner_;
+};
+
+TEST(TlsStream, CloseNotifyReadWithDataIsNotLost) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts());
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        auto [a, b] = mem_stream::make_pair(ctx.get_executor());
+        tls_stream<no_fin_stream> client(no_fin_stream(std::move(a)), cctx.make_engine());
+        tls_stream<no_fin_stream> server(no_fin_stream(std::move(b)), sctx.make_engine());
+        auto [c, s] = co_await (client.handshake_client({}) && server.handshake_server());
+        CO_ASSERT_OK(c);
+        CO_ASSERT_OK(s);
+        std::string x = "x";
+        EXPECT_FALSE((co_await client.write(bytes(x), {})).ec);
+        EXPECT_FALSE(co_await client.shutdown_send()); // close_notify right behind the data
+        std::vector<std::uint8_t> buf(64 * 1024);
+        auto r = co_await server.read_some(buf);
+        EXPECT_FALSE(r.ec);
+        EXPECT_EQ(r.n, 1u);
+        // The close_notify may already be decrypted: the stream must say it is readable (to
+        // report the end) without waiting for the transport, which never wakes up here.
+        EXPECT_FALSE(co_await server.wait_readable());
+        std::array<std::uint8_t, 4> small;
+        EXPECT_EQ((co_await server.read_some(small)).ec, asio::error::eof);
     }());
 }
 

@@ -80,7 +80,8 @@ public:
     /// layer is readable. Lets the relay hold no buffer while the connection is idle.
     asio::awaitable<error_code> wait_readable() requires requires(Next& n) { n.wait_readable(); }
     {
-        if (early_pos_ < early_.size() || read_eof_ || engine_.has_buffered_input()) {
+        if (early_pos_ < early_.size() || read_eof_ || deferred_ec_ ||
+            engine_.has_buffered_input()) {
             co_return error_code{};
         }
         co_return co_await next_.wait_readable();
@@ -116,9 +117,10 @@ private:
     asio::steady_timer wake_;         ///< cancelled to wake an operation waiting for the flag
     std::vector<std::uint8_t> early_; ///< early data received by the server, not yet read
     std::size_t early_pos_ = 0;
-    bool writing_ = false;  ///< the write flag: someone is encrypting/flushing to next_
-    bool waiting_ = false;  ///< someone waits on wake_ for the flag
-    bool read_eof_ = false; ///< the peer's stream has ended
+    bool writing_ = false;   ///< the write flag: someone is encrypting/flushing to next_
+    bool waiting_ = false;   ///< someone waits on wake_ for the flag
+    bool read_eof_ = false;  ///< the peer's stream has ended
+    error_code deferred_ec_; ///< end of stream or error met while draining records; next read
     bool write_shut_ = false;
     error_code write_error_; ///< sticky: the next layer failed a write
 };

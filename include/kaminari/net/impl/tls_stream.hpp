@@ -230,6 +230,12 @@ asio::awaitable<io_result> tls_stream<Next>::read_some(std::span<std::uint8_t> b
         }
         co_return io_result{{}, n};
     }
+    if (deferred_ec_) {
+        if (deferred_ec_ == asio::error::eof) {
+            read_eof_ = true;
+        }
+        co_return io_result{std::exchange(deferred_ec_, error_code{}), 0};
+    }
     if (read_eof_) {
         co_return io_result{asio::error::eof, 0};
     }
@@ -257,6 +263,22 @@ asio::awaitable<io_result> tls_stream<Next>::read_some(std::span<std::uint8_t> b
             co_return io_result{ec, 0};
         }
         if (n != 0) {
+            // SSL_read gives one record (<= 16 KiB) per call: take every record already here,
+            // without more I/O, so the relay moves big chunks. An error or end of stream
+            // found on the way is kept and reported by the next call (and wait_readable()).
+            while (n < buf.size()) {
+                error_code more_ec;
+                std::size_t more = 0;
+                engine_.read(buf.subspan(n), more_ec, more);
+                if (more_ec) {
+                    deferred_ec_ = more_ec;
+                    break;
+                }
+                if (more == 0) {
+                    break;
+                }
+                n += more;
+            }
             co_return io_result{{}, n};
         }
         if (want == tls::engine::want_input_and_retry) {
