@@ -6,9 +6,16 @@ import tempfile
 from harness import Proc, free_port, wait_port, HOST
 
 
-def start_nginx(upstream_port, path="/ws"):
+def start_nginx(upstream_port, path="/ws", tls=None):
+    """nginx proxying websocket upgrades on `path` to upstream_port; other paths get 404.
+    `tls=(cert, key)` makes it terminate TLS with that certificate."""
     d = tempfile.mkdtemp(prefix="kaminari-nginx-")
     port = free_port()
+    listen = f"{HOST}:{port}"
+    if tls:
+        cert, key = tls
+        listen += (f" ssl;\n        ssl_certificate {cert};\n        ssl_certificate_key {key};"
+                   "\n        ssl_protocols TLSv1.2 TLSv1.3")
     conf = f"""
 daemon off;
 master_process off;
@@ -25,7 +32,7 @@ http {{
     scgi_temp_path {d}/scgi;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     server {{
-        listen {HOST}:{port};
+        listen {listen};
         server_name example.com;
         location {path} {{
             proxy_pass http://{HOST}:{upstream_port};
@@ -36,6 +43,7 @@ http {{
             proxy_read_timeout 300s;
             proxy_buffering off;
         }}
+        location / {{ return 404; }}
     }}
 }}
 """

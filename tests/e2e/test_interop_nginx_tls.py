@@ -3,14 +3,12 @@
   certificate, websocket proxy_pass over plain http) -> kaminaris ws (no tls) -> echo.
 """
 
-import os
 import socket
 import ssl
-import tempfile
-import threading
 
-from harness import Proc, Test, HOST, free_port, wait_port
+from harness import Test, HOST
 from pki import Pki
+from proxies import start_nginx
 from tunnel_suite import run_suite
 
 test = Test(deadline=120)
@@ -18,57 +16,12 @@ pki = Pki()
 started = []
 
 
-def start_nginx_tls(upstream_port, cert, key, path="/ws"):
-    d = tempfile.mkdtemp(prefix="kaminari-nginx-tls-")
-    port = free_port()
-    conf = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 2048; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    server {{
-        listen {HOST}:{port} ssl;
-        server_name example.com;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location {path} {{
-            proxy_pass http://{HOST}:{upstream_port};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_read_timeout 300s;
-            proxy_buffering off;
-        }}
-        location / {{ return 404; }}
-    }}
-}}
-"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    proc = Proc(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
-                 os.path.join(d, "error.log")])
-    wait_port(port, proc=proc)
-    started.append(proc)
-    return proc, port
-
-
 def nginx_front(kind):
     c = pki.server(kind)
 
     def front(kaminaris_port):
-        _, port = start_nginx_tls(kaminaris_port, c.cert, c.key)
+        proc, port = start_nginx(kaminaris_port, tls=(c.cert, c.key))
+        started.append(proc)
 
         def nginx_terminates_tls():
             # What kaminaric will see: nginx's TLS with the CA certificate, an HTTP server.
@@ -84,38 +37,6 @@ def nginx_front(kind):
                    nginx_terminates_tls)
         return port
     return front
-
-
-def exchange_exact(port, data, timeout=60.0):
-    """Sends `data` while reading, until as many bytes came back as were sent; then closes
-    (the app never half-closes). Returns what was received."""
-    s = socket.create_connection((HOST, port), timeout=timeout)
-    received = bytearray()
-    error = []
-
-    def reader():
-        try:
-            while len(received) < len(data):
-                chunk = s.recv(1 << 16)
-                if not chunk:
-                    return
-                received.extend(chunk)
-        except OSError as e:
-            error.append(e)
-
-    t = threading.Thread(target=reader)
-    t.start()
-    try:
-        s.sendall(data)
-    except OSError as e:
-        error.append(e)
-    t.join(timeout)
-    s.close()
-    if t.is_alive():
-        raise AssertionError(f"only {len(received)} of {len(data)} bytes back after {timeout}s")
-    if error:
-        raise AssertionError(f"socket error: {error[0]} ({len(received)} bytes received)")
-    return bytes(received)
 
 
 WS = "ws;host=example.com;path=/ws"
