@@ -52,7 +52,7 @@ asio::awaitable<void> watch_parent(pid_t parent, net::runtime& rt) {
 }
 
 template <class Config>
-int serve(role who, const invocation& inv, const Config& cfg, const std::string& transport) {
+int serve(const invocation& inv, const Config& cfg, const std::string& transport) {
     if (inv.sip003) {
         // Before anything is bound: a host that dies from here on is noticed.
         prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -77,10 +77,27 @@ int serve(role who, const invocation& inv, const Config& cfg, const std::string&
             return net::server_connection(std::move(s), id, cfg);
         }
     };
+    // An accept loop only ends by an exception it could not survive: say so and stop, rather
+    // than keep running without serving.
+    int status = 0;
+    const auto on_loop_end = [&rt, &status](std::exception_ptr e) {
+        if (!e) {
+            return;
+        }
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            log::error("accept loop failed: {}; stopping", ex.what());
+        } catch (...) {
+            log::error("accept loop failed; stopping");
+        }
+        status = 1;
+        rt.stop();
+    };
     for (auto& l : listeners) {
         asio::co_spawn(rt.main_context(),
                        net::accept_loop(std::move(l), rt, handler, cfg.opts.common.max_conns),
-                       asio::detached);
+                       on_loop_end);
     }
 
     asio::signal_set signals(rt.main_context(), SIGINT, SIGTERM);
@@ -93,9 +110,8 @@ int serve(role who, const invocation& inv, const Config& cfg, const std::string&
     if (inv.sip003) {
         asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);
     }
-    (void)who;
     rt.run();
-    return 0;
+    return status;
 }
 
 int run(role who, int argc, char** argv) {
@@ -123,14 +139,14 @@ int run(role who, int argc, char** argv) {
         if (cfg.opts.tls) {
             cfg.tls.emplace(*cfg.opts.tls);
         }
-        return serve(who, inv, cfg, describe(cfg.opts));
+        return serve(inv, cfg, describe(cfg.opts));
     }
     net::server_config cfg{inv.remote, parse_server_options(inv.options), std::nullopt};
     apply_common(cfg.opts.common, cfg.opts.warnings);
     if (cfg.opts.tls) {
         cfg.tls.emplace(*cfg.opts.tls);
     }
-    return serve(who, inv, cfg, describe(cfg.opts));
+    return serve(inv, cfg, describe(cfg.opts));
 }
 
 } // namespace
