@@ -182,7 +182,7 @@ std::string help_text(role who) {
                : "Accepts tcp, ws, tls or wss on <local>; sends plain TCP to <remote>.",
         client ? "ws;host=example.com;path=/ws;tls;sni=example.com"
                : "ws;host=example.com;path=/ws;tls;cert=cert.pem;key=key.pem",
-        client ? "sent" : "required");
+        client ? "to send" : "to accept");
     if (client) {
         text += "  mask=skip|fixed|standard  frame masking: zero key (default), one key per\n"
                 "                          connection, or a new key per frame\n"
