@@ -129,6 +129,18 @@ asio::awaitable<relay_result> splice_with_idle(tcp::socket& a, tcp::socket& b,
     return splice_watched(a, b, idle_limit);
 }
 
+// One debug line per TLS handshake: resumed or not, and what became of 0-RTT data.
+void log_tls_session(std::uint64_t id, const tls::engine& engine, std::size_t early_offered) {
+    if (!log::enabled(log::level::debug)) {
+        return;
+    }
+    log::debug(
+        "#{} TLS session {}{}", id, engine.session_reused() ? "resumed" : "new",
+        engine.early_data_accepted()
+            ? "; early data accepted"
+            : (early_offered != 0 && engine.session_reused() ? "; early data rejected" : ""));
+}
+
 clock::duration remaining(clock::time_point deadline) {
     return std::max(clock::duration::zero(), deadline - clock::now());
 }
@@ -139,16 +151,24 @@ asio::awaitable<error_code> step(asio::awaitable<error_code> hs, clock::time_poi
     co_return r ? *r : error_code(asio::error::timed_out);
 }
 
-// The websocket layer (if configured) over `lower`, then the relay with the app.
+// The websocket layer (if configured) over `lower`, then the relay with the app. `sent` is an
+// upgrade request already sent (as TLS early data) whose response is still to be read;
+// `early_up` counts app bytes already delivered in the TLS handshake (for the log).
 template <byte_stream Lower>
 asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t id,
-                                    const client_config& cfg, clock::time_point deadline) {
+                                    const client_config& cfg, clock::time_point deadline,
+                                    const ws_client_request* sent = nullptr,
+                                    std::uint64_t early_up = 0) {
     if (!cfg.opts.ws) {
-        log_end(id, co_await relay(app, lower, cfg.opts.common.idle_timeout));
+        auto r = co_await relay(app, lower, cfg.opts.common.idle_timeout);
+        r.a_to_b.bytes += early_up;
+        log_end(id, r);
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::client, cfg.opts.ws->mask);
-    if (auto ec = co_await step(ws_client_handshake(ws, *cfg.opts.ws), deadline)) {
+    auto handshake =
+        sent != nullptr ? ws_read_response(ws, *sent) : ws_client_handshake(ws, *cfg.opts.ws);
+    if (auto ec = co_await step(std::move(handshake), deadline)) {
         log::warn("#{} websocket handshake with {} failed: {}", id, cfg.remote.to_string(),
                   ec.message());
         ws.close();
@@ -174,10 +194,20 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
     log::debug("#{} accepted from {}", id, peer);
     tcp_stream app(std::move(socket));
 
+    // With 0rtt, TLS 1.3 early data carries the first bytes that can go: for wss the websocket
+    // upgrade request (the app's bytes must wait for the 101), for tls the app's first bytes.
+    const bool zero_rtt = cfg.tls && cfg.tls->options().early_data;
+    ws_client_request request;
+    if (zero_rtt && cfg.opts.ws) {
+        if (auto rec = make_client_request(*cfg.opts.ws, request)) {
+            log::warn("#{} websocket request: {}", id, rec.message());
+            co_return;
+        }
+    }
     std::pair<error_code, tcp::socket> connected{error_code{}, tcp::socket(app.get_executor())};
     buffer_lease first;
     std::size_t first_len = 0;
-    if (cfg.tls && cfg.tls->options().early_data) {
+    if (zero_rtt && !cfg.opts.ws) {
         // Read the app's first bytes while connecting: they become TLS 1.3 early data.
         first = borrow_buffer(relay_buffer_size);
         auto [conn, got] = co_await (connect_remote(cfg.remote, cfg.opts.common.connect_timeout) &&
@@ -208,7 +238,8 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         co_return;
     }
     tls_stream<tcp_stream> up(tcp_stream(std::move(up_socket)), cfg.tls->make_engine());
-    const auto early = first.span().first(first_len);
+    const auto early = cfg.opts.ws ? request.bytes()
+                                   : std::span<const std::uint8_t>(first.span().first(first_len));
     if (auto hec = co_await step(up.handshake_client(early), deadline)) {
         log::warn("#{} TLS handshake with {} failed: {}", id, cfg.remote.to_string(),
                   hec.message());
@@ -216,7 +247,9 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         co_return;
     }
     first.release();
-    co_await client_finish(app, up, id, cfg, deadline);
+    log_tls_session(id, up.engine(), early.size());
+    co_await client_finish(app, up, id, cfg, deadline, request.len != 0 ? &request : nullptr,
+                           first_len);
 }
 
 namespace {
@@ -277,6 +310,7 @@ asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
         tls.close();
         co_return;
     }
+    log_tls_session(id, tls.engine(), 0);
     co_await server_finish(tls, id, peer, cfg, deadline);
 }
 

@@ -22,6 +22,53 @@
 
 namespace kaminari::net {
 
+/// A client's upgrade request, made before it is sent: `bytes()` is what goes on the wire
+/// (so it can also travel as TLS 1.3 early data), `key` what the response must answer.
+struct ws_client_request {
+    codec::sec_key key{};
+    std::vector<std::uint8_t> buf;
+    std::size_t len = 0;
+
+    std::span<const std::uint8_t> bytes() const noexcept { return {buf.data(), len}; }
+};
+
+/// Makes the request for `opts.host` and `opts.path` with a fresh random Sec-WebSocket-Key.
+/// Returns `codec::errc::head_too_large` when host + path do not fit a 4 KiB request. Throws
+/// only if OpenSSL's RNG fails.
+inline error_code make_client_request(const ws_options& opts, ws_client_request& req) {
+    std::array<std::uint8_t, codec::sec_key_nonce_size> nonce{};
+    random_bytes(nonce);
+    req.key = codec::make_sec_key(nonce);
+    req.buf.resize(codec::max_head_size);
+    req.len = codec::encode_request(req.buf, opts.host, opts.path, codec::to_string_view(req.key));
+    return req.len == 0 ? error_code(codec::errc::head_too_large) : error_code{};
+}
+
+/// Client side, second half: reads the response head to `req` (already sent, e.g. as early
+/// data) and checks it. Errors as for ws_client_handshake(). `req` must outlive the call.
+template <byte_stream Next>
+asio::awaitable<error_code> ws_read_response(ws_stream<Next>& ws, const ws_client_request& req) {
+    std::vector<std::uint8_t> buf(codec::max_head_size);
+    std::size_t have = 0;
+    for (;;) {
+        auto [ec, n] = co_await ws.next_layer().read_some(std::span(buf).subspan(have));
+        if (ec) {
+            co_return ec;
+        }
+        have += n;
+        const codec::response_result r =
+            codec::parse_response(std::span(buf.data(), have), codec::to_string_view(req.key));
+        if (r.err == codec::errc::need_more) {
+            continue; // a full buffer is head_too_large, never need_more
+        }
+        if (r.err != codec::errc::ok) {
+            co_return error_code(r.err);
+        }
+        ws.set_leftover(std::span(buf.data() + r.consumed, have - r.consumed));
+        co_return error_code{};
+    }
+}
+
 /// Client side: sends `GET opts.path` for `opts.host` with a fresh random Sec-WebSocket-Key,
 /// reads the response head (at most codec::max_head_size bytes) and checks it.
 ///
@@ -33,38 +80,14 @@ namespace kaminari::net {
 /// Throws only if OpenSSL's RNG fails.
 template <byte_stream Next>
 asio::awaitable<error_code> ws_client_handshake(ws_stream<Next>& ws, const ws_options& opts) {
-    std::array<std::uint8_t, codec::sec_key_nonce_size> nonce{};
-    random_bytes(nonce);
-    const codec::sec_key key = codec::make_sec_key(nonce);
-
-    std::vector<std::uint8_t> buf(codec::max_head_size);
-    const std::size_t len =
-        codec::encode_request(buf, opts.host, opts.path, codec::to_string_view(key));
-    if (len == 0) {
-        co_return error_code(codec::errc::head_too_large);
-    }
-    if (auto [ec, n] = co_await ws.next_layer().write({}, std::span(buf.data(), len)); ec) {
+    ws_client_request req;
+    if (auto ec = make_client_request(opts, req)) {
         co_return ec;
     }
-
-    std::size_t have = 0;
-    for (;;) {
-        auto [ec, n] = co_await ws.next_layer().read_some(std::span(buf).subspan(have));
-        if (ec) {
-            co_return ec;
-        }
-        have += n;
-        const codec::response_result r =
-            codec::parse_response(std::span(buf.data(), have), codec::to_string_view(key));
-        if (r.err == codec::errc::need_more) {
-            continue; // a full buffer is head_too_large, never need_more
-        }
-        if (r.err != codec::errc::ok) {
-            co_return error_code(r.err);
-        }
-        ws.set_leftover(std::span(buf.data() + r.consumed, have - r.consumed));
-        co_return error_code{};
+    if (auto [ec, n] = co_await ws.next_layer().write(req.bytes(), {}); ec) {
+        co_return ec;
     }
+    co_return co_await ws_read_response(ws, req);
 }
 
 /// Server side: reads the upgrade request head (at most codec::max_head_size bytes) and checks
