@@ -46,6 +46,20 @@ def alive(pid):
         return False
 
 
+def has_socket(pid):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def wait_gone(pid, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -149,6 +163,14 @@ def parent_killed():
     plugins = children(server.pid) + children(client.pid)
     if len(plugins) != 2:
         raise AssertionError(f"expected 2 plugin processes, found {plugins}")
+    # The plugins must be running (they record their parent first thing, then bind): a host
+    # killed between its fork and the plugin's first instruction is out of anyone's reach.
+    for pid in plugins:
+        end = time.monotonic() + 10
+        while not has_socket(pid):
+            if time.monotonic() > end:
+                raise AssertionError(f"plugin {pid} opened no socket within 10 s")
+            time.sleep(0.02)
     server.send_signal(signal.SIGKILL)
     client.send_signal(signal.SIGKILL)
     server.wait()
