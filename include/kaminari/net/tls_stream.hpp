@@ -25,8 +25,10 @@ namespace kaminari::net {
 /// End of stream: read_some() returns asio::error::eof when the peer sends close_notify, and
 /// also when the next layer ends without one (the tunnel carries its own framing, so a
 /// truncation is not treated as an attack; it is a normal end). shutdown_send() sends
-/// close_notify and then half-closes the next layer; reads keep working, and a peer that
-/// received close_notify can still write back (TLS 1.3 and OpenSSL's TLS 1.2 both allow it).
+/// close_notify, TLS's own half-close; reads keep working, and a peer that received
+/// close_notify can still write back (TLS 1.3 and OpenSSL's TLS 1.2 both allow it). The next
+/// layer is not half-closed: its FIN goes out when the connection closes. A FIN right behind
+/// close_notify makes some peers (stunnel 5.68) stop forwarding what they still had to send.
 ///
 /// Thread safety: like every byte_stream, at most one read_some() and one write() (or
 /// shutdown_send()) may be outstanding at once, all on the stream's executor (one thread).
@@ -93,7 +95,8 @@ public:
     asio::awaitable<io_result> write(std::span<const std::uint8_t> head,
                                      std::span<std::uint8_t> body);
 
-    /// Sends close_notify, then Next::shutdown_send(). Reads keep working. Idempotent.
+    /// Sends close_notify (not a next-layer half-close, see above). Reads keep working.
+    /// Idempotent.
     asio::awaitable<error_code> shutdown_send();
 
     /// Closes the next layer; pending operations complete with an error.

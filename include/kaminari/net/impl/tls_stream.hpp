@@ -336,9 +336,6 @@ asio::awaitable<error_code> tls_stream<Next>::shutdown_send() {
     if (!ec) {
         ec = fec;
     }
-    if (!ec) {
-        ec = co_await next_.shutdown_send();
-    }
     unlock_write();
     co_return ec;
 }
