@@ -133,14 +133,15 @@ class EchoServer:
 
 def exchange(port, data, host=HOST, timeout=60.0, half_close=True):
     """Sends `data` to host:port while reading; half-closes after sending and returns all bytes
-    received until the peer's EOF."""
+    received until the peer's EOF. With half_close=False the app never half-closes: it reads
+    until len(data) bytes are back (an echo), then closes."""
     s = socket.create_connection((host, port), timeout=timeout)
     received = bytearray()
     error = []
 
     def reader():
         try:
-            while True:
+            while half_close or len(received) < len(data):
                 chunk = s.recv(1 << 16)
                 if not chunk:
                     return

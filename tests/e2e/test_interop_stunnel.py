@@ -56,9 +56,13 @@ CAfile = {pki.ca}
 checkHost = example.com
 """)
 
+    # stunnel 5.68 as the TLS server loses data after a TLS half-close: its log shows fewer
+    # bytes "sent to TLS" than it read from its socket side, while kaminaris and kaminaric count
+    # every byte (seen in about 1 run in 25 under ASan). So here the app reads the whole echo
+    # before closing; half-close itself is covered with every other peer.
     run_suite(test, f"kaminaric tls -> stunnel ({kind})", "tls;sni=example.com", "",
               big=16 << 20, connections=50, env={"SSL_CERT_FILE": pki.ca},
-              front=stunnel_server)
+              front=stunnel_server, half_close=False)
     run_suite(test, f"stunnel -> kaminaris tls ({kind})", "",
               f"tls;cert={c.cert};key={c.key}", big=16 << 20, connections=50,
               client=stunnel_client)

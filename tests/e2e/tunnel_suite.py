@@ -10,6 +10,9 @@ from harness import EchoServer, Tunnel, assert_same, exchange, free_port, HOST
 
 def run_suite(test, name, client_opts, server_opts, big=64 << 20, host=HOST, env=None,
               connections=100, front=None, client=None, half_close=True):
+    """The byte-exact checks. With half_close=False the app never half-closes (it reads the
+    whole echo, then closes) and the half-close check is skipped: for peers whose own
+    half-close handling loses data."""
     echo = EchoServer(host)
     tunnel = Tunnel(client_opts, server_opts, echo.port, host=host, env=env, front=front,
                     client=client)
@@ -17,13 +20,15 @@ def run_suite(test, name, client_opts, server_opts, big=64 << 20, host=HOST, env
         def sizes():
             for size in (0, 1, 64 << 10, big):
                 data = os.urandom(size)
-                assert_same(exchange(tunnel.client_port, data, host), data, f"{size} bytes")
+                got = exchange(tunnel.client_port, data, host, half_close=half_close)
+                assert_same(got, data, f"{size} bytes")
 
         def concurrent():
             payloads = [os.urandom(1000 + 997 * i) for i in range(connections)]
             with concurrent_pool(connections) as pool:
-                results = list(pool.map(lambda d: exchange(tunnel.client_port, d, host),
-                                        payloads))
+                results = list(pool.map(
+                    lambda d: exchange(tunnel.client_port, d, host, half_close=half_close),
+                    payloads))
             for i, (got, want) in enumerate(zip(results, payloads)):
                 assert_same(got, want, f"connection {i}")
 
