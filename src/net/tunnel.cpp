@@ -208,13 +208,15 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
     buffer_lease first;
     std::size_t first_len = 0;
     if (zero_rtt && !cfg.opts.ws) {
-        // Read the app's first bytes while connecting: they become TLS 1.3 early data.
-        first = borrow_buffer(relay_buffer_size);
+        // Read the app's first bytes while connecting: they become TLS 1.3 early data (the
+        // server takes at most 16 KiB of it).
+        first = borrow_buffer(relay_min_buffer_size);
         auto [conn, got] = co_await (connect_remote(cfg.remote, cfg.opts.common.connect_timeout) &&
                                      read_first(app, first.span()));
         connected = std::move(conn);
-        if (got && got->ec) {
-            log::debug("#{} app closed before sending: {}", id, got->ec.message());
+        // An app that half-closes at once is carried as such: the relay reads its end again.
+        if (got && got->ec && got->ec != asio::error::eof) {
+            log::debug("#{} app failed before sending: {}", id, got->ec.message());
             co_return;
         }
         first_len = got ? got->n : 0;
