@@ -3,7 +3,8 @@
 import os
 import tempfile
 
-from harness import Proc, free_port, wait_port, HOST
+from harness import Proc, Test, free_port, wait_port, HOST
+from tunnel_suite import run_suite
 
 
 def start_nginx(upstream_port, path="/ws", tls=None):
@@ -79,3 +80,23 @@ backend be
     proc = Proc(["haproxy", "-db", "-f", cfg])
     wait_port(port, proc=proc)
     return proc, port
+
+
+def run_proxy_suite(proxy_name, start_proxy):
+    """kaminaric -> `start_proxy(kaminaris_port)` -> kaminaris -> echo in every mask mode: the
+    full tunnel suite (16 MiB byte-exact, 50 connections, half-close, SIGTERM)."""
+    ws = "ws;host=example.com;path=/ws"
+    test = Test(deadline=400)
+    started = []
+
+    def front(port):
+        proc, listen = start_proxy(port)
+        started.append(proc)
+        return listen
+
+    for mode in ("skip", "fixed", "standard"):
+        run_suite(test, f"{proxy_name} mask={mode}", f"{ws};mask={mode}", ws, big=16 << 20,
+                  connections=50, front=front)
+    for proc in started:
+        proc.stop()
+    test.done()

@@ -1,23 +1,5 @@
 """kaminaric -> nginx (websocket reverse proxy) -> kaminaris -> echo, every mask mode."""
 
-from harness import Test
-from proxies import start_nginx
-from tunnel_suite import run_suite
+from proxies import run_proxy_suite, start_nginx
 
-WS = "ws;host=example.com;path=/ws"
-test = Test(deadline=400)
-started = []
-
-
-def front(port):
-    proc, listen = start_nginx(port)
-    started.append(proc)
-    return listen
-
-
-for mode in ("skip", "fixed", "standard"):
-    run_suite(test, f"nginx mask={mode}", f"{WS};mask={mode}", WS, big=16 << 20,
-              connections=50, front=front)
-for proc in started:
-    proc.stop()
-test.done()
+run_proxy_suite("nginx", start_nginx)
