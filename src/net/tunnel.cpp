@@ -129,6 +129,17 @@ asio::awaitable<relay_result> splice_with_idle(tcp::socket& a, tcp::socket& b,
     return splice_watched(a, b, idle_limit);
 }
 
+// Connects to the remote; a failure is logged here, once, and the caller just ends.
+asio::awaitable<std::optional<tcp::socket>>
+dial(const endpoint& remote, std::chrono::milliseconds limit, std::uint64_t id) {
+    auto [ec, socket] = co_await connect_remote(remote, limit);
+    if (ec) {
+        log::warn("#{} connect to {} failed: {}", id, remote.to_string(), ec.message());
+        co_return std::nullopt;
+    }
+    co_return std::optional<tcp::socket>(std::move(socket));
+}
+
 // One debug line per TLS handshake: resumed or not, and what became of 0-RTT data.
 void log_tls_session(std::uint64_t id, const tls::engine& engine, std::size_t early_offered) {
     if (!log::enabled(log::level::debug)) {
@@ -204,16 +215,16 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
             co_return;
         }
     }
-    std::pair<error_code, tcp::socket> connected{error_code{}, tcp::socket(app.get_executor())};
+    std::optional<tcp::socket> up_socket;
     buffer_lease first;
     std::size_t first_len = 0;
     if (zero_rtt && !cfg.opts.ws) {
         // Read the app's first bytes while connecting: they become TLS 1.3 early data (the
         // server takes at most 16 KiB of it).
         first = borrow_buffer(relay_min_buffer_size);
-        auto [conn, got] = co_await (connect_remote(cfg.remote, cfg.opts.common.connect_timeout) &&
+        auto [conn, got] = co_await (dial(cfg.remote, cfg.opts.common.connect_timeout, id) &&
                                      read_first(app, first.span()));
-        connected = std::move(conn);
+        up_socket = std::move(conn);
         // An app that half-closes at once is carried as such: the relay reads its end again.
         if (got && got->ec && got->ec != asio::error::eof) {
             log::debug("#{} app failed before sending: {}", id, got->ec.message());
@@ -221,25 +232,23 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         }
         first_len = got ? got->n : 0;
     } else {
-        connected = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+        up_socket = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
     }
-    auto& [ec, up_socket] = connected;
-    if (ec) {
-        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+    if (!up_socket) {
         co_return;
     }
     if (!cfg.tls && !cfg.opts.ws) {
         log_end(id,
-                co_await splice_with_idle(app.socket(), up_socket, cfg.opts.common.idle_timeout));
+                co_await splice_with_idle(app.socket(), *up_socket, cfg.opts.common.idle_timeout));
         co_return;
     }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     if (!cfg.tls) {
-        tcp_stream up(std::move(up_socket));
+        tcp_stream up(std::move(*up_socket));
         co_await client_finish(app, up, id, cfg, deadline);
         co_return;
     }
-    tls_stream<tcp_stream> up(tcp_stream(std::move(up_socket)), cfg.tls->make_engine());
+    tls_stream<tcp_stream> up(tcp_stream(std::move(*up_socket)), cfg.tls->make_engine());
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
     if (auto hec = co_await step(up.handshake_client(early), deadline)) {
@@ -258,13 +267,12 @@ namespace {
 
 template <byte_stream Lower>
 asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_config& cfg) {
-    auto [ec, up_socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
-    if (ec) {
-        log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+    auto up_socket = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
+    if (!up_socket) {
         down.close();
         co_return;
     }
-    tcp_stream up(std::move(up_socket));
+    tcp_stream up(std::move(*up_socket));
     log_end(id, co_await relay(down, up, cfg.opts.common.idle_timeout));
 }
 
@@ -292,12 +300,11 @@ asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
     const std::string peer = peer_of(socket);
     log::debug("#{} accepted from {}", id, peer);
     if (!cfg.tls && !cfg.opts.ws) {
-        auto [ec, up_socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
-        if (ec) {
-            log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), ec.message());
+        auto up_socket = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
+        if (!up_socket) {
             co_return;
         }
-        log_end(id, co_await splice_with_idle(socket, up_socket, cfg.opts.common.idle_timeout));
+        log_end(id, co_await splice_with_idle(socket, *up_socket, cfg.opts.common.idle_timeout));
         co_return;
     }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
