@@ -71,12 +71,4 @@ buffer_lease borrow_buffer(std::size_t size) {
     return lease;
 }
 
-std::size_t pooled_buffers() noexcept {
-    std::size_t n = 0;
-    for (const auto& list : local_pool().free) {
-        n += list.size();
-    }
-    return n;
-}
-
 } // namespace kaminari::net

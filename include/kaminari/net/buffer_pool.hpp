@@ -46,7 +46,4 @@ private:
 /// sizes are allocated and freed every time.
 buffer_lease borrow_buffer(std::size_t size);
 
-/// Free buffers currently kept by this thread's pool (for tests).
-std::size_t pooled_buffers() noexcept;
-
 } // namespace kaminari::net

@@ -106,10 +106,6 @@ public:
     /// dropped. Idempotent.
     asio::awaitable<error_code> shutdown_send();
 
-    /// Sends a close frame with `code` (e.g. close_code::normal) unless one was already sent;
-    /// later writes fail with `codec::errc::closed`. Reading goes on until the peer's close.
-    asio::awaitable<error_code> send_close(std::uint16_t code);
-
     /// Closes the next layer now; pending operations complete with its error.
     void close() noexcept;
 

@@ -233,16 +233,6 @@ asio::awaitable<error_code> ws_stream<Next>::send_control_now() {
 }
 
 template <byte_stream Next>
-asio::awaitable<error_code> ws_stream<Next>::send_close(std::uint16_t code) {
-    if (const error_code ec = co_await acquire_write()) {
-        co_return ec;
-    }
-    const write_lock lock(*this);
-    queue_close(code);
-    co_return co_await flush_control();
-}
-
-template <byte_stream Next>
 asio::awaitable<error_code> ws_stream<Next>::shutdown_send() {
     if (const error_code ec = co_await acquire_write()) {
         co_return ec;
