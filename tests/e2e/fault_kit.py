@@ -47,6 +47,38 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def tcp_sockets(pid, local_port=None, remote_port=None):
+    """How many of the process's descriptors are established TCP sockets with that local or
+    remote port. Exact where a descriptor count is not: sockets of earlier connections that
+    are still being torn down do not blur it."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if state != "01" or inode not in inodes:  # 01 = ESTABLISHED
+                continue
+            if local_port is not None and int(local.rsplit(":", 1)[1], 16) != local_port:
+                continue
+            if remote_port is not None and int(remote.rsplit(":", 1)[1], 16) != remote_port:
+                continue
+            count += 1
+    return count
+
+
 def ignores_signal(pid, sig):
     return bool(int(status_field(pid, "SigIgn"), 16) & (1 << (sig - 1)))
 

@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 
-from fault_kit import WS, SelectEcho, fd_count, raise_own_nofile, rss_kib, settle_fds, wait_for
+from fault_kit import (WS, SelectEcho, fd_count, raise_own_nofile, rss_kib, settle_fds,
+                       tcp_sockets, wait_for)
 from harness import HOST, Tunnel, assert_same, exchange
 
 CONCURRENT = 2000
@@ -50,8 +51,16 @@ def concurrent_idle_then_busy():
         for p in (tunnel.client, tunnel.server):
             if p.poll() is not None:
                 raise AssertionError(f"{p.args[0]} exited")
-        if fd_count(tunnel.client.pid) < base[0] + 2 * CONCURRENT:
-            raise AssertionError("kaminaric does not hold the connections")
+        held = (tcp_sockets(tunnel.client.pid, local_port=tunnel.client_port),
+                tcp_sockets(tunnel.client.pid, remote_port=tunnel.server_port),
+                tcp_sockets(tunnel.server.pid, local_port=tunnel.server_port),
+                tcp_sockets(tunnel.server.pid, remote_port=echo.port))
+        print(f"     sockets held: kaminaric {held[0]} app + {held[1]} remote, kaminaris "
+              f"{held[2]} app + {held[3]} remote", flush=True)
+        if min(held) < CONCURRENT:
+            raise AssertionError(
+                f"not every tunnel is held: kaminaric app/remote sockets {held[0]}/{held[1]}, "
+                f"kaminaris app/remote sockets {held[2]}/{held[3]}, {CONCURRENT} expected")
         payloads = {}
         for i, s in enumerate(socks):
             payloads[s] = i.to_bytes(4, "big") + os.urandom(1020)
