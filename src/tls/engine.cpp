@@ -4,17 +4,34 @@
 #include <boost/asio/ssl/error.hpp>
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
+#include <new>
 #include <system_error>
 
 namespace kaminari::tls {
 
-namespace {
+namespace detail {
 
-int clamp_int(std::size_t n) noexcept {
-    return static_cast<int>(std::min<std::size_t>(n, INT_MAX));
+std::span<std::uint8_t> byte_queue::space(bool compact) noexcept {
+    if (!buf_) {
+        try {
+            buf_ = net::borrow_buffer(capacity_);
+        } catch (...) {
+            return {}; // out of memory: reads as a full buffer (the BIO write fails)
+        }
+    }
+    std::uint8_t* const p = buf_.span().data();
+    if (compact && end_ == capacity_ && begin_ != 0) {
+        std::memmove(p, p + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    return {p + end_, capacity_ - end_};
 }
+
+} // namespace detail
+
+namespace {
 
 // A failed handshake because of the peer's certificate says why, not just "certificate
 // verify failed": the X509_V_ERR_* result is the error.
@@ -31,6 +48,84 @@ error_code ssl_failure(SSL* ssl, unsigned long err) noexcept {
     return make_error(err);
 }
 
+// The engine's BIO: two byte queues (ciphertext in from the peer, out to it) that the SSL
+// reads and writes, and the caller fills and drains in place. Unlike a BIO pair, whose two
+// ring buffers are allocated with the pair and stay for the connection's life, a queue
+// allocates its buffer on first use and gives it back once drained, so an idle connection
+// holds none (tens of KiB per connection otherwise).
+int queue_bio_write(BIO* bio, const char* data, int len) {
+    BIO_clear_retry_flags(bio);
+    auto* q = static_cast<detail::bio_queues*>(BIO_get_data(bio));
+    auto space = q->out.space(false);
+    if (len <= 0) {
+        return 0;
+    }
+    if (space.empty()) {
+        // Full (or out of memory): the SSL keeps the rest and reports SSL_ERROR_WANT_WRITE.
+        BIO_set_retry_write(bio);
+        return -1;
+    }
+    std::size_t n = std::min(space.size(), static_cast<std::size_t>(len));
+    std::memcpy(space.data(), data, n);
+    q->out.commit(n);
+    return static_cast<int>(n);
+}
+
+int queue_bio_read(BIO* bio, char* data, int len) {
+    BIO_clear_retry_flags(bio);
+    auto* q = static_cast<detail::bio_queues*>(BIO_get_data(bio));
+    auto in = q->in.data();
+    if (len <= 0) {
+        return 0;
+    }
+    if (in.empty()) {
+        BIO_set_retry_read(bio); // SSL_ERROR_WANT_READ: the caller feeds more
+        return -1;
+    }
+    std::size_t n = std::min(in.size(), static_cast<std::size_t>(len));
+    std::memcpy(data, in.data(), n);
+    q->in.consume(n);
+    return static_cast<int>(n);
+}
+
+long queue_bio_ctrl(BIO* bio, int cmd, long, void*) {
+    auto* q = static_cast<detail::bio_queues*>(BIO_get_data(bio));
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return static_cast<long>(q->in.size());
+    case BIO_CTRL_WPENDING:
+        return static_cast<long>(q->out.size());
+    case BIO_CTRL_FLUSH:
+        return 1; // the caller sends the output; nothing is held back here
+    default:
+        return 0;
+    }
+}
+
+int queue_bio_destroy(BIO* bio) {
+    delete static_cast<detail::bio_queues*>(BIO_get_data(bio));
+    BIO_set_data(bio, nullptr);
+    return 1;
+}
+
+BIO_METHOD* make_queue_bio_method() {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kaminari queues");
+    if (m == nullptr || BIO_meth_set_write(m, queue_bio_write) != 1 ||
+        BIO_meth_set_read(m, queue_bio_read) != 1 || BIO_meth_set_ctrl(m, queue_bio_ctrl) != 1 ||
+        BIO_meth_set_destroy(m, queue_bio_destroy) != 1) {
+        BIO_meth_free(m);
+        return nullptr;
+    }
+    return m;
+}
+
+// One method for the process, created on first use (thread-safe static initialisation) and
+// kept until exit. nullptr if OpenSSL could not allocate it; BIO_new then fails.
+const BIO_METHOD* queue_bio_method() {
+    static BIO_METHOD* const method = make_queue_bio_method();
+    return method;
+}
+
 } // namespace
 
 engine::engine(SSL_CTX* ctx, role r, std::size_t buffer_size) {
@@ -41,13 +136,18 @@ engine::engine(SSL_CTX* ctx, role r, std::size_t buffer_size) {
     }
     // Partial writes: one record per call, so a full BIO never holds half of a large write.
     SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    BIO* int_bio = nullptr;
-    BIO* ext_bio = nullptr;
-    if (BIO_new_bio_pair(&int_bio, buffer_size, &ext_bio, buffer_size) != 1) {
-        throw std::system_error(take_error(), "tls: BIO_new_bio_pair");
+    BIO* bio = BIO_new(queue_bio_method());
+    if (bio == nullptr) {
+        throw std::system_error(take_error(), "tls: BIO_new");
     }
-    ext_bio_.reset(ext_bio);
-    SSL_set_bio(ssl_.get(), int_bio, int_bio);
+    queues_ = new (std::nothrow) detail::bio_queues(buffer_size);
+    if (queues_ == nullptr) {
+        BIO_free(bio);
+        throw std::system_error(std::make_error_code(std::errc::not_enough_memory), "tls: BIO");
+    }
+    BIO_set_data(bio, queues_); // freed with the BIO, which the SSL owns from here on
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl_.get(), bio, bio);
     if (r == role::client) {
         SSL_set_connect_state(ssl_.get());
     } else {
@@ -172,49 +272,62 @@ bool engine::session_reused() const noexcept {
 }
 
 std::size_t engine::pending_output() const noexcept {
-    return BIO_ctrl_pending(ext_bio_.get());
+    return queues_->out.size();
 }
 
 bool engine::has_buffered_input() const noexcept {
-    return SSL_has_pending(ssl_.get()) != 0 || BIO_ctrl_pending(SSL_get_rbio(ssl_.get())) != 0;
+    return SSL_has_pending(ssl_.get()) != 0 || queues_->in.size() != 0;
 }
 
 std::size_t engine::get_output(std::span<std::uint8_t> buf) noexcept {
-    int n = BIO_read(ext_bio_.get(), buf.data(), clamp_int(buf.size()));
-    return n > 0 ? static_cast<std::size_t>(n) : 0;
+    auto out = output();
+    std::size_t n = std::min(buf.size(), out.size());
+    if (n != 0) {
+        std::memcpy(buf.data(), out.data(), n);
+        consume_output(n);
+    }
+    return n;
 }
 
 std::size_t engine::put_input(std::span<const std::uint8_t> buf) noexcept {
-    int n = BIO_write(ext_bio_.get(), buf.data(), clamp_int(buf.size()));
-    return n > 0 ? static_cast<std::size_t>(n) : 0;
+    auto space = input_space();
+    std::size_t n = std::min(buf.size(), space.size());
+    if (n != 0) {
+        std::memcpy(space.data(), buf.data(), n);
+        commit_input(n);
+    }
+    return n;
 }
 
 std::span<const std::uint8_t> engine::output() const noexcept {
-    char* p = nullptr;
-    int n = BIO_nread0(ext_bio_.get(), &p);
-    if (n <= 0 || p == nullptr) {
-        return {};
-    }
-    return {reinterpret_cast<const std::uint8_t*>(p), static_cast<std::size_t>(n)};
+    return queues_->out.data();
 }
 
 void engine::consume_output(std::size_t n) noexcept {
-    char* p = nullptr;
-    BIO_nread(ext_bio_.get(), &p, clamp_int(n));
+    queues_->out.consume(n);
+    // Only the caller holds views of the output, and it has just consumed them.
+    queues_->out.release_if_empty();
 }
 
 std::span<std::uint8_t> engine::input_space() noexcept {
-    char* p = nullptr;
-    int n = BIO_nwrite0(ext_bio_.get(), &p);
-    if (n <= 0 || p == nullptr) {
-        return {};
-    }
-    return {reinterpret_cast<std::uint8_t*>(p), static_cast<std::size_t>(n)};
+    return queues_->in.space(true);
 }
 
 void engine::commit_input(std::size_t n) noexcept {
-    char* p = nullptr;
-    BIO_nwrite(ext_bio_.get(), &p, clamp_int(n));
+    queues_->in.commit(n);
+}
+
+void engine::release_idle_buffers() noexcept {
+    queues_->in.release_if_empty();
+    // OpenSSL's own record buffers: SSL_MODE_RELEASE_BUFFERS frees them after an application
+    // data record, but an SSL_read that ends in a handshake message (a session ticket) or finds
+    // no record keeps its 16 KiB+ read buffer. This refuses (and keeps them) while a record is
+    // partly read or written.
+    (void)SSL_free_buffers(ssl_.get());
+}
+
+bool engine::holds_buffers() const noexcept {
+    return queues_->in.allocated() || queues_->out.allocated();
 }
 
 } // namespace kaminari::tls

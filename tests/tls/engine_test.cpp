@@ -8,6 +8,7 @@
 #include <boost/asio/error.hpp>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 
 namespace kaminari::tls {
@@ -422,6 +423,115 @@ TEST(Engine, ZeroCopyBuffers) {
     auto r = pump_handshake(c, s);
     EXPECT_FALSE(r.client) << r.client.message();
     EXPECT_FALSE(r.server) << r.server.message();
+}
+
+TEST(ByteQueue, AllocatesOnUseFreesWhenEmptyAndCompactsOnlyWhenAsked) {
+    detail::byte_queue q(8);
+    EXPECT_FALSE(q.allocated());
+    auto space = q.space(true);
+    ASSERT_EQ(space.size(), 8u);
+    EXPECT_TRUE(q.allocated());
+    std::memcpy(space.data(), "abcdefgh", 8);
+    q.commit(8);
+    q.consume(5); // "fgh" left at the end, 5 consumed bytes in front
+    auto view = q.data();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(view.data()), view.size()), "fgh");
+    EXPECT_TRUE(q.space(false).empty()); // no moving: the view stays valid
+    EXPECT_EQ(q.data().data(), view.data());
+    space = q.space(true); // moved to the front
+    ASSERT_EQ(space.size(), 5u);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(q.data().data()), q.size()), "fgh");
+    EXPECT_NE(q.data().data(), view.data());
+    q.release_if_empty();
+    EXPECT_TRUE(q.allocated()); // not empty
+    q.consume(3);
+    EXPECT_EQ(q.space(false).size(), 8u); // emptied: starts again at the front
+    q.release_if_empty();
+    EXPECT_FALSE(q.allocated());
+    EXPECT_EQ(q.size(), 0u);
+}
+
+TEST(Engine, IdleConnectionHoldsNoCiphertextBuffers) {
+    trust_only(shared_pki().ca_pem);
+    client_context cctx(client_opts("test.example"));
+    server_context sctx(server_opts());
+    engine c = cctx.make_engine();
+    engine s = sctx.make_engine();
+    EXPECT_FALSE(c.holds_buffers()); // nothing is allocated before it is needed
+    auto r = pump_handshake(c, s);
+    ASSERT_FALSE(r.client) << r.client.message();
+    ASSERT_FALSE(r.server) << r.server.message();
+    EXPECT_EQ(send(c, s, "ping"), "ping");
+    EXPECT_EQ(send(s, c, "pong"), "pong");
+    drain(c); // session tickets
+    // Output is freed as it is consumed; drained input when the connection goes idle.
+    c.release_idle_buffers();
+    s.release_idle_buffers();
+    EXPECT_FALSE(c.holds_buffers());
+    EXPECT_FALSE(s.holds_buffers());
+    // A record that has only partly arrived is kept across release_idle_buffers().
+    error_code ec;
+    std::size_t n = 0;
+    const std::array<std::uint8_t, 3> abc{'a', 'b', 'c'};
+    c.write(abc, ec, n);
+    ASSERT_FALSE(ec) << ec.message();
+    auto out = c.output();
+    ASSERT_GT(out.size(), 5u);
+    ASSERT_EQ(s.put_input(out.first(5)), 5u);
+    c.consume_output(5);
+    s.release_idle_buffers();
+    EXPECT_TRUE(s.holds_buffers());
+    transfer(c, s);
+    std::array<std::uint8_t, 16> got{};
+    s.read(got, ec, n);
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), n), "abc");
+    s.release_idle_buffers();
+    EXPECT_FALSE(s.holds_buffers());
+}
+
+TEST(Engine, InputFasterThanItIsReadFillsTheBufferWithoutLoss) {
+    // Ciphertext is fed in pieces that never line up with records, faster than it is read, so
+    // the input buffer fills up, with unread bytes behind consumed ones. Every byte must come
+    // out in order.
+    trust_only(shared_pki().ca_pem);
+    client_context cctx(client_opts("test.example"));
+    server_context sctx(server_opts());
+    engine c = cctx.make_engine();
+    engine s = sctx.make_engine();
+    auto r = pump_handshake(c, s);
+    ASSERT_FALSE(r.client) << r.client.message();
+    std::string text(600 * 1024, '\0');
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        text[i] = static_cast<char>(i * 7 % 253);
+    }
+    auto data = std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()),
+                                              text.size());
+    std::string got;
+    std::array<std::uint8_t, 5000> plain;
+    int full = 0;
+    while (got.size() < text.size()) {
+        error_code ec;
+        std::size_t n = 0;
+        if (!data.empty()) {
+            c.write(data, ec, n); // may be refused while the output buffer is full
+            ASSERT_FALSE(ec) << ec.message();
+            data = data.subspan(n);
+        }
+        auto out = c.output();
+        auto piece = out.first(std::min<std::size_t>(out.size(), 7001));
+        std::size_t put = s.put_input(piece);
+        c.consume_output(put);
+        if (put == piece.size() && !piece.empty()) {
+            continue; // keep feeding until the input buffer is full
+        }
+        full += piece.empty() ? 0 : 1;
+        s.read(plain, ec, n);
+        ASSERT_FALSE(ec) << ec.message();
+        got.append(reinterpret_cast<const char*>(plain.data()), n);
+    }
+    EXPECT_EQ(got, text);
+    EXPECT_GT(full, 3); // the buffer did fill up, more than once
 }
 
 } // namespace

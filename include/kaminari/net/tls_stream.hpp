@@ -79,13 +79,16 @@ public:
 
     /// Completes when read_some() can make progress: at once when early data, decrypted bytes
     /// or unprocessed records are buffered (or the stream has ended), otherwise when the next
-    /// layer is readable. Lets the relay hold no buffer while the connection is idle.
+    /// layer is readable. Lets the relay hold no buffer while the connection is idle: the
+    /// engine's drained buffers are freed too (the reader calls this, so no read into them
+    /// is pending).
     asio::awaitable<error_code> wait_readable() requires requires(Next& n) { n.wait_readable(); }
     {
         if (early_pos_ < early_.size() || read_eof_ || deferred_ec_ ||
             engine_.has_buffered_input()) {
             co_return error_code{};
         }
+        engine_.release_idle_buffers();
         co_return co_await next_.wait_readable();
     }
 

@@ -266,7 +266,9 @@ asio::awaitable<io_result> tls_stream<Next>::read_some(std::span<std::uint8_t> b
             // SSL_read gives one record (<= 16 KiB) per call: take every record already here,
             // without more I/O, so the relay moves big chunks. An error or end of stream
             // found on the way is kept and reported by the next call (and wait_readable()).
-            while (n < buf.size()) {
+            // Only while ciphertext is here: an SSL_read that finds none would take a new
+            // 16 KiB record buffer and keep it while the connection idles.
+            while (n < buf.size() && engine_.has_buffered_input()) {
                 error_code more_ec;
                 std::size_t more = 0;
                 engine_.read(buf.subspan(n), more_ec, more);
