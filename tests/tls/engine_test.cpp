@@ -50,6 +50,19 @@ void drain(engine& e) {
     EXPECT_FALSE(ec) << ec.message();
 }
 
+// Makes the test CA the only trusted one before the contexts that read it are built.
+struct trusting_test_ca {
+    trusting_test_ca() { trust_only(shared_pki().ca_pem); }
+};
+
+// A client and a server engine for "test.example", trusted, before the handshake.
+struct engine_pair : trusting_test_ca {
+    client_context cctx{client_opts("test.example")};
+    server_context sctx{server_opts()};
+    engine c = cctx.make_engine();
+    engine s = sctx.make_engine();
+};
+
 TEST(Engine, HandshakeSendsSniAndNegotiatesHttp11) {
     trust_only(shared_pki().ca_pem);
     client_context cctx(client_opts("test.example", {"h2", "http/1.1"}));
@@ -87,14 +100,10 @@ TEST(Engine, AlpnAnswersFirstOfferedWithoutHttp11) {
 }
 
 TEST(Engine, NoAlpnOfferedNoneSelected) {
-    trust_only(shared_pki().ca_pem);
-    client_context cctx(client_opts("test.example"));
-    server_context sctx(server_opts());
-    engine c = cctx.make_engine();
-    engine s = sctx.make_engine();
-    auto r = pump_handshake(c, s);
+    engine_pair p;
+    auto r = pump_handshake(p.c, p.s);
     ASSERT_FALSE(r.client) << r.client.message();
-    EXPECT_EQ(alpn_of(c), "");
+    EXPECT_EQ(alpn_of(p.c), "");
 }
 
 TEST(Engine, UntrustedCertificateFailsWithReason) {
@@ -452,54 +461,46 @@ TEST(ByteQueue, AllocatesOnUseFreesWhenEmptyAndCompactsOnlyWhenAsked) {
 }
 
 TEST(Engine, IdleConnectionHoldsNoCiphertextBuffers) {
-    trust_only(shared_pki().ca_pem);
-    client_context cctx(client_opts("test.example"));
-    server_context sctx(server_opts());
-    engine c = cctx.make_engine();
-    engine s = sctx.make_engine();
-    EXPECT_FALSE(c.holds_buffers()); // nothing is allocated before it is needed
-    auto r = pump_handshake(c, s);
+    engine_pair p;
+    EXPECT_FALSE(p.c.holds_buffers()); // nothing is allocated before it is needed
+    auto r = pump_handshake(p.c, p.s);
     ASSERT_FALSE(r.client) << r.client.message();
     ASSERT_FALSE(r.server) << r.server.message();
-    EXPECT_EQ(send(c, s, "ping"), "ping");
-    EXPECT_EQ(send(s, c, "pong"), "pong");
-    drain(c); // session tickets
+    EXPECT_EQ(send(p.c, p.s, "ping"), "ping");
+    EXPECT_EQ(send(p.s, p.c, "pong"), "pong");
+    drain(p.c); // session tickets
     // Output is freed as it is consumed; drained input when the connection goes idle.
-    c.release_idle_buffers();
-    s.release_idle_buffers();
-    EXPECT_FALSE(c.holds_buffers());
-    EXPECT_FALSE(s.holds_buffers());
+    p.c.release_idle_buffers();
+    p.s.release_idle_buffers();
+    EXPECT_FALSE(p.c.holds_buffers());
+    EXPECT_FALSE(p.s.holds_buffers());
     // A record that has only partly arrived is kept across release_idle_buffers().
     error_code ec;
     std::size_t n = 0;
     const std::array<std::uint8_t, 3> abc{'a', 'b', 'c'};
-    c.write(abc, ec, n);
+    p.c.write(abc, ec, n);
     ASSERT_FALSE(ec) << ec.message();
-    auto out = c.output();
+    auto out = p.c.output();
     ASSERT_GT(out.size(), 5u);
-    ASSERT_EQ(s.put_input(out.first(5)), 5u);
-    c.consume_output(5);
-    s.release_idle_buffers();
-    EXPECT_TRUE(s.holds_buffers());
-    transfer(c, s);
+    ASSERT_EQ(p.s.put_input(out.first(5)), 5u);
+    p.c.consume_output(5);
+    p.s.release_idle_buffers();
+    EXPECT_TRUE(p.s.holds_buffers());
+    transfer(p.c, p.s);
     std::array<std::uint8_t, 16> got{};
-    s.read(got, ec, n);
+    p.s.read(got, ec, n);
     ASSERT_FALSE(ec) << ec.message();
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), n), "abc");
-    s.release_idle_buffers();
-    EXPECT_FALSE(s.holds_buffers());
+    p.s.release_idle_buffers();
+    EXPECT_FALSE(p.s.holds_buffers());
 }
 
 TEST(Engine, InputFasterThanItIsReadFillsTheBufferWithoutLoss) {
     // Ciphertext is fed in pieces that never line up with records, faster than it is read, so
     // the input buffer fills up, with unread bytes behind consumed ones. Every byte must come
     // out in order.
-    trust_only(shared_pki().ca_pem);
-    client_context cctx(client_opts("test.example"));
-    server_context sctx(server_opts());
-    engine c = cctx.make_engine();
-    engine s = sctx.make_engine();
-    auto r = pump_handshake(c, s);
+    engine_pair p;
+    auto r = pump_handshake(p.c, p.s);
     ASSERT_FALSE(r.client) << r.client.message();
     std::string text(600 * 1024, '\0');
     for (std::size_t i = 0; i < text.size(); ++i) {
@@ -514,19 +515,19 @@ TEST(Engine, InputFasterThanItIsReadFillsTheBufferWithoutLoss) {
         error_code ec;
         std::size_t n = 0;
         if (!data.empty()) {
-            c.write(data, ec, n); // may be refused while the output buffer is full
+            p.c.write(data, ec, n); // may be refused while the output buffer is full
             ASSERT_FALSE(ec) << ec.message();
             data = data.subspan(n);
         }
-        auto out = c.output();
+        auto out = p.c.output();
         auto piece = out.first(std::min<std::size_t>(out.size(), 7001));
-        std::size_t put = s.put_input(piece);
-        c.consume_output(put);
+        std::size_t put = p.s.put_input(piece);
+        p.c.consume_output(put);
         if (put == piece.size() && !piece.empty()) {
             continue; // keep feeding until the input buffer is full
         }
         full += piece.empty() ? 0 : 1;
-        s.read(plain, ec, n);
+        p.s.read(plain, ec, n);
         ASSERT_FALSE(ec) << ec.message();
         got.append(reinterpret_cast<const char*>(plain.data()), n);
     }
