@@ -1,12 +1,16 @@
 #include "kaminari/net/splice.hpp"
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-namespace kaminari::net {
+namespace kaminari::net::detail {
 
 namespace {
 
@@ -15,128 +19,215 @@ using tcp = asio::ip::tcp;
 // The largest chunk moved per splice call; the pipe is grown to hold it.
 constexpr std::size_t splice_chunk = 256 * 1024;
 
-class pipe_pair {
-public:
-    pipe_pair() = default;
-    pipe_pair(const pipe_pair&) = delete;
-    pipe_pair& operator=(const pipe_pair&) = delete;
-    ~pipe_pair() {
-        for (int fd : fds_) {
-            if (fd >= 0) {
-                ::close(fd);
-            }
-        }
-    }
-
-    error_code open() noexcept {
-        if (::pipe2(fds_, O_NONBLOCK | O_CLOEXEC) != 0) {
-            return {errno, boost::system::system_category()};
-        }
-        // A bigger pipe means fewer wake-ups per byte; the kernel may cap it (pipe-max-size).
-        (void)::fcntl(fds_[1], F_SETPIPE_SZ, static_cast<int>(splice_chunk));
-        return {};
-    }
-    int read_end() const noexcept { return fds_[0]; }
-    int write_end() const noexcept { return fds_[1]; }
-
-private:
-    int fds_[2] = {-1, -1};
-};
+// waiter ids besides the two directions.
+constexpr int watchdog_id = 2;
+constexpr int posted_id = 3;
 
 error_code last_error() noexcept {
     return {errno, boost::system::system_category()};
 }
 
-void close_both(tcp::socket& a, tcp::socket& b) noexcept {
-    error_code ignored;
-    a.close(ignored);
-    b.close(ignored);
+error_code open_pipe(int (&fds)[2]) noexcept {
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        return last_error();
+    }
+    // A bigger pipe means fewer wake-ups per byte; the kernel may cap it (pipe-max-size).
+    (void)::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(splice_chunk));
+    return {};
 }
 
-asio::awaitable<copy_result> splice_one_way(tcp::socket& from, tcp::socket& to) {
-    copy_result result;
-    pipe_pair pipe;
-    // An idle direction waits without a pipe; once data flows, splice is tried first and the
-    // reactor is asked only when the socket runs dry.
-    bool readable_known = false;
-    for (;;) {
-        if (!readable_known) {
-            auto [wec] = co_await from.async_wait(tcp::socket::wait_read, use_tuple);
-            if (wec) {
-                result.ec = wec;
-                break;
-            }
-            if (pipe.read_end() < 0) {
-                if (auto ec = pipe.open()) {
-                    result.ec = ec;
-                    break;
-                }
-            }
-        }
-        const ssize_t n = ::splice(from.native_handle(), nullptr, pipe.write_end(), nullptr,
-                                   splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                readable_known = false;
-                continue;
-            }
-            result.ec = last_error();
-            break;
-        }
-        readable_known = true;
-        if (n == 0) {
-            error_code ec;
-            to.shutdown(tcp::socket::shutdown_send, ec);
-            if (ec) {
-                result.ec = ec;
-                break;
-            }
-            co_return result;
-        }
-        std::size_t pending = static_cast<std::size_t>(n);
-        while (pending > 0) {
-            const ssize_t m = ::splice(pipe.read_end(), nullptr, to.native_handle(), nullptr,
-                                       pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (m > 0) {
-                pending -= static_cast<std::size_t>(m);
-                result.bytes += static_cast<std::uint64_t>(m);
-                continue;
-            }
-            if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
-                auto [ec] = co_await to.async_wait(tcp::socket::wait_write, use_tuple);
-                if (ec) {
-                    result.ec = ec;
-                    break;
-                }
-                continue;
-            }
-            result.ec = m < 0 ? last_error() : error_code(asio::error::connection_reset);
-            break;
-        }
-        if (result.ec) {
-            break;
+void close_pipe(int (&fds)[2]) noexcept {
+    for (int& fd : fds) {
+        if (fd >= 0) {
+            ::close(fd);
+            fd = -1;
         }
     }
-    close_both(from, to);
-    co_return result;
+}
+
+// Milliseconds since data last went either way on `s`, from the kernel's TCP_INFO (last data
+// sent, last data received); nullopt once the socket is closed.
+std::optional<std::uint32_t> quiet_ms(tcp::socket& s) noexcept {
+    if (!s.is_open()) {
+        return std::nullopt;
+    }
+    ::tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+        return std::nullopt;
+    }
+    return std::min(info.tcpi_last_data_sent, info.tcpi_last_data_recv);
 }
 
 } // namespace
 
-asio::awaitable<relay_result> splice_relay(tcp::socket& a, tcp::socket& b) {
-    using namespace asio::experimental::awaitable_operators;
-    error_code ec;
-    // splice() must never block the worker: the sockets themselves go non-blocking.
-    a.non_blocking(true, ec);
-    if (!ec) {
-        b.non_blocking(true, ec);
-    }
-    if (ec) {
-        close_both(a, b);
-        co_return relay_result{{0, ec}, {0, ec}};
-    }
-    auto [ab, ba] = co_await (splice_one_way(a, b) && splice_one_way(b, a));
-    co_return relay_result{ab, ba};
+splice_relay_state::splice_relay_state(tcp::socket& a, tcp::socket& b,
+                                       std::chrono::milliseconds idle_limit)
+    : dirs_{{a, b}, {b, a}}
+    , idle_limit_(idle_limit) {
 }
 
-} // namespace kaminari::net
+splice_relay_state::~splice_relay_state() {
+    for (auto& d : dirs_) {
+        close_pipe(d.pipe);
+    }
+}
+
+void splice_relay_state::start() {
+    error_code ec;
+    // splice() must never block the worker: the sockets themselves go non-blocking.
+    dirs_[0].from->non_blocking(true, ec);
+    if (!ec) {
+        dirs_[1].from->non_blocking(true, ec);
+    }
+    if (ec) {
+        cancel();
+        for (auto& d : dirs_) {
+            d.result.ec = ec;
+            d.done = true;
+        }
+        // Completes from the executor, never from inside the initiating call.
+        ++pending_;
+        asio::post(dirs_[0].from->get_executor(),
+                   [w = waiter(this, posted_id)]() mutable { w(error_code{}); });
+        return;
+    }
+    // An idle direction waits without a pipe; once data flows, splice is tried first and the
+    // reactor is asked only when the socket runs dry.
+    wait(dirs_[0], tcp::socket::wait_read);
+    wait(dirs_[1], tcp::socket::wait_read);
+    if (idle_limit_.count() > 0) {
+        watchdog_.emplace(dirs_[0].from->get_executor());
+        check_idle();
+    }
+}
+
+void splice_relay_state::cancel() noexcept {
+    error_code ignored;
+    dirs_[0].from->close(ignored);
+    dirs_[1].from->close(ignored);
+    if (watchdog_) {
+        watchdog_->cancel();
+    }
+}
+
+void splice_relay_state::wait(direction& d, asio::socket_base::wait_type type) {
+    ++pending_;
+    auto& s = type == tcp::socket::wait_read ? *d.from : *d.to;
+    s.async_wait(type, waiter(this, static_cast<int>(&d - dirs_)));
+}
+
+void splice_relay_state::on_ready(int which, const error_code& ec) {
+    --pending_;
+    if (which == watchdog_id) {
+        if (!ec) {
+            check_idle();
+        }
+    } else if (which != posted_id) {
+        direction& d = dirs_[which];
+        if (ec) {
+            end(d, ec);
+        } else {
+            pump(d);
+        }
+    }
+    if (pending_ == 0) {
+        complete(relay_result{dirs_[0].result, dirs_[1].result, idle_});
+    }
+}
+
+void splice_relay_state::abandon() noexcept {
+    if (--pending_ == 0) {
+        delete this;
+    }
+}
+
+// Moves what `d.from` has through the pipe until the socket runs dry (then waits for it to be
+// readable) or `d.to` is full (then waits for it to be writable).
+void splice_relay_state::pump(direction& d) {
+    if (d.pipe[0] < 0) {
+        if (auto ec = open_pipe(d.pipe)) {
+            end(d, ec);
+            return;
+        }
+    }
+    for (;;) {
+        while (d.in_pipe > 0) {
+            const ssize_t m = ::splice(d.pipe[0], nullptr, d.to->native_handle(), nullptr,
+                                       d.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (m > 0) {
+                d.in_pipe -= static_cast<std::size_t>(m);
+                d.result.bytes += static_cast<std::uint64_t>(m);
+                continue;
+            }
+            if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
+                wait(d, tcp::socket::wait_write);
+                return;
+            }
+            end(d, m < 0 ? last_error() : error_code(asio::error::connection_reset));
+            return;
+        }
+        const ssize_t n = ::splice(d.from->native_handle(), nullptr, d.pipe[1], nullptr,
+                                   splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                wait(d, tcp::socket::wait_read);
+                return;
+            }
+            end(d, last_error());
+            return;
+        }
+        if (n == 0) {
+            error_code ec;
+            d.to->shutdown(tcp::socket::shutdown_send, ec);
+            end(d, ec);
+            return;
+        }
+        d.in_pipe = static_cast<std::size_t>(n);
+    }
+}
+
+// A clean end (no `ec`) ends only this direction; an error closes both sockets, which ends the
+// other direction too.
+void splice_relay_state::end(direction& d, const error_code& ec) {
+    d.done = true;
+    d.result.ec = ec;
+    close_pipe(d.pipe);
+    if (ec) {
+        error_code ignored;
+        d.from->close(ignored);
+        d.to->close(ignored);
+    }
+    if (dirs_[0].done && dirs_[1].done && watchdog_) {
+        watchdog_->cancel();
+    }
+}
+
+// The idle watchdog. splice(2) moves bytes inside the kernel and reports nothing until it ends,
+// so activity is read from the sockets themselves: one getsockopt per socket per check, and a
+// check at most once per limit while data flows. When both sockets have been quiet for the
+// limit, closes them, which ends both directions.
+void splice_relay_state::check_idle() {
+    if (dirs_[0].done && dirs_[1].done) {
+        return;
+    }
+    const auto qa = quiet_ms(*dirs_[0].from);
+    const auto qb = quiet_ms(*dirs_[1].from);
+    auto wait_for = idle_limit_;
+    if (qa && qb) {
+        const std::chrono::milliseconds quiet{std::min(*qa, *qb)};
+        if (quiet >= idle_limit_) {
+            idle_ = true;
+            error_code ignored;
+            dirs_[0].from->close(ignored);
+            dirs_[1].from->close(ignored);
+            return;
+        }
+        wait_for = idle_limit_ - quiet;
+    }
+    ++pending_;
+    watchdog_->expires_after(wait_for);
+    watchdog_->async_wait(waiter(this, watchdog_id));
+}
+
+} // namespace kaminari::net::detail

@@ -11,19 +11,14 @@
 #include <kaminari/net/ws_stream.hpp>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <optional>
 #include <string>
-#include <sys/socket.h>
-#include <variant>
 
 namespace kaminari::net {
 
@@ -52,81 +47,6 @@ void log_end(std::uint64_t id, const relay_result& r) {
     log::debug("#{} closed: {} bytes up, {} bytes down{}{}", id, r.a_to_b.bytes, r.b_to_a.bytes,
                r.a_to_b.ec ? fmt::format("; up: {}", r.a_to_b.ec.message()) : std::string(),
                r.b_to_a.ec ? fmt::format("; down: {}", r.b_to_a.ec.message()) : std::string());
-}
-
-// Milliseconds since data last went either way on `s`, from the kernel's TCP_INFO (last data
-// sent, last data received); nullopt once the socket is closed.
-std::optional<std::uint32_t> quiet_ms(tcp::socket& s) noexcept {
-    if (!s.is_open()) {
-        return std::nullopt;
-    }
-    ::tcp_info info{};
-    socklen_t len = sizeof info;
-    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
-        return std::nullopt;
-    }
-    return std::min(info.tcpi_last_data_sent, info.tcpi_last_data_recv);
-}
-
-// The idle watchdog of the splice relay. splice(2) moves bytes inside the kernel and reports
-// nothing until it ends, so activity is read from the sockets themselves: one getsockopt per
-// socket per check, and a check at most once per `limit` while data flows. When both sockets
-// have been quiet for `limit`, closes them, which ends splice_relay(), and then gives the relay
-// another `limit` to notice before returning (which makes `||` cancel it). Cancelled when the
-// relay ends first.
-asio::awaitable<void> close_sockets_when_idle(tcp::socket& a, tcp::socket& b,
-                                              std::chrono::milliseconds limit, bool& idle) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    for (;;) {
-        const auto qa = quiet_ms(a);
-        const auto qb = quiet_ms(b);
-        auto wait = limit;
-        if (qa && qb) {
-            const std::chrono::milliseconds quiet{std::min(*qa, *qb)};
-            if (quiet >= limit) {
-                idle = true;
-                error_code ignored;
-                a.close(ignored);
-                b.close(ignored);
-                timer.expires_after(limit);
-                co_await timer.async_wait(use_tuple);
-                co_return;
-            }
-            wait = limit - quiet;
-        }
-        timer.expires_after(wait);
-        auto [ec] = co_await timer.async_wait(use_tuple);
-        if (ec) {
-            co_return;
-        }
-    }
-}
-
-// splice_relay() beside its idle watchdog. The watchdog closes the sockets rather than winning
-// the `||`, so the relay's own result (bytes, errors) normally survives.
-asio::awaitable<relay_result> splice_watched(tcp::socket& a, tcp::socket& b,
-                                             std::chrono::milliseconds idle_limit) {
-    using namespace asio::experimental::awaitable_operators;
-    bool idle = false;
-    auto ended = co_await (splice_relay(a, b) || close_sockets_when_idle(a, b, idle_limit, idle));
-    relay_result r;
-    if (ended.index() == 0) {
-        r = std::get<0>(std::move(ended));
-    } else {
-        // The watchdog closed both sockets and returned before the relay noticed.
-        r.a_to_b.ec = r.b_to_a.ec = asio::error::timed_out;
-    }
-    r.idle = idle;
-    co_return r;
-}
-
-// splice_relay() under `idle_limit` (zero: none).
-asio::awaitable<relay_result> splice_with_idle(tcp::socket& a, tcp::socket& b,
-                                               std::chrono::milliseconds idle_limit) {
-    if (idle_limit.count() <= 0) {
-        return splice_relay(a, b);
-    }
-    return splice_watched(a, b, idle_limit);
 }
 
 // Connects to the remote; a failure is logged here, once, and the caller just ends.
@@ -162,6 +82,23 @@ asio::awaitable<error_code> step(asio::awaitable<error_code> hs, clock::time_poi
     co_return r ? *r : error_code(asio::error::timed_out);
 }
 
+// The websocket client handshake on `ws` within the deadline; false (logged, `ws` closed) when
+// it failed. `sent`: see client_finish().
+template <byte_stream Lower>
+asio::awaitable<bool> client_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id,
+                                          const client_config& cfg, clock::time_point deadline,
+                                          const ws_client_request* sent = nullptr) {
+    auto handshake =
+        sent != nullptr ? ws_read_response(ws, *sent) : ws_client_handshake(ws, *cfg.opts.ws);
+    if (auto ec = co_await step(std::move(handshake), deadline)) {
+        log::warn("#{} websocket handshake with {} failed: {}", id, cfg.remote.to_string(),
+                  ec.message());
+        ws.close();
+        co_return false;
+    }
+    co_return true;
+}
+
 // The websocket layer (if configured) over `lower`, then the relay with the app. `sent` is an
 // upgrade request already sent (as TLS early data) whose response is still to be read;
 // `early_up` counts app bytes already delivered in the TLS handshake (for the log).
@@ -177,15 +114,9 @@ asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::client, cfg.opts.ws->mask);
-    auto handshake =
-        sent != nullptr ? ws_read_response(ws, *sent) : ws_client_handshake(ws, *cfg.opts.ws);
-    if (auto ec = co_await step(std::move(handshake), deadline)) {
-        log::warn("#{} websocket handshake with {} failed: {}", id, cfg.remote.to_string(),
-                  ec.message());
-        ws.close();
-        co_return;
+    if (co_await client_ws_handshake(ws, id, cfg, deadline, sent)) {
+        log_end(id, co_await relay(app, ws, cfg.opts.common.idle_timeout));
     }
-    log_end(id, co_await relay(app, ws, cfg.opts.common.idle_timeout));
 }
 
 template <byte_stream Lower>
@@ -196,13 +127,38 @@ asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<
     co_return co_await with_timeout(app.read_some(buf), early_data_wait);
 }
 
-} // namespace
+// tcp, either program: the accepted socket spliced to the remote's.
+template <class Config>
+asio::awaitable<void> tcp_tunnel(tcp::socket socket, std::uint64_t id, const Config& cfg) {
+    log::debug("#{} accepted from {}", id, peer_of(socket));
+    auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
+    if (!up) {
+        co_return;
+    }
+    log_end(id, co_await async_splice_relay(socket, *up, cfg.opts.common.idle_timeout,
+                                            asio::use_awaitable));
+}
 
-asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
-                                        const client_config& cfg) {
+// ws: the websocket layer over the remote's TCP socket. All in this one frame (not
+// client_finish()), which an idle connection holds for its whole life.
+asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
+    log::debug("#{} accepted from {}", id, peer_of(socket));
+    tcp_stream app(std::move(socket));
+    auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
+    if (!up) {
+        co_return;
+    }
+    const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+    ws_stream<tcp_stream> ws(tcp_stream(std::move(*up)), codec::role::client, cfg.opts.ws->mask);
+    if (co_await client_ws_handshake(ws, id, cfg, deadline)) {
+        log_end(id, co_await relay(app, ws, cfg.opts.common.idle_timeout));
+    }
+}
+
+// tls and wss.
+asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
     using namespace asio::experimental::awaitable_operators;
-    const std::string peer = peer_of(socket);
-    log::debug("#{} accepted from {}", id, peer);
+    log::debug("#{} accepted from {}", id, peer_of(socket));
     tcp_stream app(std::move(socket));
 
     // With 0rtt, TLS 1.3 early data carries the first bytes that can go: for wss the websocket
@@ -237,17 +193,7 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
     if (!up_socket) {
         co_return;
     }
-    if (!cfg.tls && !cfg.opts.ws) {
-        log_end(id,
-                co_await splice_with_idle(app.socket(), *up_socket, cfg.opts.common.idle_timeout));
-        co_return;
-    }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-    if (!cfg.tls) {
-        tcp_stream up(std::move(*up_socket));
-        co_await client_finish(app, up, id, cfg, deadline);
-        co_return;
-    }
     tls_stream<tcp_stream> up(tcp_stream(std::move(*up_socket)), cfg.tls->make_engine());
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
@@ -263,6 +209,21 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
                            first_len);
 }
 
+} // namespace
+
+// Each transport has a coroutine of its own, chosen here outside any coroutine: a frame holds
+// the locals of all its branches, and an idle connection keeps its frame for its whole life.
+asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
+                                        const client_config& cfg) {
+    if (cfg.tls) {
+        return client_tls(std::move(socket), id, cfg);
+    }
+    if (cfg.opts.ws) {
+        return client_ws(std::move(socket), id, cfg);
+    }
+    return tcp_tunnel(std::move(socket), id, cfg);
+}
+
 namespace {
 
 template <byte_stream Lower>
@@ -276,6 +237,21 @@ asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_c
     log_end(id, co_await relay(down, up, cfg.opts.common.idle_timeout));
 }
 
+// The websocket server handshake on `ws` within the deadline; false (logged, `ws` closed) when
+// it failed.
+template <byte_stream Lower>
+asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id,
+                                          const std::string& peer, const server_config& cfg,
+                                          clock::time_point deadline) {
+    if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws), deadline)) {
+        // Probers and scanners end up here: informative, not alarming.
+        log::info("#{} websocket handshake from {} failed: {}", id, peer, ec.message());
+        ws.close();
+        co_return false;
+    }
+    co_return true;
+}
+
 template <byte_stream Lower>
 asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const std::string& peer,
                                     const server_config& cfg, clock::time_point deadline) {
@@ -284,36 +260,36 @@ asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const std::s
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::server);
-    if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws), deadline)) {
-        // Probers and scanners end up here: informative, not alarming.
-        log::info("#{} websocket handshake from {} failed: {}", id, peer, ec.message());
+    if (co_await server_ws_handshake(ws, id, peer, cfg, deadline)) {
+        co_await server_relay(ws, id, cfg);
+    }
+}
+
+// ws: the websocket layer over the client's TCP socket. All in this one frame (not
+// server_finish() and server_relay()), which an idle connection holds for its whole life.
+asio::awaitable<void> server_ws(tcp::socket socket, std::uint64_t id, const server_config& cfg) {
+    const std::string peer = peer_of(socket);
+    log::debug("#{} accepted from {}", id, peer);
+    const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+    ws_stream<tcp_stream> ws(tcp_stream(std::move(socket)), codec::role::server);
+    if (!co_await server_ws_handshake(ws, id, peer, cfg, deadline)) {
+        co_return;
+    }
+    auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
+    if (!up) {
         ws.close();
         co_return;
     }
-    co_await server_relay(ws, id, cfg);
+    tcp_stream target(std::move(*up));
+    log_end(id, co_await relay(ws, target, cfg.opts.common.idle_timeout));
 }
 
-} // namespace
-
-asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
-                                        const server_config& cfg) {
+// tls and wss.
+asio::awaitable<void> server_tls(tcp::socket socket, std::uint64_t id, const server_config& cfg) {
     const std::string peer = peer_of(socket);
     log::debug("#{} accepted from {}", id, peer);
-    if (!cfg.tls && !cfg.opts.ws) {
-        auto up_socket = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
-        if (!up_socket) {
-            co_return;
-        }
-        log_end(id, co_await splice_with_idle(socket, *up_socket, cfg.opts.common.idle_timeout));
-        co_return;
-    }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-    tcp_stream down(std::move(socket));
-    if (!cfg.tls) {
-        co_await server_finish(down, id, peer, cfg, deadline);
-        co_return;
-    }
-    tls_stream<tcp_stream> tls(std::move(down), cfg.tls->make_engine());
+    tls_stream<tcp_stream> tls(tcp_stream(std::move(socket)), cfg.tls->make_engine());
     if (auto ec = co_await step(tls.handshake_server(), deadline)) {
         log::info("#{} TLS handshake from {} failed: {}", id, peer, ec.message());
         tls.close();
@@ -321,6 +297,20 @@ asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
     }
     log_tls_session(id, tls.engine(), 0);
     co_await server_finish(tls, id, peer, cfg, deadline);
+}
+
+} // namespace
+
+// As client_connection(): one coroutine per transport.
+asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
+                                        const server_config& cfg) {
+    if (cfg.tls) {
+        return server_tls(std::move(socket), id, cfg);
+    }
+    if (cfg.opts.ws) {
+        return server_ws(std::move(socket), id, cfg);
+    }
+    return tcp_tunnel(std::move(socket), id, cfg);
 }
 
 } // namespace kaminari::net

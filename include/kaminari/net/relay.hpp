@@ -5,14 +5,21 @@
 #include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/stream.hpp>
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <utility>
 #include <variant>
 
 namespace kaminari::net {
@@ -63,44 +70,6 @@ concept try_readable_stream = waitable_stream<S> && requires(S& s, std::span<std
     { s.try_read_some(buf) } -> std::same_as<io_result>;
 };
 
-/// One read for copy_stream. The buffer is borrowed only once the source is readable and kept
-/// only while data keeps flowing, so an idle direction holds none:
-/// - a try-readable source (TCP) is read without the reactor until it runs dry;
-/// - a waitable source (TLS, websocket) keeps the buffer after a read that filled it (more is
-///   likely queued) and gives it back after a short read;
-/// - any other source reads into a buffer it keeps.
-template <byte_stream From>
-asio::awaitable<io_result> relay_read(From& from, buffer_lease& buf, std::size_t buffer_size) {
-    if constexpr (try_readable_stream<From>) {
-        for (;;) {
-            if (!buf) {
-                if (auto ec = co_await from.wait_readable()) {
-                    co_return io_result{ec, 0};
-                }
-                buf = borrow_buffer(buffer_size);
-            }
-            io_result r = from.try_read_some(buf.span());
-            if (r.ec != asio::error::would_block && r.ec != asio::error::try_again) {
-                co_return r;
-            }
-            buf.release();
-        }
-    } else if constexpr (waitable_stream<From>) {
-        if (!buf) {
-            if (auto ec = co_await from.wait_readable()) {
-                co_return io_result{ec, 0};
-            }
-            buf = borrow_buffer(buffer_size);
-        }
-        co_return co_await from.read_some(buf.span());
-    } else {
-        if (!buf) {
-            buf = borrow_buffer(buffer_size);
-        }
-        co_return co_await from.read_some(buf.span());
-    }
-}
-
 /// Copies `from` to `to` until `from` ends. A clean end of stream half-closes `to`
 /// (shutdown_send) and returns; any error closes both streams, so the other direction ends
 /// too. The buffer is handed to `to.write` mutable: a websocket client masks it in place.
@@ -115,7 +84,41 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
     buffer_lease buf;
     std::size_t want = std::min(relay_min_buffer_size, buffer_size);
     for (;;) {
-        auto [rec, n] = co_await relay_read(from, buf, want);
+        // The read, in this frame rather than a coroutine of its own, which an idle direction
+        // would hold too. The buffer is borrowed only once the source is readable and kept
+        // only while data keeps flowing, so an idle direction holds none:
+        // - a try-readable source (TCP) is read without the reactor until it runs dry;
+        // - a waitable source (TLS, websocket) keeps the buffer after a read that filled it
+        //   (more is likely queued) and gives it back after a short read (below);
+        // - any other source reads into a buffer it keeps.
+        io_result got;
+        if (!buf) {
+            if constexpr (requires { from.wait_socket(); }) {
+                // Waited on here: wait_readable() is one or two more frames an idle direction
+                // would hold.
+                if (auto* s = from.wait_socket()) {
+                    auto [ec] = co_await s->async_wait(asio::socket_base::wait_read, use_tuple);
+                    got.ec = ec;
+                }
+            } else if constexpr (waitable_stream<From>) {
+                got.ec = co_await from.wait_readable();
+            }
+            if (!got.ec) {
+                buf = borrow_buffer(want);
+            }
+        }
+        if (!got.ec) {
+            if constexpr (try_readable_stream<From>) {
+                got = from.try_read_some(buf.span());
+                if (got.ec == asio::error::would_block || got.ec == asio::error::try_again) {
+                    buf.release();
+                    continue;
+                }
+            } else {
+                got = co_await from.read_some(buf.span());
+            }
+        }
+        const auto [rec, n] = got;
         if (rec == asio::error::eof) {
             if (auto sec = co_await to.shutdown_send()) {
                 result.ec = sec;
@@ -152,13 +155,141 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
     co_return result;
 }
 
+namespace detail {
+
+// The two directions of relay(), each a coroutine of its own, joined by this state rather than
+// by `&&`, whose parallel group and per-operand state an idle connection would hold for its
+// whole life. Owned by the directions' completion handlers: it completes the relay once both
+// have ended, and is deleted without completing (destroying the relay's own handler, hence
+// the coroutines the streams live in, after the directions) when the io_context is destroyed
+// with them still pending.
+template <byte_stream A, byte_stream B, class Handler>
+class relay_join {
+public:
+    relay_join(A& a, B& b, Handler handler)
+        : a_(a)
+        , b_(b)
+        , handler_(std::move(handler)) {}
+    relay_join(const relay_join&) = delete;
+    relay_join& operator=(const relay_join&) = delete;
+
+    void start(std::size_t buffer_size, std::uint64_t* moved) {
+        // The relay's cancellation reaches the directions only when it can be cancelled at all:
+        // bound, each direction's slot costs an allocation.
+        auto slot = asio::get_associated_cancellation_slot(handler_);
+        const bool cancellable = slot.is_connected();
+        if (cancellable) {
+            slot.assign([this](asio::cancellation_type type) {
+                for (auto& signal : cancel_) {
+                    signal.emit(type);
+                }
+            });
+        }
+        const auto ex = a_.get_executor();
+        asio::co_spawn(
+            ex, copy_stream(a_, b_, buffer_size, moved),
+            direction(this, 0, cancellable ? cancel_[0].slot() : asio::cancellation_slot()));
+        asio::co_spawn(
+            ex, copy_stream(b_, a_, buffer_size, moved),
+            direction(this, 1, cancellable ? cancel_[1].slot() : asio::cancellation_slot()));
+    }
+
+private:
+    // A direction's completion handler.
+    class direction {
+    public:
+        using cancellation_slot_type = asio::cancellation_slot;
+
+        direction(relay_join* join, int which, asio::cancellation_slot slot) noexcept
+            : join_(join)
+            , which_(which)
+            , slot_(slot) {}
+        direction(direction&& o) noexcept
+            : join_(std::exchange(o.join_, nullptr))
+            , which_(o.which_)
+            , slot_(o.slot_) {}
+        direction& operator=(direction&&) = delete;
+        ~direction() {
+            if (join_ != nullptr) {
+                join_->release(); // never called: the io_context is being destroyed
+            }
+        }
+
+        cancellation_slot_type get_cancellation_slot() const noexcept { return slot_; }
+
+        void operator()(std::exception_ptr e, copy_result r) {
+            std::exchange(join_, nullptr)->finish(which_, std::move(e), r);
+        }
+
+    private:
+        relay_join* join_;
+        int which_;
+        asio::cancellation_slot slot_;
+    };
+
+    void finish(int which, std::exception_ptr e, copy_result r) {
+        results_[which] = r;
+        ++finished_;
+        if (e) {
+            // A direction that threw has not closed the streams: end the other one too.
+            a_.close();
+            b_.close();
+            if (!error_) {
+                error_ = std::move(e);
+            }
+        }
+        release();
+    }
+
+    void release() {
+        if (--pending_ != 0) {
+            return;
+        }
+        auto slot = asio::get_associated_cancellation_slot(handler_);
+        if (slot.is_connected()) {
+            slot.clear();
+        }
+        if (finished_ != 2) {
+            delete this;
+            return;
+        }
+        Handler handler = std::move(handler_);
+        const relay_result r{results_[0], results_[1]};
+        std::exception_ptr e = std::move(error_);
+        delete this;
+        std::move(handler)(std::move(e), r);
+    }
+
+    A& a_;
+    B& b_;
+    Handler handler_;
+    asio::cancellation_signal cancel_[2];
+    copy_result results_[2];
+    std::exception_ptr error_;
+    int pending_ = 2;
+    int finished_ = 0;
+};
+
+// Both directions of relay(), each `moved` (optional) counting.
+template <byte_stream A, byte_stream B>
+asio::awaitable<relay_result> relay_both(A& a, B& b, std::size_t buffer_size,
+                                         std::uint64_t* moved) {
+    return asio::async_initiate<decltype(asio::use_awaitable),
+                                void(std::exception_ptr, relay_result)>(
+        [&a, &b, buffer_size, moved](auto handler) {
+            using join = relay_join<A, B, std::decay_t<decltype(handler)>>;
+            (new join(a, b, std::move(handler)))->start(buffer_size, moved);
+        },
+        asio::use_awaitable);
+}
+
+} // namespace detail
+
 /// Relays `a` <-> `b` until both directions have ended. Each direction is its own loop with its
 /// own buffer, so at most one read and one write are outstanding on each stream.
 template <byte_stream A, byte_stream B>
 asio::awaitable<relay_result> relay(A& a, B& b, std::size_t buffer_size = relay_buffer_size) {
-    using namespace asio::experimental::awaitable_operators;
-    auto [ab, ba] = co_await (copy_stream(a, b, buffer_size) && copy_stream(b, a, buffer_size));
-    co_return relay_result{ab, ba};
+    return detail::relay_both(a, b, buffer_size, nullptr);
 }
 
 /// Completes once `progress()` has returned the same value for `limit`, or with
@@ -216,13 +347,11 @@ relay_watched(A& a, B& b, std::chrono::steady_clock::duration idle_limit, std::s
     using namespace asio::experimental::awaitable_operators;
     std::uint64_t moved = 0;
     bool idle = false;
-    auto ended = co_await (
-        (copy_stream(a, b, buffer_size, &moved) && copy_stream(b, a, buffer_size, &moved)) ||
-        close_when_idle(a, b, moved, idle_limit, idle));
+    auto ended = co_await (relay_both(a, b, buffer_size, &moved) ||
+                           close_when_idle(a, b, moved, idle_limit, idle));
     relay_result result;
     if (ended.index() == 0) {
-        auto [ab, ba] = std::get<0>(std::move(ended));
-        result = relay_result{ab, ba};
+        result = std::get<0>(std::move(ended));
     } else {
         result.a_to_b.ec = result.b_to_a.ec = asio::error::timed_out;
     }

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -84,11 +85,16 @@ public:
     /// readable. Lets the relay hold no buffer while the connection is idle.
     asio::awaitable<error_code> wait_readable() requires requires(Next& n) { n.wait_readable(); }
     {
-        if (leftover_pos_ < leftover_.size() || decoder_.closed() ||
-            decoder_.error() != codec::errc::ok) {
+        if (read_ready()) {
             co_return error_code{};
         }
         co_return co_await next_.wait_readable();
+    }
+
+    /// Over TCP: the socket to wait on until read_some() can make progress (as
+    /// tcp_stream::wait_socket()), or nullptr when it can at once.
+    asio::ip::tcp::socket* wait_socket() noexcept requires std::same_as<Next, tcp_stream> {
+        return read_ready() ? nullptr : &next_.socket();
     }
 
     /// Sends `head` then `body` as websocket payload: `body` as one binary frame (masked in
@@ -128,6 +134,11 @@ private:
         ws_stream& s_;
     };
 
+    // Bytes from the handshake are buffered, or the stream has ended or failed.
+    bool read_ready() const noexcept {
+        return leftover_pos_ < leftover_.size() || decoder_.closed() ||
+               decoder_.error() != codec::errc::ok;
+    }
     asio::awaitable<error_code> acquire_write();
     void release_write() noexcept;
     asio::awaitable<io_result> write_frame(std::span<std::uint8_t> payload);
@@ -139,8 +150,10 @@ private:
     Next next_;
     codec::frame_decoder decoder_;
     codec::frame_encoder encoder_;
-    asio::steady_timer write_wait_; // cancelled to wake a write() waiting for the flag
-    bool writing_ = false;          // a frame is being written to next_
+    // Cancelled to wake a write() waiting for the flag; made by the first such write, as most
+    // connections never have one.
+    std::unique_ptr<asio::steady_timer> write_wait_;
+    bool writing_ = false; // a frame is being written to next_
     bool pong_pending_ = false;
     bool close_pending_ = false;
     bool close_sent_ = false;
@@ -149,8 +162,14 @@ private:
     bool closed_ = false;
     std::uint8_t pong_len_ = 0;
     std::uint16_t close_code_ = 0; // code of the pending close; no_status: empty payload
-    std::array<std::uint8_t, codec::max_control_payload> pong_payload_{};
-    std::array<std::uint8_t, codec::max_control_payload> control_out_{};
+    // Payloads of control frames to send, allocated by the first one (a pong, or the closing
+    // close frame): an idle connection holds none.
+    struct control_buffers {
+        std::array<std::uint8_t, codec::max_control_payload> pong{};
+        std::array<std::uint8_t, codec::max_control_payload> out{};
+    };
+    control_buffers& control();
+    std::unique_ptr<control_buffers> control_;
     std::vector<std::uint8_t> leftover_; // released once drained
     std::size_t leftover_pos_ = 0;
 };

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 namespace kaminari::net {
@@ -21,10 +22,17 @@ ws_stream<Next>::ws_stream(Next next, codec::role local, codec::mask_mode mode)
     : next_(std::move(next))
     , decoder_(local)
     , encoder_(local, mode,
-               local == codec::role::client && mode == codec::mask_mode::fixed ? next_mask_key()
-                                                                               : codec::mask_key{})
-    , write_wait_(next_.get_executor()) {
-    write_wait_.expires_at(asio::steady_timer::time_point::max());
+               local == codec::role::client && mode == codec::mask_mode::fixed
+                   ? next_mask_key()
+                   : codec::mask_key{}) {
+}
+
+template <byte_stream Next>
+typename ws_stream<Next>::control_buffers& ws_stream<Next>::control() {
+    if (!control_) {
+        control_ = std::make_unique<control_buffers>();
+    }
+    return *control_;
 }
 
 template <byte_stream Next>
@@ -73,7 +81,7 @@ asio::awaitable<io_result> ws_stream<Next>::read_some(std::span<std::uint8_t> bu
         }
         if (step.ping && !close_sent_ && !shut_) {
             const auto ping = decoder_.ping_payload();
-            std::memcpy(pong_payload_.data(), ping.data(), ping.size());
+            std::memcpy(control().pong.data(), ping.data(), ping.size());
             pong_len_ = static_cast<std::uint8_t>(ping.size());
             pong_pending_ = true;
         }
@@ -164,7 +172,11 @@ asio::awaitable<io_result> ws_stream<Next>::write_frame(std::span<std::uint8_t> 
 template <byte_stream Next>
 asio::awaitable<error_code> ws_stream<Next>::acquire_write() {
     while (writing_) {
-        co_await write_wait_.async_wait(use_tuple);
+        if (!write_wait_) {
+            write_wait_ = std::make_unique<asio::steady_timer>(
+                next_.get_executor(), asio::steady_timer::time_point::max());
+        }
+        co_await write_wait_->async_wait(use_tuple);
         // The waiter itself was cancelled (e.g. by `&&` in the relay), or the stream closed.
         const auto cs = co_await asio::this_coro::cancellation_state;
         if (closed_ || cs.cancelled() != asio::cancellation_type::none) {
@@ -178,7 +190,9 @@ asio::awaitable<error_code> ws_stream<Next>::acquire_write() {
 template <byte_stream Next>
 void ws_stream<Next>::release_write() noexcept {
     writing_ = false;
-    write_wait_.cancel();
+    if (write_wait_) {
+        write_wait_->cancel();
+    }
 }
 
 template <byte_stream Next>
@@ -198,19 +212,19 @@ asio::awaitable<error_code> ws_stream<Next>::flush_control() {
         if (pong_pending_) {
             pong_pending_ = false;
             len = pong_len_;
-            std::memcpy(control_out_.data(), pong_payload_.data(), len);
+            std::memcpy(control().out.data(), control().pong.data(), len);
         } else {
             close_pending_ = false;
             close_sent_ = true;
             op = codec::opcode::close;
             if (close_code_ != codec::close_code::no_status) {
-                codec::store_u16be(control_out_.data(), close_code_);
+                codec::store_u16be(control().out.data(), close_code_);
                 len = 2;
             }
         }
         const codec::mask_key key =
             encoder_.needs_frame_key() ? next_mask_key() : codec::mask_key{};
-        const std::span<std::uint8_t> payload(control_out_.data(), len);
+        const std::span<std::uint8_t> payload(control().out.data(), len);
         const auto head = encoder_.encode(op, payload, key);
         auto [ec, n] = co_await next_.write(head, payload);
         if (ec) {
@@ -257,7 +271,9 @@ template <byte_stream Next>
 void ws_stream<Next>::close() noexcept {
     closed_ = true;
     next_.close();
-    write_wait_.cancel();
+    if (write_wait_) {
+        write_wait_->cancel();
+    }
 }
 
 } // namespace kaminari::net
