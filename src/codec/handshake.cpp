@@ -266,7 +266,8 @@ std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
       << "Upgrade: websocket\r\n"
       << "Connection: Upgrade\r\n"
       << "Sec-WebSocket-Key: " << key << "\r\n"
-      << "Sec-WebSocket-Version: 13\r\n\r\n";
+      << "Sec-WebSocket-Version: 13\r\n"
+      << half_close_header << ": 1\r\n\r\n";
     return w.result();
 }
 
@@ -321,6 +322,8 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
         } else if (iequals(f.name, "Sec-WebSocket-Key")) {
             r.key = f.value;
             ++key_count;
+        } else if (iequals(f.name, half_close_header)) {
+            r.half_close = f.value == "1";
         }
     }
 

@@ -52,10 +52,32 @@ TEST(Handshake, ValidatesKeys) {
     EXPECT_FALSE(is_valid_sec_key("dGhlIHNhbXBsZSBub25jZQQQ"));  // 18 bytes
 }
 
+TEST(Handshake, HalfCloseAnnouncedOnlyByItsHeader) {
+    EXPECT_FALSE(parse(good_request).half_close); // a third-party client: the server lingers
+    for (const auto& [line, announced] : std::initializer_list<std::pair<std::string, bool>>{
+             {"Kaminari-Half-Close: 1\r\n", true},
+             {"kaminari-half-close:1\r\n", true},
+             {"Kaminari-Half-Close: 0\r\n", false},
+             {"Kaminari-Half-Close: yes\r\n", false},
+             {"Kaminari-Half-Closed: 1\r\n", false}}) {
+        std::string req = good_request;
+        req.insert(req.size() - 2, line);
+        const auto r = parse(req);
+        EXPECT_EQ(r.err, errc::ok) << line;
+        EXPECT_EQ(r.half_close, announced) << line;
+    }
+}
+
 TEST(Handshake, EncodesRequest) {
     std::array<std::uint8_t, 512> out{};
     const std::size_t n = encode_request(out, "example.com", "/ws", sample_key);
-    EXPECT_EQ(as_string(std::span(out.data(), n)), good_request);
+    // good_request as any client sends it, plus kaminaric's half-close announcement.
+    std::string ours = good_request;
+    ours.insert(ours.size() - 2, "Kaminari-Half-Close: 1\r\n");
+    EXPECT_EQ(as_string(std::span(out.data(), n)), ours);
+    const auto parsed = parse(ours);
+    EXPECT_EQ(parsed.err, errc::ok);
+    EXPECT_TRUE(parsed.half_close);
     // Too small a buffer gives 0, at every size below the needed one.
     for (std::size_t k = 0; k < n; ++k) {
         EXPECT_EQ(encode_request(std::span(out.data(), k), "example.com", "/ws", sample_key), 0u);

@@ -61,9 +61,15 @@ sec_accept make_sec_accept(std::string_view key) noexcept;
 /// True when `key` is 24 characters of base64 that decode to 16 bytes (§4.2.1 item 5).
 bool is_valid_sec_key(std::string_view key) noexcept;
 
+/// The request header by which kaminaric says it ends its direction with a close frame and
+/// reads the peer's close frame as end of stream (a half-close). Other websocket clients
+/// (v2ray-plugin) take a close frame as an error and drop what they have not yet delivered;
+/// a server lingers before closing towards them (see ws_stream::set_close_linger).
+inline constexpr std::string_view half_close_header = "Kaminari-Half-Close";
+
 /// Writes the client's upgrade request into `out`:
 /// `GET <path> HTTP/1.1`, Host, `Upgrade: websocket`, `Connection: Upgrade`,
-/// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`.
+/// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`, `Kaminari-Half-Close: 1`.
 /// Returns the bytes written, or 0 when `out` is too small (its contents are then undefined).
 std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
                            std::string_view path, std::string_view key) noexcept;
@@ -73,6 +79,7 @@ struct request_result {
     errc err = errc::need_more; ///< ok (answer 101), need_more, or why to refuse
     std::size_t consumed = 0;   ///< length of the head when it was complete; else 0
     std::string_view key;       ///< Sec-WebSocket-Key, pointing into the input, when ok
+    bool half_close = false;    ///< `Kaminari-Half-Close: 1` was sent (a kaminaric client)
 };
 
 /// Checks an upgrade request at the front of `in` against the configured `host` and `path`.

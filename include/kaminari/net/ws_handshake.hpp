@@ -15,6 +15,7 @@
 #include <kaminari/options.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -90,10 +91,16 @@ asio::awaitable<error_code> ws_client_handshake(ws_stream<Next>& ws, const ws_op
     co_return co_await ws_read_response(ws, req);
 }
 
+/// How long a server lingers before its close frame towards a client that is not kaminaric,
+/// once everything sent before it has been acknowledged (see ws_stream::set_close_linger).
+/// v2ray-plugin's own server keeps a finished connection about this long.
+inline constexpr std::chrono::milliseconds third_party_close_linger{1000};
+
 /// Server side: reads the upgrade request head (at most codec::max_head_size bytes) and checks
 /// it against `opts.host` and `opts.path` (see codec::parse_request for the exact rules).
 ///
-/// On success sends `101 Switching Protocols` and returns an empty error_code. On a refusal
+/// On success sends `101 Switching Protocols` and returns an empty error_code; a client that did
+/// not announce `Kaminari-Half-Close: 1` gets third_party_close_linger. On a refusal
 /// sends what a web server would — 404 for a wrong host or path, 426 with
 /// `Sec-WebSocket-Version: 13` for a wrong version, 431 for an oversized head, 400 otherwise —
 /// then shuts down the sending side (so the response is not lost to a reset when the caller
@@ -126,6 +133,9 @@ asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_op
         co_return error_code(r.err);
     }
     const std::size_t len = codec::encode_accept_response(out, r.key);
+    if (!r.half_close) {
+        ws.set_close_linger(third_party_close_linger);
+    }
     ws.set_leftover(std::span(buf.data() + r.consumed, have - r.consumed));
     auto [ec, n] = co_await ws.next_layer().write({}, std::span(out.data(), len));
     co_return ec;

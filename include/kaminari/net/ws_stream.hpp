@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -115,6 +116,14 @@ public:
     /// Closes the next layer now; pending operations complete with its error.
     void close() noexcept;
 
+    /// Makes shutdown_send(), when the peer has not closed first, wait before its close frame:
+    /// until the TCP connection has no unacknowledged bytes (at most 10 s), then `linger` more,
+    /// ending early when the peer's close arrives or the stream is closed. For peers that
+    /// take a close frame as an error and drop what they still hold for their app
+    /// (v2ray-plugin); a kaminari peer reads it as end of stream, and gets no linger. Zero (the
+    /// default): no wait.
+    void set_close_linger(std::chrono::milliseconds linger) noexcept { close_linger_ = linger; }
+
     /// Bytes already read from the next layer that belong to the websocket stream (what
     /// followed the HTTP head in the handshake's last read). read_some() decodes them before
     /// reading from the next layer. Called by the handshake functions; copies `bytes`.
@@ -139,6 +148,7 @@ private:
         return leftover_pos_ < leftover_.size() || decoder_.closed() ||
                decoder_.error() != codec::errc::ok;
     }
+    asio::awaitable<void> linger();
     asio::awaitable<error_code> acquire_write();
     void release_write() noexcept;
     asio::awaitable<io_result> write_frame(std::span<std::uint8_t> payload);
@@ -153,6 +163,7 @@ private:
     // Cancelled to wake a write() waiting for the flag; made by the first such write, as most
     // connections never have one.
     std::unique_ptr<asio::steady_timer> write_wait_;
+    std::chrono::milliseconds close_linger_{0};
     bool writing_ = false; // a frame is being written to next_
     bool pong_pending_ = false;
     bool close_pending_ = false;

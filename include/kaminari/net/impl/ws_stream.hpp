@@ -13,6 +13,8 @@
 #include <cassert>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <sys/ioctl.h>
 #include <utility>
 
 namespace kaminari::net {
@@ -246,8 +248,55 @@ asio::awaitable<error_code> ws_stream<Next>::send_control_now() {
     co_return co_await flush_control();
 }
 
+namespace detail {
+
+// Bytes the kernel still holds for sending (unsent or unacknowledged) on the TCP connection
+// under `s`; 0 when there is none to ask (an in-memory stream in tests).
+template <class S>
+int unacked_bytes(S& s) noexcept {
+    if constexpr (requires { s.socket().native_handle(); }) {
+        int n = 0;
+        if (::ioctl(s.socket().native_handle(), TIOCOUTQ, &n) != 0) {
+            return 0;
+        }
+        return n;
+    } else if constexpr (requires { s.next_layer(); }) {
+        return unacked_bytes(s.next_layer());
+    } else {
+        return 0;
+    }
+}
+
+} // namespace detail
+
+template <byte_stream Next>
+asio::awaitable<void> ws_stream<Next>::linger() {
+    using clock = std::chrono::steady_clock;
+    constexpr auto poll = std::chrono::milliseconds(20);
+    constexpr auto max_unacked_wait = std::chrono::seconds(10);
+    asio::steady_timer timer(next_.get_executor());
+    const auto start = clock::now();
+    std::optional<clock::time_point> acked_at;
+    while (!close_received_ && !closed_) {
+        const auto now = clock::now();
+        if (!acked_at && (detail::unacked_bytes(next_) == 0 || now - start >= max_unacked_wait)) {
+            acked_at = now;
+        }
+        if (acked_at && now - *acked_at >= close_linger_) {
+            break;
+        }
+        timer.expires_after(poll);
+        if (auto [ec] = co_await timer.async_wait(use_tuple); ec) {
+            break; // cancelled: the relay is being torn down
+        }
+    }
+}
+
 template <byte_stream Next>
 asio::awaitable<error_code> ws_stream<Next>::shutdown_send() {
+    if (close_linger_.count() > 0 && !close_received_ && !shut_) {
+        co_await linger();
+    }
     if (const error_code ec = co_await acquire_write()) {
         co_return ec;
     }
