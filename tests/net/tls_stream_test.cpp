@@ -161,31 +161,23 @@ void bulk_both_ways(std::size_t read_cap, std::size_t write_cap, std::size_t siz
         CO_ASSERT_OK(s);
         auto up = pattern(size, 1);
         auto down = pattern(size, 2);
-        auto client_side = [&]() -> asio::awaitable<void> {
+        // Each side writes its pattern in chunks, half-closes, and reads the other's to the end.
+        auto side = [&](auto& stream, const std::vector<std::uint8_t>& send, std::size_t chunk,
+                        const std::vector<std::uint8_t>& expect,
+                        const char* name) -> asio::awaitable<void> {
             auto [w, r] = co_await ([&]() -> asio::awaitable<error_code> {
-                auto ec = co_await write_all_of(p.client, up, 8192, key_updates);
+                auto ec = co_await write_all_of(stream, send, chunk, key_updates);
                 if (!ec) {
-                    ec = co_await p.client.shutdown_send();
+                    ec = co_await stream.shutdown_send();
                 }
                 co_return ec;
-            }() && read_to_end(p.client));
+            }() && read_to_end(stream));
             EXPECT_FALSE(w) << w.message();
             EXPECT_EQ(r.second, asio::error::eof);
-            EXPECT_TRUE(r.first == down) << "client received " << r.first.size();
+            EXPECT_TRUE(r.first == expect) << name << " received " << r.first.size();
         };
-        auto server_side = [&]() -> asio::awaitable<void> {
-            auto [w, r] = co_await ([&]() -> asio::awaitable<error_code> {
-                auto ec = co_await write_all_of(p.server, down, 16384, key_updates);
-                if (!ec) {
-                    ec = co_await p.server.shutdown_send();
-                }
-                co_return ec;
-            }() && read_to_end(p.server));
-            EXPECT_FALSE(w) << w.message();
-            EXPECT_EQ(r.second, asio::error::eof);
-            EXPECT_TRUE(r.first == up) << "server received " << r.first.size();
-        };
-        co_await (client_side() && server_side());
+        co_await (side(p.client, up, 8192, down, "client") &&
+                  side(p.server, down, 16384, up, "server"));
     }());
 }
 

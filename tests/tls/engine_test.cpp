@@ -50,6 +50,14 @@ void drain(engine& e) {
     EXPECT_FALSE(ec) << ec.message();
 }
 
+// One full handshake, so that `cctx` holds a session ticket from `sctx`.
+void obtain_ticket(client_context& cctx, server_context& sctx) {
+    engine c = cctx.make_engine();
+    engine s = sctx.make_engine();
+    ASSERT_FALSE(pump_handshake(c, s).client);
+    drain(c);
+}
+
 // Makes the test CA the only trusted one before the contexts that read it are built.
 struct trusting_test_ca {
     trusting_test_ca() { trust_only(shared_pki().ca_pem); }
@@ -252,12 +260,7 @@ TEST(Engine, EarlyDataRejectedByAnotherServer) {
     co.early_data = true;
     client_context cctx(co);
     server_context first(server_opts());
-    {
-        engine c = cctx.make_engine();
-        engine s = first.make_engine();
-        ASSERT_FALSE(pump_handshake(c, s).client);
-        drain(c);
-    }
+    ASSERT_NO_FATAL_FAILURE(obtain_ticket(cctx, first));
     // Another process: other ticket keys, and no early data at all.
     server_context second(server_opts());
     second.set_max_early_data(0);
@@ -297,12 +300,7 @@ TEST(Engine, ReusedTicketGetsNoEarlyData) {
     co.early_data = true;
     client_context cctx(co);
     server_context sctx(server_opts());
-    {
-        engine c = cctx.make_engine();
-        engine s = sctx.make_engine();
-        ASSERT_FALSE(pump_handshake(c, s).client);
-        drain(c);
-    }
+    ASSERT_NO_FATAL_FAILURE(obtain_ticket(cctx, sctx));
     ssl_session_ptr ticket = cctx.sessions().take();
     ASSERT_TRUE(ticket);
     std::string early = "replay";
