@@ -2,12 +2,15 @@
 
 #include "support/mem_stream.hpp"
 
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace kaminari::net {
@@ -132,6 +135,170 @@ TEST(Relay, ZeroIdleLimitMeansNoTimeout) {
     EXPECT_FALSE(r.idle);
     EXPECT_EQ(r.a_to_b.bytes, 1u);
     EXPECT_EQ(r.b_to_a.bytes, 1u);
+}
+
+// --- over loopback TCP: directions whose source is a socket run in bursts -------------------
+
+using tcp = asio::ip::tcp;
+
+// Two connected loopback sockets.
+std::pair<tcp_stream, tcp_stream> tcp_pair(asio::io_context& ctx) {
+    tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::socket a(ctx);
+    a.connect(acceptor.local_endpoint());
+    return {tcp_stream(std::move(a)), tcp_stream(acceptor.accept())};
+}
+
+// app_outer <-> app_inner =relay= up_inner <-> up_outer, all TCP.
+struct tcp_setup {
+    explicit tcp_setup(runner& rn) {
+        auto [a, b] = tcp_pair(rn.ctx);
+        auto [c, d] = tcp_pair(rn.ctx);
+        app_outer = std::make_unique<tcp_stream>(std::move(a));
+        app_inner = std::make_unique<tcp_stream>(std::move(b));
+        up_inner = std::make_unique<tcp_stream>(std::move(c));
+        up_outer = std::make_unique<tcp_stream>(std::move(d));
+    }
+    std::unique_ptr<tcp_stream> app_outer, app_inner, up_inner, up_outer;
+};
+
+std::uint8_t pattern(std::size_t i, std::uint8_t seed) {
+    return static_cast<std::uint8_t>((i * 131 + i / 251 + seed) & 0xff);
+}
+
+// Writes `total` pattern bytes in `chunk`s, pausing `gap` after each (so the relay's source
+// runs dry between them), then half-closes.
+asio::awaitable<void> send_pattern(tcp_stream& s, std::size_t total, std::size_t chunk,
+                                   clock::duration gap, std::uint8_t seed) {
+    std::vector<std::uint8_t> buf(chunk);
+    for (std::size_t sent = 0; sent < total;) {
+        const std::size_t n = std::min(chunk, total - sent);
+        for (std::size_t i = 0; i < n; ++i) {
+            buf[i] = pattern(sent + i, seed);
+        }
+        auto [ec, w] = co_await write_all(s, std::span(buf).first(n));
+        EXPECT_FALSE(ec) << ec.message();
+        if (ec) {
+            co_return;
+        }
+        sent += n;
+        if (gap > clock::duration::zero()) {
+            co_await sleep(gap);
+        }
+    }
+    EXPECT_FALSE(co_await s.shutdown_send());
+}
+
+// Reads to the end; counts the bytes and the first that differs from the pattern.
+asio::awaitable<void> check_pattern(tcp_stream& s, std::uint8_t seed, std::size_t& got,
+                                    std::size_t& bad, error_code& end) {
+    std::vector<std::uint8_t> buf(64 * 1024);
+    bad = SIZE_MAX;
+    for (;;) {
+        auto [ec, n] = co_await s.read_some(buf);
+        if (ec) {
+            end = ec;
+            co_return;
+        }
+        for (std::size_t i = 0; i < n && bad == SIZE_MAX; ++i) {
+            if (buf[i] != pattern(got + i, seed)) {
+                bad = got + i;
+            }
+        }
+        got += n;
+    }
+}
+
+asio::awaitable<void> run_tcp_relay(tcp_stream& a, tcp_stream& b, clock::duration idle,
+                                    relay_result& out) {
+    out = co_await relay(a, b, idle);
+}
+
+TEST(RelayOverTcp, CarriesBothWaysAcrossManyBurstsThenHalfCloses) {
+    runner rn;
+    tcp_setup s(rn);
+    relay_result r;
+    constexpr std::size_t up_total = 3 * 1024 * 1024 + 7, down_total = 1024 * 1024 + 3;
+    std::size_t up_got = 0, up_bad = 0, down_got = 0, down_bad = 0;
+    error_code up_end, down_end;
+    rn.spawn(run_tcp_relay(*s.app_inner, *s.up_inner, clock::duration::zero(), r));
+    // Up: 48 pauses, so dozens of bursts; down: one bulk write.
+    rn.spawn(send_pattern(*s.app_outer, up_total, 64 * 1024 + 1, 2ms, 1));
+    rn.spawn(send_pattern(*s.up_outer, down_total, down_total, clock::duration::zero(), 2));
+    rn.spawn(check_pattern(*s.up_outer, 1, up_got, up_bad, up_end));
+    rn.spawn(check_pattern(*s.app_outer, 2, down_got, down_bad, down_end));
+    rn.run(20s);
+    EXPECT_EQ(up_got, up_total);
+    EXPECT_EQ(up_bad, SIZE_MAX);
+    EXPECT_EQ(down_got, down_total);
+    EXPECT_EQ(down_bad, SIZE_MAX);
+    EXPECT_EQ(up_end, asio::error::eof);
+    EXPECT_EQ(down_end, asio::error::eof);
+    // Each direction's count is the sum over its bursts.
+    EXPECT_EQ(r.a_to_b.bytes, up_total);
+    EXPECT_EQ(r.b_to_a.bytes, down_total);
+    EXPECT_FALSE(r.a_to_b.ec) << r.a_to_b.ec.message();
+    EXPECT_FALSE(r.b_to_a.ec) << r.b_to_a.ec.message();
+}
+
+TEST(RelayOverTcp, ResetOfAnIdlePeerEndsBothDirections) {
+    runner rn;
+    tcp_setup s(rn);
+    relay_result r;
+    std::size_t got = 0, bad = 0;
+    error_code app_end;
+    rn.spawn(run_tcp_relay(*s.app_inner, *s.up_inner, clock::duration::zero(), r));
+    rn.spawn(check_pattern(*s.app_outer, 0, got, bad, app_end));
+    rn.spawn([](tcp_stream& up) -> asio::awaitable<void> {
+        co_await sleep(50ms); // both directions are waiting for their sockets by now
+        up.socket().set_option(asio::socket_base::linger(true, 0));
+        up.close(); // a reset
+    }(*s.up_outer));
+    rn.run(5s);
+    EXPECT_EQ(got, 0u);
+    EXPECT_TRUE(app_end); // the relay closed the app's connection
+    EXPECT_TRUE(r.b_to_a.ec);
+    EXPECT_TRUE(r.a_to_b.ec); // its wait was ended by the close
+    EXPECT_FALSE(r.idle);
+}
+
+TEST(RelayOverTcp, IdleTimeoutClosesWaitingDirections) {
+    runner rn;
+    tcp_setup s(rn);
+    relay_result r;
+    std::size_t got = 0, bad = 0;
+    error_code app_end;
+    const auto start = clock::now();
+    rn.spawn(run_tcp_relay(*s.app_inner, *s.up_inner, 100ms, r));
+    rn.spawn(check_pattern(*s.app_outer, 0, got, bad, app_end));
+    rn.run(5s);
+    EXPECT_TRUE(r.idle);
+    EXPECT_TRUE(r.a_to_b.ec);
+    EXPECT_TRUE(r.b_to_a.ec);
+    EXPECT_EQ(app_end, asio::error::eof);
+    EXPECT_LT(clock::now() - start, 100ms + 100ms / 4 + 900ms);
+}
+
+TEST(RelayOverTcp, ContextDestroyedWhileIdleReleasesEverything) {
+    // An idle relay's state is owned by its two socket waits; destroying the io_context
+    // destroys them, and with them the relay and the coroutine the streams live in (a leak
+    // here fails the sanitizer build).
+    bool ended = false;
+    {
+        runner rn;
+        auto [a, b] = tcp_pair(rn.ctx);
+        auto [c, d] = tcp_pair(rn.ctx);
+        asio::co_spawn(
+            rn.ctx,
+            [](tcp_stream x, tcp_stream y, bool& done) -> asio::awaitable<void> {
+                co_await relay(x, y);
+                done = true;
+            }(std::move(b), std::move(c), ended),
+            asio::detached);
+        rn.ctx.run_for(50ms);
+        EXPECT_FALSE(rn.ctx.stopped()); // still relaying, nothing to do
+    }
+    EXPECT_FALSE(ended);
 }
 
 TEST(WaitIdle, EndsOnlyAfterProgressStops) {

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -70,6 +71,19 @@ concept try_readable_stream = waitable_stream<S> && requires(S& s, std::span<std
     { s.try_read_some(buf) } -> std::same_as<io_result>;
 };
 
+/// A stream whose readability can be waited for on a socket without a coroutine
+/// (tcp_stream, ws_stream over TCP): nullptr when a read can make progress at once.
+template <class S>
+concept socket_waitable_stream = byte_stream<S> && requires(S& s) {
+    { s.wait_socket() } -> std::same_as<asio::ip::tcp::socket*>;
+};
+
+/// What a copy that runs in bursts keeps between them (see copy_stream).
+struct copy_burst {
+    std::size_t want = 0; ///< the next read's buffer size; 0: not started
+    bool ended = false;   ///< the direction has ended (end of stream or error)
+};
+
 /// Copies `from` to `to` until `from` ends. A clean end of stream half-closes `to`
 /// (shutdown_send) and returns; any error closes both streams, so the other direction ends
 /// too. The buffer is handed to `to.write` mutable: a websocket client masks it in place.
@@ -77,12 +91,23 @@ concept try_readable_stream = waitable_stream<S> && requires(S& s, std::span<std
 /// for one read and its write, so an idle direction holds no buffer. When `moved` is given,
 /// every completed write adds its byte count to it (the idle watchdog reads it); it must
 /// outlive the copy, and be touched only on the streams' thread.
+///
+/// With `burst` (a source with wait_socket() only), it is one burst of the copy: the caller
+/// has seen `from` readable, so it reads at once, and it returns (the bytes of this burst)
+/// as soon as it would have to wait for `from` again, or with `burst->ended` set once the
+/// direction has ended. Between bursts the caller waits for `from.wait_socket()` without a
+/// coroutine, so an idle direction holds no frame either.
 template <byte_stream From, byte_stream To>
 asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_size,
-                                         std::uint64_t* moved = nullptr) {
+                                         std::uint64_t* moved = nullptr,
+                                         copy_burst* burst = nullptr) {
     copy_result result;
     buffer_lease buf;
     std::size_t want = std::min(relay_min_buffer_size, buffer_size);
+    if (burst != nullptr && burst->want != 0) {
+        want = burst->want;
+    }
+    bool woken = burst != nullptr; // a burst starts with its source readable
     for (;;) {
         // The read, in this frame rather than a coroutine of its own, which an idle direction
         // would hold too. The buffer is borrowed only once the source is readable and kept
@@ -93,13 +118,18 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
         // - any other source reads into a buffer it keeps.
         io_result got;
         if (!buf) {
-            if constexpr (requires { from.wait_socket(); }) {
+            if constexpr (socket_waitable_stream<From>) {
                 // Waited on here: wait_readable() is one or two more frames an idle direction
                 // would hold.
-                if (auto* s = from.wait_socket()) {
+                if (auto* s = from.wait_socket(); s != nullptr && !woken) {
+                    if (burst != nullptr) {
+                        burst->want = want;
+                        co_return result;
+                    }
                     auto [ec] = co_await s->async_wait(asio::socket_base::wait_read, use_tuple);
                     got.ec = ec;
                 }
+                woken = false;
             } else if constexpr (waitable_stream<From>) {
                 got.ec = co_await from.wait_readable();
             }
@@ -120,6 +150,9 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
         }
         const auto [rec, n] = got;
         if (rec == asio::error::eof) {
+            if (burst != nullptr) {
+                burst->ended = true;
+            }
             if (auto sec = co_await to.shutdown_send()) {
                 result.ec = sec;
                 from.close();
@@ -150,6 +183,9 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
         }
     }
     // An error (reset, protocol violation, cancellation) ends both directions.
+    if (burst != nullptr) {
+        burst->ended = true;
+    }
     from.close();
     to.close();
     co_return result;
@@ -157,11 +193,15 @@ asio::awaitable<copy_result> copy_stream(From& from, To& to, std::size_t buffer_
 
 namespace detail {
 
-// The two directions of relay(), each a coroutine of its own, joined by this state rather than
-// by `&&`, whose parallel group and per-operand state an idle connection would hold for its
-// whole life. Owned by the directions' completion handlers: it completes the relay once both
-// have ended, and is deleted without completing (destroying the relay's own handler, hence
-// the coroutines the streams live in, after the directions) when the io_context is destroyed
+// The two directions of relay(), joined by this state rather than by `&&`, whose parallel
+// group and per-operand state an idle connection would hold for its whole life. A direction
+// whose source can be waited for on its socket (socket_waitable_stream) runs in bursts: a
+// plain wait for readability (no coroutine), then a coroutine that copies until the source
+// would block, then the wait again; an idle connection holds two socket waits and no frame.
+// Any other direction is one coroutine for its whole life. Owned by the directions'
+// completion handlers (one outstanding per direction): it completes the relay once both have
+// ended, and is deleted without completing (destroying the relay's own handler, hence the
+// coroutines the streams live in, after the directions) when the io_context is destroyed
 // with them still pending.
 template <byte_stream A, byte_stream B, class Handler>
 class relay_join {
@@ -174,28 +214,25 @@ public:
     relay_join& operator=(const relay_join&) = delete;
 
     void start(std::size_t buffer_size, std::uint64_t* moved) {
+        buffer_size_ = buffer_size;
+        moved_ = moved;
         // The relay's cancellation reaches the directions only when it can be cancelled at all:
         // bound, each direction's slot costs an allocation.
         auto slot = asio::get_associated_cancellation_slot(handler_);
-        const bool cancellable = slot.is_connected();
-        if (cancellable) {
+        cancellable_ = slot.is_connected();
+        if (cancellable_) {
             slot.assign([this](asio::cancellation_type type) {
                 for (auto& signal : cancel_) {
                     signal.emit(type);
                 }
             });
         }
-        const auto ex = a_.get_executor();
-        asio::co_spawn(
-            ex, copy_stream(a_, b_, buffer_size, moved),
-            direction(this, 0, cancellable ? cancel_[0].slot() : asio::cancellation_slot()));
-        asio::co_spawn(
-            ex, copy_stream(b_, a_, buffer_size, moved),
-            direction(this, 1, cancellable ? cancel_[1].slot() : asio::cancellation_slot()));
+        next<0>();
+        next<1>();
     }
 
 private:
-    // A direction's completion handler.
+    // A direction's completion handler, for its socket wait and for its copy coroutine.
     class direction {
     public:
         using cancellation_slot_type = asio::cancellation_slot;
@@ -217,8 +254,15 @@ private:
 
         cancellation_slot_type get_cancellation_slot() const noexcept { return slot_; }
 
+        void operator()(const error_code& ec) {
+            auto* join = std::exchange(join_, nullptr);
+            which_ == 0 ? join->template readable<0>(ec) : join->template readable<1>(ec);
+        }
+
         void operator()(std::exception_ptr e, copy_result r) {
-            std::exchange(join_, nullptr)->finish(which_, std::move(e), r);
+            auto* join = std::exchange(join_, nullptr);
+            which_ == 0 ? join->template copied<0>(std::move(e), r)
+                        : join->template copied<1>(std::move(e), r);
         }
 
     private:
@@ -227,9 +271,75 @@ private:
         asio::cancellation_slot slot_;
     };
 
-    void finish(int which, std::exception_ptr e, copy_result r) {
-        results_[which] = r;
-        ++finished_;
+    template <int I>
+    auto& from() noexcept {
+        if constexpr (I == 0) {
+            return a_;
+        } else {
+            return b_;
+        }
+    }
+
+    template <int I>
+    auto& to() noexcept {
+        if constexpr (I == 0) {
+            return b_;
+        } else {
+            return a_;
+        }
+    }
+
+    template <int I>
+    static constexpr bool bursty = socket_waitable_stream<std::conditional_t<I == 0, A, B>>;
+
+    template <int I>
+    direction handler() noexcept {
+        return direction(this, I, cancellable_ ? cancel_[I].slot() : asio::cancellation_slot());
+    }
+
+    // Direction I's next step: a wait while its source has nothing, else a copy.
+    template <int I>
+    void next() {
+        auto& src = from<I>();
+        if constexpr (bursty<I>) {
+            if (auto* s = src.wait_socket()) {
+                s->async_wait(asio::socket_base::wait_read, handler<I>());
+                return;
+            }
+            spawn<I>();
+        } else {
+            asio::co_spawn(a_.get_executor(), copy_stream(src, to<I>(), buffer_size_, moved_),
+                           handler<I>());
+        }
+    }
+
+    template <int I>
+    void spawn() {
+        asio::co_spawn(a_.get_executor(),
+                       copy_stream(from<I>(), to<I>(), buffer_size_, moved_, &bursts_[I]),
+                       handler<I>());
+    }
+
+    // The socket wait of a bursty direction completed.
+    template <int I>
+    void readable(const error_code& ec) {
+        if (!ec) {
+            spawn<I>();
+            return;
+        }
+        // Cancelled, or the socket was closed (the other direction failed): as a copy that
+        // failed, this ends both directions.
+        a_.close();
+        b_.close();
+        results_[I].ec = ec;
+        finish<I>();
+    }
+
+    // A copy (a whole direction, or one burst of a bursty one) completed.
+    template <int I>
+    void copied(std::exception_ptr e, copy_result r) {
+        results_[I].bytes += r.bytes;
+        results_[I].ec = r.ec;
         if (e) {
             // A direction that threw has not closed the streams: end the other one too.
             a_.close();
@@ -237,6 +347,18 @@ private:
             if (!error_) {
                 error_ = std::move(e);
             }
+        } else if (bursty<I> && !bursts_[I].ended) {
+            next<I>();
+            return;
+        }
+        finish<I>();
+    }
+
+    template <int I>
+    void finish() {
+        ++finished_;
+        if (cancellable_) {
+            cancel_[I].slot().clear(); // the direction's last operation has completed
         }
         release();
     }
@@ -265,9 +387,13 @@ private:
     Handler handler_;
     asio::cancellation_signal cancel_[2];
     copy_result results_[2];
+    copy_burst bursts_[2];
     std::exception_ptr error_;
+    std::uint64_t* moved_ = nullptr;
+    std::size_t buffer_size_ = relay_buffer_size;
     int pending_ = 2;
     int finished_ = 0;
+    bool cancellable_ = false;
 };
 
 // Both directions of relay(), each `moved` (optional) counting.
