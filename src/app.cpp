@@ -63,6 +63,15 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
     }
     const auto nofile = net::raise_open_file_limit();
     net::runtime rt(cfg.opts.common.threads);
+    // Before the port is bound: from the moment a host can see us listening, SIGTERM stops us
+    // cleanly (exit 0) instead of killing us (it is handled once run() starts).
+    asio::signal_set signals(rt.main_context(), SIGINT, SIGTERM);
+    signals.async_wait([&rt](const error_code& ec, int sig) {
+        if (!ec) {
+            log::info("received {}; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            rt.stop();
+        }
+    });
     auto listeners = net::bind_listeners(rt.main_context(), inv.local);
 
     log::info("listen: {}", inv.local.to_string());
@@ -100,13 +109,6 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
                        on_loop_end);
     }
 
-    asio::signal_set signals(rt.main_context(), SIGINT, SIGTERM);
-    signals.async_wait([&rt](const error_code& ec, int sig) {
-        if (!ec) {
-            log::info("received {}; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-            rt.stop();
-        }
-    });
     if (inv.sip003) {
         asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);
     }

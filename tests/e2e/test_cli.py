@@ -56,7 +56,8 @@ def unknown_option_warns():
     port = free_port()
     p = Proc([KAMINARIC, f"{HOST}:{port}", "127.0.0.1:2", "hostname=x"])
     wait_port(port, proc=p)
-    assert p.stop() == 0
+    code = p.stop()
+    assert code == 0, f"exit {code}: {p.stderr_text()!r}"
     assert "ignoring unknown option 'hostname'" in p.stderr_text(), p.stderr_text()
 
 
@@ -80,14 +81,18 @@ def sip003_both_programs():
 
 
 def sigint_and_sigterm_exit_0_promptly():
+    """Signalled as soon as its port accepts, 10 times each: the signal must already be
+    handled then (it once arrived between bind and the handler, killing it 1 time in 30)."""
     import signal
     for sig in (signal.SIGINT, signal.SIGTERM):
-        port = free_port()
-        p = Proc([KAMINARIS, f"{HOST}:{port}", "127.0.0.1:2"])
-        wait_port(port, proc=p)
-        start = time.monotonic()
-        assert p.stop(sig, timeout=2) == 0, p.stderr_text()
-        assert time.monotonic() - start < 1.5
+        for _ in range(10):
+            port = free_port()
+            p = Proc([KAMINARIS, f"{HOST}:{port}", "127.0.0.1:2"])
+            wait_port(port, proc=p)
+            start = time.monotonic()
+            code = p.stop(sig, timeout=2)
+            assert code == 0, f"{sig.name}: exit {code}: {p.stderr_text()!r}"
+            assert time.monotonic() - start < 1.5
 
 
 test.check("bad options exit 2 naming 'path'", exits_2_naming_path)
