@@ -5,7 +5,7 @@ from harness import Test
 from scale_suite import SHORT, raise_limit_or_skip, short_connections
 
 raise_limit_or_skip()
-test = Test(deadline=88)
+test = Test(deadline=240)
 test.check(f"ws: {SHORT} short connections, no RSS growth, no descriptor leak",
            short_connections, WS)
 test.done()

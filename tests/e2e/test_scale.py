@@ -6,7 +6,7 @@ from scale_suite import CONCURRENT, SHORT, concurrent_idle_then_busy, raise_limi
     short_connections
 
 raise_limit_or_skip()
-test = Test(deadline=88)
+test = Test(deadline=240)
 test.check(f"ws: {CONCURRENT} concurrent tunnels idle, then byte-exact",
            concurrent_idle_then_busy)
 test.check(f"tcp: {SHORT} short connections, no RSS growth, no descriptor leak",
