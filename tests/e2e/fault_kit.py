@@ -47,10 +47,9 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def tcp_sockets(pid, local_port=None, remote_port=None):
-    """How many of the process's descriptors are established TCP sockets with that local or
-    remote port. Exact where a descriptor count is not: sockets of earlier connections that
-    are still being torn down do not blur it."""
+def established(pid):
+    """The process's established TCP sockets: the /proc/net/tcp{,6} rows, split into fields
+    (1 local address, 2 remote address, 5 "timer kind:expiry in ticks", 9 inode)."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -59,7 +58,7 @@ def tcp_sockets(pid, local_port=None, remote_port=None):
             continue  # closed meanwhile
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    count = 0
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -68,15 +67,34 @@ def tcp_sockets(pid, local_port=None, remote_port=None):
             continue
         for row in rows:
             fields = row.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if state != "01" or inode not in inodes:  # 01 = ESTABLISHED
-                continue
-            if local_port is not None and int(local.rsplit(":", 1)[1], 16) != local_port:
-                continue
-            if remote_port is not None and int(remote.rsplit(":", 1)[1], 16) != remote_port:
-                continue
-            count += 1
+            if fields[3] == "01" and fields[9] in inodes:  # 01 = ESTABLISHED
+                found.append(fields)
+    return found
+
+
+def tcp_sockets(pid, local_port=None, remote_port=None):
+    """How many of the process's descriptors are established TCP sockets with that local or
+    remote port. Exact where a descriptor count is not: sockets of earlier connections that
+    are still being torn down do not blur it."""
+    count = 0
+    for fields in established(pid):
+        local, remote = fields[1], fields[2]
+        if local_port is not None and int(local.rsplit(":", 1)[1], 16) != local_port:
+            continue
+        if remote_port is not None and int(remote.rsplit(":", 1)[1], 16) != remote_port:
+            continue
+        count += 1
     return count
+
+
+def keepalive_timers(pid):
+    """For each established socket of the process: seconds until its keepalive timer fires,
+    or None when no keepalive timer runs (timer kind 2 in /proc/net/tcp; ticks of 1/100 s)."""
+    timers = []
+    for fields in established(pid):
+        kind, when = fields[5].split(":")
+        timers.append(int(when, 16) / os.sysconf("SC_CLK_TCK") if kind == "02" else None)
+    return timers
 
 
 def ignores_signal(pid, sig):

@@ -1,11 +1,12 @@
-"""idle_timeout= and max_conns=, on both programs, in tcp (splice) and ws (relay) mode."""
+"""idle_timeout= and max_conns=, on both programs, in tcp (splice) and ws (relay) mode; TCP
+keepalive timing on every socket."""
 
 import os
 import socket
 import threading
 import time
 
-from fault_kit import WS, SelectEcho, read_all, wait_for
+from fault_kit import WS, SelectEcho, keepalive_timers, read_all, wait_for
 from harness import HOST, Test, Tunnel, assert_same, exchange
 
 test = Test(deadline=85)
@@ -131,6 +132,33 @@ for mode, opts in (("tcp", ""), ("ws", WS)):
                "", opts)
     test.check(f"{mode}: kaminaris idle_timeout closes idle, keeps active", idle_timeout, "",
                extra, opts)
+def keepalive(mode_opts):
+    """Every socket of both programs (app side and remote side) has TCP keepalive on, with
+    its first probe at most 60 s after the last traffic: the kernel's default is 2 hours, and
+    a peer that vanished would hold its tunnel that long."""
+    echo = SelectEcho()
+    tunnel = Tunnel(mode_opts, mode_opts, echo.port)
+    held = [socket.create_connection((HOST, tunnel.client_port), timeout=5) for _ in range(3)]
+    for s in held:
+        s.sendall(b"ping")
+        got = b""
+        while len(got) < 4:
+            got += s.recv(4)
+    time.sleep(0.3)
+    for name, proc in (("kaminaric", tunnel.client), ("kaminaris", tunnel.server)):
+        timers = keepalive_timers(proc.pid)
+        if len(timers) != 2 * len(held):
+            raise AssertionError(f"{name}: {len(timers)} established sockets, want {2 * len(held)}")
+        if not all(t is not None and 0 < t <= 60 for t in timers):
+            raise AssertionError(f"{name}: keepalive timers (s): {timers}")
+    for s in held:
+        s.close()
+    tunnel.close()
+    echo.close()
+
+
+test.check("tcp: keepalive on every socket, first probe within 60 s", keepalive, "")
+test.check("ws: keepalive on every socket, first probe within 60 s", keepalive, WS)
 test.check("kaminaric ws max_conns=3", max_conns, WS, True)
 test.check("kaminaris tcp max_conns=3", max_conns, "", False)
 test.done()
