@@ -1230,7 +1230,7 @@ class Config:
         self.conn_seconds = args.conn_seconds or (1.5 if quick else 5.0)
         self.concurrency = 50
         self.unloaded = args.unloaded or (200 if quick else 1000)
-        self.hold = args.hold if args.hold is not None else (300 if quick else 2000)
+        self.hold = args.hold if args.hold is not None else 2000  # what issue 6 defines
         self.socat_hold = 200
         self.hold_seconds = 60
         self.hs_seconds = 2 if quick else 3
