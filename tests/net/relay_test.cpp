@@ -2,6 +2,8 @@
 
 #include "support/mem_stream.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -277,6 +279,73 @@ TEST(RelayOverTcp, IdleTimeoutClosesWaitingDirections) {
     EXPECT_TRUE(r.b_to_a.ec);
     EXPECT_EQ(app_end, asio::error::eof);
     EXPECT_LT(clock::now() - start, 100ms + 100ms / 4 + 900ms);
+}
+
+TEST(RelayOverTcp, CancellationEndsBothDirectionsMidTraffic) {
+    // Cancelled while the up direction runs burst after burst and the down one waits: both
+    // end (whichever state each is in, including between a burst and its next wait).
+    runner rn;
+    tcp_setup s(rn);
+    relay_result r;
+    bool ended = false;
+    asio::cancellation_signal cancel;
+    asio::co_spawn(
+        rn.ctx,
+        [](tcp_stream& a, tcp_stream& b, relay_result& out, bool& done) -> asio::awaitable<void> {
+            out = co_await relay(a, b);
+            done = true;
+        }(*s.app_inner, *s.up_inner, r, ended),
+        asio::bind_cancellation_slot(cancel.slot(), asio::detached));
+    std::size_t up_got = 0, up_bad = 0, down_got = 0, down_bad = 0;
+    error_code up_end, down_end;
+    rn.spawn([](tcp_stream& app) -> asio::awaitable<void> {
+        // Keeps sending in small pieces until the relay closes the connection.
+        std::vector<std::uint8_t> buf(4096, 'u');
+        for (;;) {
+            auto [ec, n] = co_await write_all(app, buf);
+            if (ec) {
+                co_return;
+            }
+            co_await sleep(1ms);
+        }
+    }(*s.app_outer));
+    rn.spawn(check_pattern(*s.up_outer, 0, up_got, up_bad, up_end));
+    rn.spawn(check_pattern(*s.app_outer, 0, down_got, down_bad, down_end));
+    rn.spawn([](asio::cancellation_signal& c) -> asio::awaitable<void> {
+        co_await sleep(100ms);
+        c.emit(asio::cancellation_type::terminal);
+    }(cancel));
+    rn.run(5s);
+    EXPECT_TRUE(ended);
+    EXPECT_GT(r.a_to_b.bytes, 0u);
+    EXPECT_TRUE(r.a_to_b.ec);
+    EXPECT_TRUE(r.b_to_a.ec);
+    EXPECT_TRUE(up_end);   // the relay closed the upstream connection
+    EXPECT_TRUE(down_end); // and the app's
+}
+
+TEST(RelayOverTcp, CancellationEndsAnIdleRelay) {
+    // Both directions wait on their sockets: the cancellation must reach the waits.
+    runner rn;
+    tcp_setup s(rn);
+    relay_result r;
+    bool ended = false;
+    asio::cancellation_signal cancel;
+    asio::co_spawn(
+        rn.ctx,
+        [](tcp_stream& a, tcp_stream& b, relay_result& out, bool& done) -> asio::awaitable<void> {
+            out = co_await relay(a, b);
+            done = true;
+        }(*s.app_inner, *s.up_inner, r, ended),
+        asio::bind_cancellation_slot(cancel.slot(), asio::detached));
+    rn.spawn([](asio::cancellation_signal& c) -> asio::awaitable<void> {
+        co_await sleep(50ms);
+        c.emit(asio::cancellation_type::terminal);
+    }(cancel));
+    rn.run(5s);
+    EXPECT_TRUE(ended);
+    EXPECT_EQ(r.a_to_b.ec, asio::error::operation_aborted);
+    EXPECT_TRUE(r.b_to_a.ec);
 }
 
 TEST(RelayOverTcp, ContextDestroyedWhileIdleReleasesEverything) {

@@ -222,6 +222,7 @@ public:
         cancellable_ = slot.is_connected();
         if (cancellable_) {
             slot.assign([this](asio::cancellation_type type) {
+                cancelled_ = true; // for a direction between two operations (see next())
                 for (auto& signal : cancel_) {
                     signal.emit(type);
                 }
@@ -302,6 +303,11 @@ private:
     void next() {
         auto& src = from<I>();
         if constexpr (bursty<I>) {
+            if (cancelled_) {
+                // The relay was cancelled while this direction had no operation in flight.
+                readable<I>(asio::error::operation_aborted);
+                return;
+            }
             if (auto* s = src.wait_socket()) {
                 s->async_wait(asio::socket_base::wait_read, handler<I>());
                 return;
@@ -394,6 +400,7 @@ private:
     int pending_ = 2;
     int finished_ = 0;
     bool cancellable_ = false;
+    bool cancelled_ = false;
 };
 
 // Both directions of relay(), each `moved` (optional) counting.
