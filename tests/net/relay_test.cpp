@@ -105,8 +105,9 @@ TEST(Relay, TrafficKeepsTheIdleTimeoutAway) {
     clock::time_point ended;
     std::size_t up_got = 0, app_got = 0;
     error_code up_end, app_end;
-    // 20 bytes 40 ms apart: 800 ms of traffic under a 150 ms limit.
-    rn.spawn(run_relay(*s.app_inner, *s.up_inner, 150ms, r, ended));
+    // 20 bytes 40 ms apart: 800 ms of traffic under a 500 ms limit (a gap would need a 460 ms
+    // scheduling stall of this process to look idle; CI runs this next to heavy e2e tests).
+    rn.spawn(run_relay(*s.app_inner, *s.up_inner, 500ms, r, ended));
     rn.spawn(trickle(*s.app_outer, 40ms, 20));
     rn.spawn(trickle(*s.up_outer, 40ms, 20));
     rn.spawn(drain(*s.up_outer, up_got, up_end));

@@ -329,15 +329,15 @@ private:
     // The socket wait of a bursty direction completed.
     template <int I>
     void readable(const error_code& ec) {
-        if (!ec) {
+        if (!ec && !cancelled_) {
             spawn<I>();
             return;
         }
-        // Cancelled, or the socket was closed (the other direction failed): as a copy that
-        // failed, this ends both directions.
+        // Cancelled (also after the wait had completed), or the socket was closed (the other
+        // direction failed): as a copy that failed, this ends both directions.
         a_.close();
         b_.close();
-        results_[I].ec = ec;
+        results_[I].ec = ec ? ec : error_code(asio::error::operation_aborted);
         finish<I>();
     }
 
