@@ -217,6 +217,23 @@ asio::awaitable<void> run_tcp_relay(tcp_stream& a, tcp_stream& b, clock::duratio
     out = co_await relay(a, b, idle);
 }
 
+// Spawns relay(a, b) with its cancellation bound to `cancel`; `ended` is set once it returns.
+void spawn_cancellable_relay(runner& rn, tcp_stream& a, tcp_stream& b, relay_result& out,
+                             bool& ended, asio::cancellation_signal& cancel) {
+    asio::co_spawn(
+        rn.ctx,
+        [](tcp_stream& x, tcp_stream& y, relay_result& r, bool& done) -> asio::awaitable<void> {
+            r = co_await relay(x, y);
+            done = true;
+        }(a, b, out, ended),
+        asio::bind_cancellation_slot(cancel.slot(), asio::detached));
+}
+
+asio::awaitable<void> cancel_after(asio::cancellation_signal& cancel, clock::duration delay) {
+    co_await sleep(delay);
+    cancel.emit(asio::cancellation_type::terminal);
+}
+
 TEST(RelayOverTcp, CarriesBothWaysAcrossManyBurstsThenHalfCloses) {
     runner rn;
     tcp_setup s(rn);
@@ -290,13 +307,7 @@ TEST(RelayOverTcp, CancellationEndsBothDirectionsMidTraffic) {
     relay_result r;
     bool ended = false;
     asio::cancellation_signal cancel;
-    asio::co_spawn(
-        rn.ctx,
-        [](tcp_stream& a, tcp_stream& b, relay_result& out, bool& done) -> asio::awaitable<void> {
-            out = co_await relay(a, b);
-            done = true;
-        }(*s.app_inner, *s.up_inner, r, ended),
-        asio::bind_cancellation_slot(cancel.slot(), asio::detached));
+    spawn_cancellable_relay(rn, *s.app_inner, *s.up_inner, r, ended, cancel);
     std::size_t up_got = 0, up_bad = 0, down_got = 0, down_bad = 0;
     error_code up_end, down_end;
     rn.spawn([](tcp_stream& app) -> asio::awaitable<void> {
@@ -312,10 +323,7 @@ TEST(RelayOverTcp, CancellationEndsBothDirectionsMidTraffic) {
     }(*s.app_outer));
     rn.spawn(check_pattern(*s.up_outer, 0, up_got, up_bad, up_end));
     rn.spawn(check_pattern(*s.app_outer, 0, down_got, down_bad, down_end));
-    rn.spawn([](asio::cancellation_signal& c) -> asio::awaitable<void> {
-        co_await sleep(100ms);
-        c.emit(asio::cancellation_type::terminal);
-    }(cancel));
+    rn.spawn(cancel_after(cancel, 100ms));
     rn.run(5s);
     EXPECT_TRUE(ended);
     EXPECT_GT(r.a_to_b.bytes, 0u);
@@ -332,17 +340,8 @@ TEST(RelayOverTcp, CancellationEndsAnIdleRelay) {
     relay_result r;
     bool ended = false;
     asio::cancellation_signal cancel;
-    asio::co_spawn(
-        rn.ctx,
-        [](tcp_stream& a, tcp_stream& b, relay_result& out, bool& done) -> asio::awaitable<void> {
-            out = co_await relay(a, b);
-            done = true;
-        }(*s.app_inner, *s.up_inner, r, ended),
-        asio::bind_cancellation_slot(cancel.slot(), asio::detached));
-    rn.spawn([](asio::cancellation_signal& c) -> asio::awaitable<void> {
-        co_await sleep(50ms);
-        c.emit(asio::cancellation_type::terminal);
-    }(cancel));
+    spawn_cancellable_relay(rn, *s.app_inner, *s.up_inner, r, ended, cancel);
+    rn.spawn(cancel_after(cancel, 50ms));
     rn.run(5s);
     EXPECT_TRUE(ended);
     EXPECT_EQ(r.a_to_b.ec, asio::error::operation_aborted);
