@@ -2,11 +2,9 @@
 
 #include <kaminari/error.hpp>
 #include <kaminari/log.hpp>
-#include <kaminari/net/timeout.hpp>
+#include <kaminari/net/socket_options.hpp>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -14,70 +12,11 @@
 #include <fmt/format.h>
 
 #include <exception>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <optional>
 #include <string>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <utility>
 
 namespace kaminari::net {
-
-runtime::runtime(std::size_t threads) {
-    if (threads == 0) {
-        threads = std::max(1u, std::thread::hardware_concurrency());
-    }
-    for (std::size_t i = 0; i < threads; ++i) {
-        contexts_.push_back(std::make_unique<asio::io_context>(1));
-    }
-}
-
-runtime::~runtime() {
-    stop();
-    threads_.clear();
-}
-
-asio::any_io_executor runtime::next_executor() noexcept {
-    const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size();
-    return contexts_[i]->get_executor();
-}
-
-void runtime::run() {
-    using guard_t = asio::executor_work_guard<asio::io_context::executor_type>;
-    std::vector<guard_t> guards;
-    for (auto& ctx : contexts_) {
-        guards.emplace_back(ctx->get_executor());
-    }
-    for (std::size_t i = 1; i < contexts_.size(); ++i) {
-        threads_.emplace_back([ctx = contexts_[i].get()] {
-            for (;;) {
-                try {
-                    ctx->run();
-                    return;
-                } catch (const std::exception& e) {
-                    log::error("worker: unexpected exception: {}", e.what());
-                }
-            }
-        });
-    }
-    for (;;) {
-        try {
-            contexts_.front()->run();
-            break;
-        } catch (const std::exception& e) {
-            log::error("main loop: unexpected exception: {}", e.what());
-        }
-    }
-    stop();
-    threads_.clear(); // joins
-}
-
-void runtime::stop() noexcept {
-    for (auto& ctx : contexts_) {
-        ctx->stop();
-    }
-}
 
 std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const endpoint& local) {
     using tcp = asio::ip::tcp;
@@ -137,21 +76,6 @@ std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const
             fmt::format("listen: cannot listen on {}: {}", local.to_string(), failures));
     }
     return listeners;
-}
-
-void tune_socket(asio::ip::tcp::socket& socket) noexcept {
-    error_code ignored;
-    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    socket.set_option(asio::socket_base::keep_alive(true), ignored);
-    if (!socket.is_open()) {
-        return;
-    }
-    const int fd = socket.native_handle();
-    for (const auto& [opt, value] :
-         {std::pair{TCP_KEEPIDLE, keepalive_idle_s}, std::pair{TCP_KEEPINTVL, keepalive_interval_s},
-          std::pair{TCP_KEEPCNT, keepalive_probes}}) {
-        (void)::setsockopt(fd, IPPROTO_TCP, opt, &value, sizeof value);
-    }
 }
 
 namespace {
@@ -240,60 +164,6 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
             }
         });
     }
-}
-
-namespace {
-
-asio::awaitable<std::pair<error_code, asio::ip::tcp::socket>> connect_any(endpoint remote) {
-    using tcp = asio::ip::tcp;
-    auto exec = co_await asio::this_coro::executor;
-    tcp::socket socket(exec);
-    error_code ec;
-    const auto literal = asio::ip::make_address(remote.host, ec);
-    if (!ec) {
-        // An address literal needs no resolver thread.
-        auto [cec] = co_await socket.async_connect(tcp::endpoint(literal, remote.port), use_tuple);
-        co_return std::pair{cec, std::move(socket)};
-    }
-    tcp::resolver resolver(exec);
-    auto [rec, results] = co_await resolver.async_resolve(
-        remote.host, std::to_string(remote.port), tcp::resolver::numeric_service, use_tuple);
-    if (rec) {
-        co_return std::pair{rec, std::move(socket)};
-    }
-    auto [cec, ep] = co_await asio::async_connect(socket, results, use_tuple);
-    (void)ep;
-    co_return std::pair{cec, std::move(socket)};
-}
-
-} // namespace
-
-asio::awaitable<std::pair<error_code, asio::ip::tcp::socket>>
-connect_remote(endpoint remote, std::chrono::milliseconds limit) {
-    auto result = co_await with_timeout(connect_any(std::move(remote)), limit);
-    if (!result) {
-        co_return std::pair{error_code(asio::error::timed_out),
-                            asio::ip::tcp::socket(co_await asio::this_coro::executor)};
-    }
-    if (!result->first) {
-        tune_socket(result->second);
-    }
-    co_return std::move(*result);
-}
-
-std::uint64_t raise_open_file_limit() noexcept {
-    rlimit lim{};
-    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
-        return 0;
-    }
-    if (lim.rlim_cur < lim.rlim_max) {
-        rlimit raised = lim;
-        raised.rlim_cur = lim.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
-            lim = raised;
-        }
-    }
-    return lim.rlim_cur;
 }
 
 } // namespace kaminari::net

@@ -2,7 +2,7 @@
 
 #include <kaminari/log.hpp>
 #include <kaminari/net/buffer_pool.hpp>
-#include <kaminari/net/listener.hpp>
+#include <kaminari/net/dial.hpp>
 #include <kaminari/net/relay.hpp>
 #include <kaminari/net/splice.hpp>
 #include <kaminari/net/timeout.hpp>

@@ -1,0 +1,23 @@
+#pragma once
+
+// The options every tunnel socket gets, accepted or dialed.
+
+#include <kaminari/net/stream.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+
+namespace kaminari::net {
+
+/// TCP keepalive timing on every socket: the first probe after this long without traffic,
+/// then one every keepalive_interval; keepalive_probes unanswered probes drop the connection.
+/// A peer that vanished (a laptop closed, a NAT mapping dropped) is noticed within about two
+/// minutes instead of the kernel's default of over two hours.
+inline constexpr int keepalive_idle_s = 60;
+inline constexpr int keepalive_interval_s = 15;
+inline constexpr int keepalive_probes = 4;
+
+/// Sets TCP_NODELAY and SO_KEEPALIVE with the timing above; errors are ignored (the socket may
+/// already be dead).
+void tune_socket(asio::ip::tcp::socket& socket) noexcept;
+
+} // namespace kaminari::net
