@@ -88,7 +88,7 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
     };
     // An accept loop only ends by an exception it could not survive: say so and stop, rather
     // than keep running without serving.
-    int status = 0;
+    std::atomic<int> status = 0;
     const auto on_loop_end = [&rt, &status](std::exception_ptr e) {
         if (!e) {
             return;
@@ -103,17 +103,13 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
         status = 1;
         rt.stop();
     };
-    for (auto& l : listeners) {
-        asio::co_spawn(rt.main_context(),
-                       net::accept_loop(std::move(l), rt, handler, cfg.opts.common.max_conns),
-                       on_loop_end);
-    }
+    net::serve_listeners(std::move(listeners), rt, handler, cfg.opts.common.max_conns, on_loop_end);
 
     if (inv.sip003) {
         asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);
     }
     rt.run();
-    return status;
+    return status.load();
 }
 
 int run(role who, int argc, char** argv) {

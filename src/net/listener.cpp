@@ -11,7 +11,12 @@
 #include <boost/asio/this_coro.hpp>
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstring>
 #include <exception>
+#include <fcntl.h>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -64,6 +69,8 @@ std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const
             fail("bind");
             continue;
         }
+        // Accepted sockets inherit these: no setsockopt per connection.
+        tune_listener(acc);
         acc.listen(asio::socket_base::max_listen_connections, ec);
         if (ec) {
             fail("listen");
@@ -81,12 +88,14 @@ std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const
 namespace {
 
 // At most one log line per second for a repeating condition, with the count of the ones held
-// back: a flood of failures or refusals must not flood the log too.
+// back: a flood of failures or refusals must not flood the log too. Shared by the accept loops
+// of every worker, so a burst is one line whichever worker meets it.
 class burst_log {
 public:
     // Returns the suffix to log now, or nullopt to stay quiet this time.
     std::optional<std::string> next() {
         const auto now = std::chrono::steady_clock::now();
+        std::lock_guard lock(mutex_);
         if (logged_ && now - last_ < std::chrono::seconds(1)) {
             ++suppressed_;
             return std::nullopt;
@@ -100,29 +109,35 @@ public:
     }
 
 private:
+    std::mutex mutex_;
     bool logged_ = false;
     std::chrono::steady_clock::time_point last_{};
     std::uint64_t suppressed_ = 0;
 };
 
-} // namespace
-
-asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
-                                  const connection_handler& handler, std::size_t max_conns) {
-    static std::atomic<std::uint64_t> next_id{0};
-    asio::steady_timer backoff(co_await asio::this_coro::executor);
-    burst_log accept_errors;
+struct accept_logs {
+    burst_log errors;
     burst_log refusals;
+};
+
+std::atomic<std::uint64_t> next_id{0};
+
+// Accepts on one worker and runs each connection on that same worker: no connection crosses
+// threads.
+asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
+                                  const connection_handler& handler, std::size_t max_conns,
+                                  std::shared_ptr<accept_logs> logs) {
+    const auto exec = acceptor.get_executor();
+    asio::steady_timer backoff(exec);
     for (;;) {
-        auto exec = rt.next_executor();
-        auto [ec, socket] = co_await acceptor.async_accept(exec, use_tuple);
+        auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
         if (ec == asio::error::operation_aborted) {
             co_return;
         }
         if (ec) {
             // EMFILE, ENFILE, ENOBUFS, ...: the connection stays in the backlog; wait for
             // descriptors to free up instead of spinning or exiting.
-            if (auto more = accept_errors.next()) {
+            if (auto more = logs->errors.next()) {
                 log::warn("accept failed: {}{}; retrying in 100 ms", ec.message(), *more);
             }
             backoff.expires_after(std::chrono::milliseconds(100));
@@ -132,15 +147,15 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         if (!rt.begin_connection(max_conns)) {
             // At the cap: refuse now (the client reads end of stream at once) rather than
             // leave it in the backlog, where it would wait with no answer.
-            if (auto more = refusals.next()) {
+            if (auto more = logs->refusals.next()) {
                 log::warn("max_conns={} reached: closing new connections{}", max_conns, *more);
             }
             error_code ignored;
             socket.close(ignored);
             continue;
         }
-        tune_socket(socket);
-        const std::uint64_t id = ++next_id;
+        // TCP_NODELAY and keepalive came with the socket: it inherits the listener's options.
+        const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed) + 1;
         std::optional<asio::awaitable<void>> connection;
         try {
             connection.emplace(handler(std::move(socket), id));
@@ -163,6 +178,33 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
                 log::error("#{} connection ended by an unknown exception", id);
             }
         });
+    }
+}
+
+} // namespace
+
+void serve_listeners(std::vector<asio::ip::tcp::acceptor> listeners, runtime& rt,
+                     const connection_handler& handler, std::size_t max_conns,
+                     const accept_end_handler& on_end) {
+    auto logs = std::make_shared<accept_logs>();
+    for (auto& listener : listeners) {
+        const auto protocol = listener.local_endpoint().protocol();
+        for (std::size_t i = 0; i < rt.size(); ++i) {
+            asio::ip::tcp::acceptor acceptor(rt.context(i));
+            if (i + 1 < rt.size()) {
+                // The same listening socket under another descriptor, in worker i's reactor.
+                const int fd = ::fcntl(listener.native_handle(), F_DUPFD_CLOEXEC, 0);
+                if (fd < 0) {
+                    throw startup_error(fmt::format("listen: cannot share the listening socket: {}",
+                                                    std::strerror(errno)));
+                }
+                acceptor.assign(protocol, fd);
+            } else {
+                acceptor = asio::ip::tcp::acceptor(rt.context(i), protocol, listener.release());
+            }
+            asio::co_spawn(rt.context(i),
+                           accept_loop(std::move(acceptor), rt, handler, max_conns, logs), on_end);
+        }
     }
 }
 

@@ -24,11 +24,6 @@ runtime::~runtime() {
     threads_.clear();
 }
 
-asio::any_io_executor runtime::next_executor() noexcept {
-    const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size();
-    return contexts_[i]->get_executor();
-}
-
 void runtime::run() {
     using guard_t = asio::executor_work_guard<asio::io_context::executor_type>;
     std::vector<guard_t> guards;

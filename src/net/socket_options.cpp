@@ -7,18 +7,30 @@
 
 namespace kaminari::net {
 
-void tune_socket(asio::ip::tcp::socket& socket) noexcept {
-    error_code ignored;
-    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    socket.set_option(asio::socket_base::keep_alive(true), ignored);
-    if (!socket.is_open()) {
-        return;
-    }
-    const int fd = socket.native_handle();
+namespace {
+
+void tune(int fd) noexcept {
+    const int on = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
     for (const auto& [opt, value] :
          {std::pair{TCP_KEEPIDLE, keepalive_idle_s}, std::pair{TCP_KEEPINTVL, keepalive_interval_s},
           std::pair{TCP_KEEPCNT, keepalive_probes}}) {
         (void)::setsockopt(fd, IPPROTO_TCP, opt, &value, sizeof value);
+    }
+}
+
+} // namespace
+
+void tune_socket(asio::ip::tcp::socket& socket) noexcept {
+    if (socket.is_open()) {
+        tune(socket.native_handle());
+    }
+}
+
+void tune_listener(asio::ip::tcp::acceptor& acceptor) noexcept {
+    if (acceptor.is_open()) {
+        tune(acceptor.native_handle());
     }
 }
 

@@ -40,7 +40,26 @@ std::string peer_of(const tcp::socket& s) {
     return endpoint{ep.address().to_string(), ep.port()}.to_string();
 }
 
+// The peer of a layered stream: its TCP socket's. Asked only when a line names it, so a
+// connection whose log says nothing of its peer costs no getpeername().
+std::string peer_of(const tcp_stream& s) {
+    return peer_of(s.socket());
+}
+template <class Layer>
+std::string peer_of(const Layer& s) {
+    return peer_of(s.next_layer());
+}
+
+void log_accepted(std::uint64_t id, const tcp::socket& s) {
+    if (log::enabled(log::level::debug)) {
+        log::debug("#{} accepted from {}", id, peer_of(s));
+    }
+}
+
 void log_end(std::uint64_t id, const relay_result& r) {
+    if (!log::enabled(log::level::debug)) {
+        return;
+    }
     if (r.idle) {
         log::debug("#{} idle timeout: no bytes moved either way; closing", id);
     }
@@ -120,8 +139,8 @@ asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t
 }
 
 template <byte_stream Lower>
-asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const std::string& peer,
-                                    const server_config& cfg, clock::time_point deadline);
+asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const server_config& cfg,
+                                    clock::time_point deadline);
 
 asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<std::uint8_t> buf) {
     co_return co_await with_timeout(app.read_some(buf), early_data_wait);
@@ -130,7 +149,7 @@ asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<
 // tcp, either program: the accepted socket spliced to the remote's.
 template <class Config>
 asio::awaitable<void> tcp_tunnel(tcp::socket socket, std::uint64_t id, const Config& cfg) {
-    log::debug("#{} accepted from {}", id, peer_of(socket));
+    log_accepted(id, socket);
     auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
     if (!up) {
         co_return;
@@ -142,7 +161,7 @@ asio::awaitable<void> tcp_tunnel(tcp::socket socket, std::uint64_t id, const Con
 // ws: the websocket layer over the remote's TCP socket. All in this one frame (not
 // client_finish()), which an idle connection holds for its whole life.
 asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
-    log::debug("#{} accepted from {}", id, peer_of(socket));
+    log_accepted(id, socket);
     tcp_stream app(std::move(socket));
     auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
     if (!up) {
@@ -158,7 +177,7 @@ asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const clie
 // tls and wss.
 asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
     using namespace asio::experimental::awaitable_operators;
-    log::debug("#{} accepted from {}", id, peer_of(socket));
+    log_accepted(id, socket);
     tcp_stream app(std::move(socket));
 
     // With 0rtt, TLS 1.3 early data carries the first bytes that can go: for wss the websocket
@@ -241,11 +260,10 @@ asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_c
 // it failed.
 template <byte_stream Lower>
 asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id,
-                                          const std::string& peer, const server_config& cfg,
-                                          clock::time_point deadline) {
+                                          const server_config& cfg, clock::time_point deadline) {
     if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws), deadline)) {
         // Probers and scanners end up here: informative, not alarming.
-        log::info("#{} websocket handshake from {} failed: {}", id, peer, ec.message());
+        log::info("#{} websocket handshake from {} failed: {}", id, peer_of(ws), ec.message());
         ws.close();
         co_return false;
     }
@@ -253,14 +271,14 @@ asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
 }
 
 template <byte_stream Lower>
-asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const std::string& peer,
-                                    const server_config& cfg, clock::time_point deadline) {
+asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const server_config& cfg,
+                                    clock::time_point deadline) {
     if (!cfg.opts.ws) {
         co_await server_relay(lower, id, cfg);
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::server);
-    if (co_await server_ws_handshake(ws, id, peer, cfg, deadline)) {
+    if (co_await server_ws_handshake(ws, id, cfg, deadline)) {
         co_await server_relay(ws, id, cfg);
     }
 }
@@ -268,11 +286,10 @@ asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const std::s
 // ws: the websocket layer over the client's TCP socket. All in this one frame (not
 // server_finish() and server_relay()), which an idle connection holds for its whole life.
 asio::awaitable<void> server_ws(tcp::socket socket, std::uint64_t id, const server_config& cfg) {
-    const std::string peer = peer_of(socket);
-    log::debug("#{} accepted from {}", id, peer);
+    log_accepted(id, socket);
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     ws_stream<tcp_stream> ws(tcp_stream(std::move(socket)), codec::role::server);
-    if (!co_await server_ws_handshake(ws, id, peer, cfg, deadline)) {
+    if (!co_await server_ws_handshake(ws, id, cfg, deadline)) {
         co_return;
     }
     auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
@@ -286,17 +303,16 @@ asio::awaitable<void> server_ws(tcp::socket socket, std::uint64_t id, const serv
 
 // tls and wss.
 asio::awaitable<void> server_tls(tcp::socket socket, std::uint64_t id, const server_config& cfg) {
-    const std::string peer = peer_of(socket);
-    log::debug("#{} accepted from {}", id, peer);
+    log_accepted(id, socket);
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     tls_stream<tcp_stream> tls(tcp_stream(std::move(socket)), cfg.tls->make_engine());
     if (auto ec = co_await step(tls.handshake_server(), deadline)) {
-        log::info("#{} TLS handshake from {} failed: {}", id, peer, ec.message());
+        log::info("#{} TLS handshake from {} failed: {}", id, peer_of(tls), ec.message());
         tls.close();
         co_return;
     }
     log_tls_session(id, tls.engine(), 0);
-    co_await server_finish(tls, id, peer, cfg, deadline);
+    co_await server_finish(tls, id, cfg, deadline);
 }
 
 } // namespace

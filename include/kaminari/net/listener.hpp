@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <vector>
 
@@ -25,14 +26,24 @@ using connection_handler =
 /// Throws startup_error naming the address when none can be bound.
 std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const endpoint& local);
 
-/// Accepts forever. Every connection is spawned on the next worker with a completion handler
-/// that logs an escaping exception (which ends only that connection). Accept errors such as
-/// EMFILE are logged once per burst and followed by a 100 ms back-off; the loop keeps serving.
-/// With `max_conns` (0 = no cap) connections open in the process (rt.active_connections()),
-/// a new connection is accepted and closed at once, so the client sees the end of the stream
-/// right away instead of waiting in the backlog; refusals are logged once per burst, and
-/// serving resumes as soon as a connection ends. `handler` must outlive the loop.
-asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
-                                  const connection_handler& handler, std::size_t max_conns = 0);
+/// Called when an accept loop ends: with an exception it could not survive, or with none when
+/// it was stopped.
+using accept_end_handler = std::function<void(std::exception_ptr)>;
+
+/// Accepts on every listener from every worker: each worker waits on the listening socket
+/// itself (a duplicate descriptor in its own reactor) and runs the connections it accepts, so
+/// a new connection never waits for a hand-off to another thread. Without SO_REUSEPORT: a
+/// second instance on the same port still fails to bind instead of silently sharing it.
+/// Every connection is spawned with a completion handler that logs an escaping exception
+/// (which ends only that connection). Accept errors such as EMFILE are logged once per burst
+/// and followed by a 100 ms back-off; the loops keep serving. With `max_conns` (0 = no cap)
+/// connections open in the process (rt.active_connections()), a new connection is accepted
+/// and closed at once, so the client sees the end of the stream right away instead of waiting
+/// in the backlog; refusals are logged once per burst, and serving resumes as soon as a
+/// connection ends. `handler` must outlive the loops. Throws startup_error when a descriptor
+/// cannot be duplicated.
+void serve_listeners(std::vector<asio::ip::tcp::acceptor> listeners, runtime& rt,
+                     const connection_handler& handler, std::size_t max_conns,
+                     const accept_end_handler& on_end);
 
 } // namespace kaminari::net

@@ -30,8 +30,8 @@ public:
     /// The io_context of worker 0, which also runs the accept loops and signal handling.
     asio::io_context& main_context() noexcept { return *contexts_.front(); }
 
-    /// Executors handed out round-robin to new connections.
-    asio::any_io_executor next_executor() noexcept;
+    /// The io_context of worker `i` (< size()).
+    asio::io_context& context(std::size_t i) noexcept { return *contexts_[i]; }
 
     std::size_t size() const noexcept { return contexts_.size(); }
 
@@ -49,13 +49,18 @@ public:
     }
 
     /// Counts one more open connection unless `max` (0 = no cap) are open already; returns
-    /// whether it did. Called by the accept loops, which all run on worker 0, so two calls
-    /// never race each other; ends counted by end_connection() on other workers only lower it.
+    /// whether it did. Safe from any thread: the accept loops of every worker call it.
     bool begin_connection(std::size_t max) noexcept {
-        if (max != 0 && active_.load(std::memory_order_relaxed) >= max) {
-            return false;
+        if (max == 0) {
+            active_.fetch_add(1, std::memory_order_relaxed);
+            return true;
         }
-        active_.fetch_add(1, std::memory_order_relaxed);
+        std::size_t now = active_.load(std::memory_order_relaxed);
+        do {
+            if (now >= max) {
+                return false;
+            }
+        } while (!active_.compare_exchange_weak(now, now + 1, std::memory_order_relaxed));
         return true;
     }
 
@@ -65,7 +70,6 @@ public:
 private:
     std::vector<std::unique_ptr<asio::io_context>> contexts_;
     std::vector<std::jthread> threads_;
-    std::atomic<std::size_t> next_{0};
     std::atomic<std::size_t> active_{0};
 };
 

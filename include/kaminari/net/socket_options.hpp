@@ -20,4 +20,8 @@ inline constexpr int keepalive_probes = 4;
 /// already be dead).
 void tune_socket(asio::ip::tcp::socket& socket) noexcept;
 
+/// The same options on a listening socket, before listen(): the sockets it accepts inherit
+/// them (Linux copies them at accept), so an accepted connection needs no setsockopt of its own.
+void tune_listener(asio::ip::tcp::acceptor& acceptor) noexcept;
+
 } // namespace kaminari::net
