@@ -72,7 +72,7 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
             rt.stop();
         }
     });
-    auto listeners = net::bind_listeners(rt.main_context(), inv.local);
+    auto listeners = net::bind_listeners(rt.main_context(), inv.local, cfg.opts.common.tfo);
 
     log::info("listen: {}", inv.local.to_string());
     log::info("remote: {}", inv.remote.to_string());

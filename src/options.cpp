@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 19> known_options{{
+constexpr std::array<known_option, 20> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -95,6 +95,7 @@ constexpr std::array<known_option, 19> known_options{{
     {"connect_timeout", false, side::client},
     {"idle_timeout", false, side::both},
     {"max_conns", false, side::both},
+    {"tfo", true, side::both},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -273,6 +274,7 @@ common_options parse_common(const option_map& map, side me) {
     if (auto v = map.value("max_conns")) {
         c.max_conns = parse_max_conns(*v);
     }
+    c.tfo = map.has("tfo");
     if (me == side::client) {
         if (auto v = map.value("connect_timeout")) {
             c.connect_timeout = parse_seconds("connect_timeout", *v);

@@ -61,6 +61,9 @@ struct common_options {
     /// `max_conns=<n>`: connections open at once, per process; at the cap a new connection is
     /// accepted and closed at once. 0 = no cap (the default).
     std::size_t max_conns = 0;
+    /// `tfo`: TCP Fast Open on the listening socket (both) and towards the server (kaminaric):
+    /// the client's first bytes ride in the SYN once the kernel holds a cookie for the server.
+    bool tfo = false;
 };
 
 struct client_options {

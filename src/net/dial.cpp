@@ -1,53 +1,105 @@
 #include "kaminari/net/dial.hpp"
 
 #include <kaminari/net/socket_options.hpp>
-#include <kaminari/net/timeout.hpp>
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <memory>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string>
+#include <sys/socket.h>
+#include <vector>
 
 namespace kaminari::net {
 
 namespace {
 
-asio::awaitable<std::pair<error_code, asio::ip::tcp::socket>> connect_any(endpoint remote) {
-    using tcp = asio::ip::tcp;
-    auto exec = co_await asio::this_coro::executor;
-    tcp::socket socket(exec);
+using tcp = asio::ip::tcp;
+
+// One attempt at `ep` on a fresh socket, tuned before the SYN leaves. With `fast_open` the
+// kernel defers the connect to the first write, whose bytes then ride in the SYN (when it holds
+// a cookie for the server; otherwise this is an ordinary connect that asks for one).
+asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint& ep,
+                                        bool fast_open) {
     error_code ec;
-    const auto literal = asio::ip::make_address(remote.host, ec);
-    if (!ec) {
-        // An address literal needs no resolver thread.
-        auto [cec] = co_await socket.async_connect(tcp::endpoint(literal, remote.port), use_tuple);
-        co_return std::pair{cec, std::move(socket)};
+    socket.open(ep.protocol(), ec);
+    if (ec) {
+        co_return ec;
     }
-    tcp::resolver resolver(exec);
-    auto [rec, results] = co_await resolver.async_resolve(
-        remote.host, std::to_string(remote.port), tcp::resolver::numeric_service, use_tuple);
-    if (rec) {
-        co_return std::pair{rec, std::move(socket)};
+    tune_socket(socket);
+    if (fast_open) {
+        const int on = 1;
+        (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &on,
+                           sizeof on);
     }
-    auto [cec, ep] = co_await asio::async_connect(socket, results, use_tuple);
-    (void)ep;
-    co_return std::pair{cec, std::move(socket)};
+    auto [cec] = co_await socket.async_connect(ep, use_tuple);
+    co_return cec;
 }
 
 } // namespace
 
-asio::awaitable<std::pair<error_code, asio::ip::tcp::socket>>
-connect_remote(endpoint remote, std::chrono::milliseconds limit) {
-    auto result = co_await with_timeout(connect_any(std::move(remote)), limit);
-    if (!result) {
-        co_return std::pair{error_code(asio::error::timed_out),
-                            asio::ip::tcp::socket(co_await asio::this_coro::executor)};
+asio::awaitable<std::pair<error_code, tcp::socket>>
+connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options opts) {
+    auto exec = co_await asio::this_coro::executor;
+    tcp::socket socket(exec);
+    tcp::resolver resolver(exec);
+    // The deadline closes whatever is under way then: a plain timer, not a parallel group
+    // (which costs a coroutine and several allocations per connection). Its handler may run
+    // after this frame is gone (it was queued just before the connect completed), so what it
+    // shares with the frame lives on the heap, and `done` tells it to leave the rest alone.
+    struct deadline_state {
+        bool done = false;
+        bool expired = false;
+    };
+    auto state = std::make_shared<deadline_state>();
+    asio::steady_timer timer(exec, limit);
+    timer.async_wait([state, &socket, &resolver](const error_code& ec) {
+        if (ec || state->done) {
+            return;
+        }
+        state->expired = true;
+        resolver.cancel();
+        error_code ignored;
+        socket.close(ignored);
+    });
+    const auto finish = [&](error_code ec) {
+        state->done = true;
+        timer.cancel();
+        if (state->expired) {
+            ec = asio::error::timed_out;
+        }
+        if (ec) {
+            error_code ignored;
+            socket.close(ignored);
+        }
+        return std::pair{ec, std::move(socket)};
+    };
+
+    error_code ec;
+    const auto literal = asio::ip::make_address(remote.host, ec);
+    if (!ec) {
+        // An address literal needs no resolver thread.
+        ec = co_await connect_one(socket, tcp::endpoint(literal, remote.port), opts.fast_open);
+        co_return finish(ec);
     }
-    if (!result->first) {
-        tune_socket(result->second);
+    auto [rec, results] = co_await resolver.async_resolve(
+        remote.host, std::to_string(remote.port), tcp::resolver::numeric_service, use_tuple);
+    if (rec || state->expired) {
+        co_return finish(rec);
     }
-    co_return std::move(*result);
+    ec = asio::error::host_not_found;
+    for (const auto& r : results) {
+        ec = co_await connect_one(socket, r.endpoint(), opts.fast_open);
+        if (!ec || state->expired) {
+            break;
+        }
+        error_code ignored;
+        socket.close(ignored);
+    }
+    co_return finish(ec);
 }
 
 } // namespace kaminari::net

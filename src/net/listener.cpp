@@ -12,18 +12,47 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <fcntl.h>
 #include <memory>
 #include <mutex>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <optional>
 #include <string>
+#include <sys/socket.h>
 #include <utility>
 
 namespace kaminari::net {
 
-std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const endpoint& local) {
+namespace {
+
+// How many connections may wait for accept() with their SYN data (TCP_FASTOPEN's queue).
+constexpr int fast_open_queue = 4096;
+
+// Whether the kernel accepts TCP Fast Open on listening sockets (bit 2 of
+// net.ipv4.tcp_fastopen, or 0x400 to accept it from any socket without TCP_FASTOPEN).
+bool kernel_accepts_fast_open() {
+    std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_fastopen", "r");
+    if (f == nullptr) {
+        return false;
+    }
+    int mode = 0;
+    const bool read = std::fscanf(f, "%i", &mode) == 1;
+    std::fclose(f);
+    return read && (mode & 0x402) != 0;
+}
+
+} // namespace
+
+std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const endpoint& local,
+                                                    bool fast_open) {
+    if (fast_open && !kernel_accepts_fast_open()) {
+        log::info("tfo: this kernel does not accept TCP Fast Open connections "
+                  "(net.ipv4.tcp_fastopen lacks bit 2); connections open without it");
+    }
     using tcp = asio::ip::tcp;
     std::vector<tcp::endpoint> addrs;
     error_code ec;
@@ -71,6 +100,11 @@ std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const
         }
         // Accepted sockets inherit these: no setsockopt per connection.
         tune_listener(acc);
+        if (fast_open) {
+            // Silently without where the kernel refuses it: a plain listener still serves.
+            (void)::setsockopt(acc.native_handle(), IPPROTO_TCP, TCP_FASTOPEN, &fast_open_queue,
+                               sizeof fast_open_queue);
+        }
         acc.listen(asio::socket_base::max_listen_connections, ec);
         if (ec) {
             fail("listen");

@@ -69,9 +69,10 @@ void log_end(std::uint64_t id, const relay_result& r) {
 }
 
 // Connects to the remote; a failure is logged here, once, and the caller just ends.
-asio::awaitable<std::optional<tcp::socket>>
-dial(const endpoint& remote, std::chrono::milliseconds limit, std::uint64_t id) {
-    auto [ec, socket] = co_await connect_remote(remote, limit);
+asio::awaitable<std::optional<tcp::socket>> dial(const endpoint& remote,
+                                                 std::chrono::milliseconds limit, std::uint64_t id,
+                                                 dial_options opts = {}) {
+    auto [ec, socket] = co_await connect_remote(remote, limit, opts);
     if (ec) {
         log::warn("#{} connect to {} failed: {}", id, remote.to_string(), ec.message());
         co_return std::nullopt;
@@ -158,12 +159,50 @@ asio::awaitable<void> tcp_tunnel(tcp::socket socket, std::uint64_t id, const Con
                                             asio::use_awaitable));
 }
 
+// tcp with tfo, kaminaric: the app's first bytes (if it sends any within early_data_wait)
+// ride in the SYN. An app that waits for the server to speak first gets an ordinary connect
+// after that wait: a fast-open connect sends nothing until its first write.
+asio::awaitable<void> client_tcp_fast_open(tcp::socket socket, std::uint64_t id,
+                                           const client_config& cfg) {
+    log_accepted(id, socket);
+    tcp_stream app(std::move(socket));
+    buffer_lease first = borrow_buffer(relay_min_buffer_size);
+    auto got = co_await read_first(app, first.span());
+    if (got && got->ec && got->ec != asio::error::eof) {
+        log::debug("#{} app failed before sending: {}", id, got->ec.message());
+        co_return;
+    }
+    const std::size_t first_len = got ? got->n : 0;
+    auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id,
+                            {.fast_open = first_len != 0});
+    if (!up) {
+        co_return;
+    }
+    if (first_len != 0) {
+        tcp_stream remote(std::move(*up));
+        auto w = co_await write_all(remote, first.span().first(first_len));
+        if (w.ec) {
+            log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), w.ec.message());
+            co_return;
+        }
+        up.emplace(std::move(remote.socket()));
+    }
+    first.release();
+    // An app that half-closed at once is carried as such: the relay reads its end again.
+    auto r = co_await async_splice_relay(app.socket(), *up, cfg.opts.common.idle_timeout,
+                                         asio::use_awaitable);
+    r.a_to_b.bytes += first_len;
+    log_end(id, r);
+}
+
 // ws: the websocket layer over the remote's TCP socket. All in this one frame (not
 // client_finish()), which an idle connection holds for its whole life.
 asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
     log_accepted(id, socket);
     tcp_stream app(std::move(socket));
-    auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
+    // The upgrade request is the first write: with tfo it rides in the SYN.
+    auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id,
+                            {.fast_open = cfg.opts.common.tfo});
     if (!up) {
         co_return;
     }
@@ -197,7 +236,8 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
         // Read the app's first bytes while connecting: they become TLS 1.3 early data (the
         // server takes at most 16 KiB of it).
         first = borrow_buffer(relay_min_buffer_size);
-        auto [conn, got] = co_await (dial(cfg.remote, cfg.opts.common.connect_timeout, id) &&
+        auto [conn, got] = co_await (dial(cfg.remote, cfg.opts.common.connect_timeout, id,
+                                          {.fast_open = cfg.opts.common.tfo}) &&
                                      read_first(app, first.span()));
         up_socket = std::move(conn);
         // An app that half-closes at once is carried as such: the relay reads its end again.
@@ -207,7 +247,9 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
         }
         first_len = got ? got->n : 0;
     } else {
-        up_socket = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);
+        // The ClientHello is the first write: with tfo it rides in the SYN.
+        up_socket = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id,
+                                  {.fast_open = cfg.opts.common.tfo});
     }
     if (!up_socket) {
         co_return;
@@ -239,6 +281,9 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
     }
     if (cfg.opts.ws) {
         return client_ws(std::move(socket), id, cfg);
+    }
+    if (cfg.opts.common.tfo) {
+        return client_tcp_fast_open(std::move(socket), id, cfg);
     }
     return tcp_tunnel(std::move(socket), id, cfg);
 }

@@ -13,9 +13,17 @@
 
 namespace kaminari::net {
 
+struct dial_options {
+    /// TCP Fast Open (TCP_FASTOPEN_CONNECT): the connect completes at once and the first write
+    /// goes out in the SYN, once the kernel holds a cookie for the server. Only for a caller
+    /// that writes first: until it writes, nothing is sent and nothing can be read.
+    bool fast_open = false;
+};
+
 /// Resolves `remote` (every time, so DNS changes are followed) and connects to the first of its
-/// addresses that accepts, within `limit`. Sets TCP_NODELAY.
+/// addresses that accepts, within `limit` (asio::error::timed_out after it). The socket has
+/// TCP_NODELAY and keepalive (tune_socket) from before its SYN.
 asio::awaitable<std::pair<error_code, asio::ip::tcp::socket>>
-connect_remote(endpoint remote, std::chrono::milliseconds limit);
+connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options opts = {});
 
 } // namespace kaminari::net

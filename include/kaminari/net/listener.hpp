@@ -23,8 +23,10 @@ using connection_handler =
     std::function<asio::awaitable<void>(asio::ip::tcp::socket socket, std::uint64_t id)>;
 
 /// Binds a listener on every address `local` resolves to (a name may give IPv4 and IPv6).
-/// Throws startup_error naming the address when none can be bound.
-std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const endpoint& local);
+/// Throws startup_error naming the address when none can be bound. With `fast_open` the
+/// listeners take TCP Fast Open connections (data in the SYN) where the kernel allows it.
+std::vector<asio::ip::tcp::acceptor> bind_listeners(asio::io_context& ctx, const endpoint& local,
+                                                    bool fast_open = false);
 
 /// Called when an accept loop ends: with an exception it could not survive, or with none when
 /// it was stopped.
