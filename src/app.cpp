@@ -79,10 +79,17 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
     log::info("transport: {}", transport);
     log::debug("workers: {}, open file limit: {}", rt.size(), nofile);
 
-    const net::connection_handler handler = [&cfg](tcp::socket s, std::uint64_t id) {
+    // Declared after the runtime: destroyed before it, while its io_contexts still exist.
+    std::shared_ptr<net::client_pools> pools;
+    if constexpr (std::is_same_v<Config, net::client_config>) {
+        pools = net::start_client_pools(cfg, rt);
+    }
+    const net::connection_handler handler = [&cfg, p = pools.get()](tcp::socket s,
+                                                                    std::uint64_t id) {
         if constexpr (std::is_same_v<Config, net::client_config>) {
-            return net::client_connection(std::move(s), id, cfg);
+            return net::client_connection(std::move(s), id, cfg, p);
         } else {
+            (void)p;
             return net::server_connection(std::move(s), id, cfg);
         }
     };
@@ -109,6 +116,9 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
         asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);
     }
     rt.run();
+    if (pools) {
+        net::stop_client_pools(*pools);
+    }
     return status.load();
 }
 

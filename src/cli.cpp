@@ -191,7 +191,11 @@ std::string help_text(role who) {
                 "  alpn=<a,b>              ALPN protocols offered, e.g. http/1.1\n"
                 "  0rtt                    send the first bytes as TLS 1.3 early data\n"
                 "  insecure                do not verify the server certificate\n"
-                "  connect_timeout=<s>     connect deadline in seconds (default 10)\n";
+                "  connect_timeout=<s>     connect deadline in seconds (default 10)\n"
+                "  pool=<n>                keep n connections to the server open and ready\n"
+                "                          (TCP and TLS done): an app starts on one\n"
+                "  pool_idle=<s>           replace a ready connection unused this long\n"
+                "                          (default 30, at most 110)\n";
     } else {
         text += "  tls                     enable TLS\n"
                 "  cert=<path>             certificate chain, PEM or DER\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 20> known_options{{
+constexpr std::array<known_option, 22> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -96,6 +96,8 @@ constexpr std::array<known_option, 20> known_options{{
     {"idle_timeout", false, side::both},
     {"max_conns", false, side::both},
     {"tfo", true, side::both},
+    {"pool", false, side::client},
+    {"pool_idle", false, side::client},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -234,6 +236,18 @@ std::size_t parse_threads(std::string_view v) {
     if (ec != std::errc{} || end != v.data() + v.size() || n == 0 || n > 256) {
         throw config_error(
             fmt::format("threads: '{}' is not a thread count; expected 1 to 256", v));
+    }
+    return n;
+}
+
+constexpr std::size_t max_pool_size = 256;
+
+std::size_t parse_pool(std::string_view v) {
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc{} || end != v.data() + v.size() || n > max_pool_size) {
+        throw config_error(fmt::format(
+            "pool: '{}' is not a connection count; expected 0 (off) to {}", v, max_pool_size));
     }
     return n;
 }
@@ -385,6 +399,23 @@ client_options parse_client_options(std::string_view text) {
     const option_map map(text, side::client, o.warnings);
     o.common = parse_common(map, side::client);
     o.ws = parse_ws(map, true, o.warnings);
+    if (auto v = map.value("pool")) {
+        o.pool.size = parse_pool(*v);
+    }
+    if (auto v = map.value("pool_idle")) {
+        o.pool.max_idle = parse_seconds("pool_idle", *v);
+        // The server drops a connection that sends nothing for server_request_wait.
+        if (o.pool.max_idle > server_request_wait - std::chrono::seconds(10)) {
+            throw config_error(fmt::format(
+                "pool_idle: '{}' is too long; expected at most {} seconds (kaminaris closes a "
+                "silent connection after {})",
+                *v, (server_request_wait - std::chrono::seconds(10)).count(),
+                server_request_wait.count()));
+        }
+        if (o.pool.size == 0) {
+            o.warnings.emplace_back("ignoring 'pool_idle': it has no effect without 'pool=<n>'");
+        }
+    }
     if (map.has("tls")) {
         tls_client_options tls;
         if (auto sni = map.value("sni")) {
@@ -458,7 +489,17 @@ std::string describe(const client_options& o) {
         }
         out += ")";
     }
-    return out.empty() ? "tcp" : out;
+    if (out.empty()) {
+        out = "tcp";
+    }
+    if (o.pool.size != 0) {
+        out += fmt::format(", pool of {} (replaced after {} s unused)", o.pool.size,
+                           o.pool.max_idle.count() / 1000.0);
+    }
+    if (o.common.tfo) {
+        out += ", tfo";
+    }
+    return out;
 }
 
 std::string describe(const server_options& o) {

@@ -66,9 +66,23 @@ struct common_options {
     bool tfo = false;
 };
 
+/// `pool=<n>`: warm connections kept open to the server (see net/pool.hpp).
+struct pool_options {
+    std::size_t size = 0; ///< 0: no pool
+    /// `pool_idle=<seconds>`: a warm connection unused this long is replaced. Under the
+    /// server's wait for a request on a silent connection (server_request_wait).
+    std::chrono::milliseconds max_idle{30'000};
+};
+
+/// How long kaminaris waits for the first byte of a websocket upgrade request on a connection
+/// that has sent nothing yet (a client's warm connection); the handshake deadline starts at
+/// that byte.
+inline constexpr std::chrono::seconds server_request_wait{120};
+
 struct client_options {
     std::optional<ws_options> ws;
     std::optional<tls_client_options> tls;
+    pool_options pool;
     common_options common;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or server-side) item
 };

@@ -3,6 +3,7 @@
 #include <kaminari/log.hpp>
 #include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/dial.hpp>
+#include <kaminari/net/pool.hpp>
 #include <kaminari/net/relay.hpp>
 #include <kaminari/net/splice.hpp>
 #include <kaminari/net/timeout.hpp>
@@ -143,6 +144,20 @@ template <byte_stream Lower>
 asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const server_config& cfg,
                                     clock::time_point deadline);
 
+// Waits until `lower` has something to read (the first byte of a request), for at most
+// server_request_wait; at once when bytes are already there.
+template <byte_stream Lower>
+asio::awaitable<error_code> wait_for_request(Lower& lower) {
+    if constexpr (std::is_same_v<Lower, tcp_stream>) {
+        error_code ec;
+        if (lower.socket().available(ec) != 0 || ec) {
+            co_return ec;
+        }
+    }
+    auto r = co_await with_timeout(lower.wait_readable(), server_request_wait);
+    co_return r ? *r : error_code(asio::error::timed_out);
+}
+
 asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<std::uint8_t> buf) {
     co_return co_await with_timeout(app.read_some(buf), early_data_wait);
 }
@@ -272,10 +287,106 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
 
 } // namespace
 
-// Each transport has a coroutine of its own, chosen here outside any coroutine: a frame holds
-// the locals of all its branches, and an idle connection keeps its frame for its whole life.
-asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
-                                        const client_config& cfg) {
+class client_pools {
+public:
+    using tls_conn = tls_stream<tcp_stream>;
+
+    client_pools(const client_config& cfg, runtime& rt) {
+        const std::size_t per_worker = (cfg.opts.pool.size + rt.size() - 1) / rt.size();
+        const auto policy = cfg.opts.ws ? early_bytes::fatal : early_bytes::keep;
+        for (std::size_t i = 0; i < rt.size(); ++i) {
+            auto exec = rt.context(i).get_executor();
+            contexts_.push_back(&rt.context(i));
+            if (cfg.tls) {
+                tls_.push_back(std::make_shared<warm_pool<tls_conn>>(
+                    exec, per_worker, cfg.opts.pool.max_idle, policy,
+                    [&cfg] { return open_tls(cfg); }));
+                tls_.back()->start();
+            } else {
+                tcp_.push_back(std::make_shared<warm_pool<tcp_stream>>(
+                    exec, per_worker, cfg.opts.pool.max_idle, policy,
+                    [&cfg] { return open_tcp(cfg); }));
+                tcp_.back()->start();
+            }
+        }
+    }
+
+    void stop() noexcept {
+        for (auto& p : tcp_) {
+            p->stop();
+        }
+        for (auto& p : tls_) {
+            p->stop();
+        }
+    }
+
+    /// The pool of the worker running `exec` (nullptr for another kind).
+    warm_pool<tcp_stream>* tcp_here(const asio::any_io_executor& exec) noexcept {
+        return here(tcp_, exec);
+    }
+    warm_pool<tls_conn>* tls_here(const asio::any_io_executor& exec) noexcept {
+        return here(tls_, exec);
+    }
+
+private:
+    template <class Pool>
+    Pool* here(std::vector<std::shared_ptr<Pool>>& pools, const asio::any_io_executor& exec) {
+        auto& ctx = asio::query(exec, asio::execution::context);
+        for (std::size_t i = 0; i < pools.size(); ++i) {
+            if (contexts_[i] == &ctx) {
+                return pools[i].get();
+            }
+        }
+        return nullptr;
+    }
+
+    static asio::awaitable<std::optional<tcp_stream>> open_tcp(const client_config& cfg) {
+        auto [ec, socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+        if (ec) {
+            log::debug("pool: connect to {} failed: {}", cfg.remote.to_string(), ec.message());
+            co_return std::nullopt;
+        }
+        co_return tcp_stream(std::move(socket));
+    }
+
+    static asio::awaitable<std::optional<tls_conn>> open_tls(const client_config& cfg) {
+        auto [ec, socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
+        if (ec) {
+            log::debug("pool: connect to {} failed: {}", cfg.remote.to_string(), ec.message());
+            co_return std::nullopt;
+        }
+        tls_conn up(tcp_stream(std::move(socket)), cfg.tls->make_engine());
+        const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+        if (auto hec = co_await step(up.handshake_client({}), deadline)) {
+            log::warn("pool: TLS handshake with {} failed: {}", cfg.remote.to_string(),
+                      hec.message());
+            up.close();
+            co_return std::nullopt;
+        }
+        co_return std::optional<tls_conn>(std::move(up));
+    }
+
+    std::vector<asio::io_context*> contexts_;
+    std::vector<std::shared_ptr<warm_pool<tcp_stream>>> tcp_;
+    std::vector<std::shared_ptr<warm_pool<tls_conn>>> tls_;
+};
+
+std::shared_ptr<client_pools> start_client_pools(const client_config& cfg, runtime& rt) {
+    if (cfg.opts.pool.size == 0) {
+        return nullptr;
+    }
+    return std::make_shared<client_pools>(cfg, rt);
+}
+
+void stop_client_pools(client_pools& pools) noexcept {
+    pools.stop();
+}
+
+namespace {
+
+// Without a warm connection ready, the connection goes as it would without a pool.
+asio::awaitable<void> client_unpooled(tcp::socket socket, std::uint64_t id,
+                                      const client_config& cfg) {
     if (cfg.tls) {
         return client_tls(std::move(socket), id, cfg);
     }
@@ -286,6 +397,85 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         return client_tcp_fast_open(std::move(socket), id, cfg);
     }
     return tcp_tunnel(std::move(socket), id, cfg);
+}
+
+// Hands the app what the server sent while the connection waited in the pool.
+asio::awaitable<bool> deliver_received(tcp_stream& app, std::vector<std::uint8_t>& received,
+                                       std::uint64_t id) {
+    if (received.empty()) {
+        co_return true;
+    }
+    auto w = co_await write_all(app, std::span<std::uint8_t>(received));
+    if (w.ec) {
+        log::debug("#{} app failed: {}", id, w.ec.message());
+        co_return false;
+    }
+    co_return true;
+}
+
+// tcp and ws on a warm TCP connection.
+asio::awaitable<void> client_warm_tcp(tcp::socket socket, std::uint64_t id,
+                                      const client_config& cfg, warm_pool<tcp_stream>& pool) {
+    auto warm = co_await pool.take();
+    if (!warm) {
+        co_await client_unpooled(std::move(socket), id, cfg);
+        co_return;
+    }
+    log_accepted(id, socket);
+    log::debug("#{} on a warm connection", id);
+    tcp_stream app(std::move(socket));
+    if (cfg.opts.ws) {
+        const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+        ws_stream<tcp_stream> ws(std::move(warm->conn), codec::role::client, cfg.opts.ws->mask);
+        if (co_await client_ws_handshake(ws, id, cfg, deadline)) {
+            log_end(id, co_await relay(app, ws, cfg.opts.common.idle_timeout));
+        }
+        co_return;
+    }
+    if (!co_await deliver_received(app, warm->received, id)) {
+        co_return;
+    }
+    auto r = co_await async_splice_relay(app.socket(), warm->conn.socket(),
+                                         cfg.opts.common.idle_timeout, asio::use_awaitable);
+    r.b_to_a.bytes += warm->received.size();
+    log_end(id, r);
+}
+
+// tls and wss on a warm connection, its TLS handshake done.
+asio::awaitable<void> client_warm_tls(tcp::socket socket, std::uint64_t id,
+                                      const client_config& cfg,
+                                      warm_pool<client_pools::tls_conn>& pool) {
+    auto warm = co_await pool.take();
+    if (!warm) {
+        co_await client_unpooled(std::move(socket), id, cfg);
+        co_return;
+    }
+    log_accepted(id, socket);
+    log::debug("#{} on a warm connection", id);
+    tcp_stream app(std::move(socket));
+    if (!co_await deliver_received(app, warm->received, id)) {
+        co_return;
+    }
+    const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+    co_await client_finish(app, warm->conn, id, cfg, deadline);
+}
+
+} // namespace
+
+// Each transport has a coroutine of its own, chosen here outside any coroutine: a frame holds
+// the locals of all its branches, and an idle connection keeps its frame for its whole life.
+asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
+                                        const client_config& cfg, client_pools* pools) {
+    if (pools != nullptr) {
+        const auto exec = socket.get_executor();
+        if (auto* pool = pools->tls_here(exec)) {
+            return client_warm_tls(std::move(socket), id, cfg, *pool);
+        }
+        if (auto* pool = pools->tcp_here(exec)) {
+            return client_warm_tcp(std::move(socket), id, cfg, *pool);
+        }
+    }
+    return client_unpooled(std::move(socket), id, cfg);
 }
 
 namespace {
@@ -306,9 +496,24 @@ asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_c
 template <byte_stream Lower>
 asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id,
                                           const server_config& cfg, clock::time_point deadline) {
+    // A client's warm connection (pool=) says nothing until an app arrives: its request's first
+    // byte may take up to server_request_wait, and the handshake deadline starts from there.
+    if (auto ec = co_await wait_for_request(ws.next_layer())) {
+        if (ec == asio::error::timed_out) {
+            log::info("#{} no websocket request from {} within {} s; closing", id, peer_of(ws),
+                      server_request_wait.count());
+        } else {
+            log::debug("#{} closed before its websocket request: {}", id, ec.message());
+        }
+        ws.close();
+        co_return false;
+    }
+    deadline = std::max(deadline, clock::now() + cfg.opts.common.handshake_timeout);
     if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws), deadline)) {
-        // Probers and scanners end up here: informative, not alarming.
-        log::info("#{} websocket handshake from {} failed: {}", id, peer_of(ws), ec.message());
+        // Probers and scanners end up here: informative, not alarming. A client that just
+        // closed (a warm connection expiring mid-request) is not worth a line at info.
+        const auto lv = ec == asio::error::eof ? log::level::debug : log::level::info;
+        log::print(lv, "#{} websocket handshake from {} failed: {}", id, peer_of(ws), ec.message());
         ws.close();
         co_return false;
     }

@@ -4,6 +4,7 @@
 // (tcp -> tls? -> ws?), their handshakes under one deadline, and the relay.
 
 #include <kaminari/cli.hpp>
+#include <kaminari/net/runtime.hpp>
 #include <kaminari/net/stream.hpp>
 #include <kaminari/options.hpp>
 #include <kaminari/tls/context.hpp>
@@ -11,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 
 namespace kaminari::net {
@@ -29,11 +31,23 @@ struct server_config {
     std::optional<tls::server_context> tls; ///< set when opts.tls is
 };
 
-/// kaminaric: plain TCP from the app on `socket`; connects to the remote, runs the TLS and
-/// websocket client handshakes, relays. `cfg` must outlive the coroutine. Never throws on
-/// network errors; failures are logged with the connection id.
+/// kaminaric's warm connections (`pool=<n>`): one pool per worker, each on its worker's thread.
+class client_pools;
+
+/// Starts the pools for `cfg.opts.pool` on every worker of `rt` (nullptr without a pool).
+/// Each worker keeps ceil(n / workers) connections. Destroy the result before `rt` (its
+/// connections belong to the workers' io_contexts), after stop_client_pools().
+std::shared_ptr<client_pools> start_client_pools(const client_config& cfg, runtime& rt);
+
+/// Closes every waiting connection. Call once the workers have stopped.
+void stop_client_pools(client_pools& pools) noexcept;
+
+/// kaminaric: plain TCP from the app on `socket`; takes a warm connection from `pools` (may be
+/// nullptr) or connects to the remote, runs the TLS and websocket client handshakes, relays.
+/// `cfg` and `pools` must outlive the coroutine. Never throws on network errors; failures are
+/// logged with the connection id.
 asio::awaitable<void> client_connection(asio::ip::tcp::socket socket, std::uint64_t id,
-                                        const client_config& cfg);
+                                        const client_config& cfg, client_pools* pools);
 
 /// kaminaris: runs the TLS and websocket server handshakes on `socket`, then connects to the
 /// target and relays. `cfg` must outlive the coroutine.

@@ -1,0 +1,304 @@
+#pragma once
+
+// Warm connections (`pool=<n>`, kaminaric): connections to the server opened ahead of the apps
+// that will use them, so an app's connection skips the TCP handshake (and the TLS handshake,
+// where there is one). One pool per worker, used only on that worker's thread: no locks.
+
+#include <kaminari/log.hpp>
+#include <kaminari/net/stream.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <sys/socket.h>
+#include <vector>
+
+namespace kaminari::net {
+
+/// The TCP socket at the bottom of a stream (tcp_stream, tls_stream<tcp_stream>, ...).
+inline asio::ip::tcp::socket& bottom_socket(tcp_stream& s) noexcept {
+    return s.socket();
+}
+template <class Layer>
+asio::ip::tcp::socket& bottom_socket(Layer& s) noexcept {
+    return bottom_socket(s.next_layer());
+}
+
+/// Whether a warm connection whose server may speak first (plain tcp and tls) keeps bytes that
+/// came in while it waited, or is dropped when any arrive (ws and wss: a server says nothing
+/// before the upgrade request, so bytes then mean a broken connection).
+enum class early_bytes { keep, fatal };
+
+/// A connection taken from the pool, with what the server sent while it waited.
+template <class Conn>
+struct warm_connection {
+    Conn conn;
+    std::vector<std::uint8_t> received; ///< to hand to the app before anything else
+};
+
+/// Up to `size` connections to the server, opened by `open` (which includes any TLS
+/// handshake), kept idle until an app takes one. Each waiting connection is watched: one the
+/// server closed or reset is dropped (and replaced) at once, never handed out; one older than
+/// `max_age` is closed and replaced. A taken connection is replaced in the background. When
+/// opening fails (the server is down), the pool retries after a back-off that doubles from
+/// 0.5 s up to `max_age`, and take() finds it empty meanwhile: the caller dials as without a
+/// pool.
+///
+/// Thread safety: every call on the worker's own thread (the executor given).
+template <class Conn>
+class warm_pool : public std::enable_shared_from_this<warm_pool<Conn>> {
+public:
+    using opener = std::function<asio::awaitable<std::optional<Conn>>()>;
+
+    warm_pool(asio::any_io_executor exec, std::size_t size, std::chrono::milliseconds max_age,
+              early_bytes policy, opener open)
+        : exec_(std::move(exec))
+        , size_(size)
+        , max_age_(max_age)
+        , policy_(policy)
+        , open_(std::move(open))
+        , sweep_(exec_)
+        , retry_(exec_) {}
+
+    warm_pool(const warm_pool&) = delete;
+    warm_pool& operator=(const warm_pool&) = delete;
+
+    ~warm_pool() { stop(); }
+
+    /// Starts filling the pool and expiring old connections.
+    void start() {
+        fill();
+        asio::co_spawn(exec_, sweep(this->shared_from_this()), asio::detached);
+    }
+
+    /// Closes every waiting connection and stops refilling.
+    void stop() noexcept {
+        stopped_ = true;
+        for (auto& e : idle_) {
+            retire(*e);
+        }
+        idle_.clear();
+        sweep_.cancel();
+        retry_.cancel();
+    }
+
+    /// The freshest live connection, or nullopt when none is ready (then dial as usual).
+    asio::awaitable<std::optional<warm_connection<Conn>>> take() {
+        auto self = this->shared_from_this();
+        while (!idle_.empty()) {
+            auto e = std::move(idle_.back());
+            idle_.pop_back();
+            if (e->dead || age(*e) >= max_age_) {
+                retire(*e);
+                continue;
+            }
+            e->taken = true;
+            // Stop the watch and let it let go of the connection. One cancel may not do: a
+            // TLS read that had a record delivered just before it (a session ticket) goes on
+            // to read again, so cancel again each time it has run, a bounded number of times.
+            for (int tries = 0; e->watching && tries < 64; ++tries) {
+                error_code ignored;
+                bottom_socket(*e->conn).cancel(ignored);
+                co_await asio::post(exec_, asio::use_awaitable);
+            }
+            if (e->watching) {
+                retire(*e);
+                continue;
+            }
+            if (e->dead || !still_open(bottom_socket(*e->conn))) {
+                retire(*e);
+                continue;
+            }
+            fill();
+            co_return warm_connection<Conn>{std::move(*e->conn), std::move(e->received)};
+        }
+        fill();
+        co_return std::nullopt;
+    }
+
+    std::size_t idle() const noexcept { return idle_.size(); }
+
+private:
+    using clock = std::chrono::steady_clock;
+
+    struct entry {
+        std::optional<Conn> conn;
+        clock::time_point born = clock::now();
+        std::vector<std::uint8_t> received;
+        bool watching = false; ///< the watch may still touch the connection
+        bool taken = false;
+        bool dead = false;
+    };
+
+    clock::duration age(const entry& e) const noexcept { return clock::now() - e.born; }
+
+    static void retire(entry& e) noexcept {
+        e.taken = true;
+        if (e.conn) {
+            e.conn->close();
+        }
+    }
+
+    // Whether the server has not closed or reset `s`: nothing to read without waiting, or
+    // bytes to read (a peek, which leaves them for the relay).
+    static bool still_open(asio::ip::tcp::socket& s) noexcept {
+        if (!s.is_open()) {
+            return false;
+        }
+        std::uint8_t b = 0;
+        const ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+
+    // Opens connections until size_ are waiting or opening.
+    void fill() {
+        while (!stopped_ && !backing_off_ && idle_.size() + opening_ < size_) {
+            ++opening_;
+            asio::co_spawn(exec_, open_one(this->shared_from_this()), asio::detached);
+        }
+    }
+
+    static asio::awaitable<std::optional<Conn>> open_guarded(warm_pool& self) {
+        try {
+            co_return co_await self.open_();
+        } catch (const std::exception& e) {
+            log::error("pool: cannot open a connection: {}", e.what());
+        }
+        co_return std::nullopt;
+    }
+
+    static asio::awaitable<void> open_one(std::shared_ptr<warm_pool> self) {
+        auto conn = co_await open_guarded(*self);
+        --self->opening_;
+        if (self->stopped_) {
+            if (conn) {
+                conn->close();
+            }
+            co_return;
+        }
+        if (!conn) {
+            self->back_off();
+            co_return;
+        }
+        self->delay_ = std::chrono::milliseconds(0);
+        auto e = std::make_shared<entry>();
+        e->conn.emplace(std::move(*conn));
+        e->watching = true;
+        self->idle_.push_back(e);
+        asio::co_spawn(self->exec_, watch(self, e), asio::detached);
+        log::debug("pool: {} warm connection{} ready", self->idle_.size(),
+                   self->idle_.size() == 1 ? "" : "s");
+    }
+
+    // The server is unreachable: try again later instead of spinning.
+    void back_off() {
+        if (backing_off_) {
+            return;
+        }
+        backing_off_ = true;
+        delay_ = std::clamp(delay_ * 2, std::chrono::milliseconds(500),
+                            std::chrono::duration_cast<std::chrono::milliseconds>(max_age_));
+        log::debug("pool: opening failed; retrying in {} ms", delay_.count());
+        retry_.expires_after(delay_);
+        retry_.async_wait([self = this->shared_from_this()](const error_code& ec) {
+            self->backing_off_ = false;
+            if (!ec) {
+                self->fill();
+            }
+        });
+    }
+
+    // Watches a waiting connection until it is taken, retired, or found closed by the server.
+    static asio::awaitable<void> watch(std::shared_ptr<warm_pool> self, std::shared_ptr<entry> e) {
+        std::vector<std::uint8_t> buf(4096);
+        for (;;) {
+            // Taken or retired before this watch first ran (it was only queued then): the
+            // cancellation found nothing to cancel, so look before reading.
+            if (e->taken) {
+                break;
+            }
+            auto r = co_await e->conn->read_some(std::span<std::uint8_t>(buf));
+            if (r.n != 0) {
+                // The server spoke first (a banner through tcp or tls): the connection is
+                // alive; keep the bytes for the app, and stop watching (take() peeks once
+                // more). Before a websocket upgrade a server says nothing: the connection is
+                // broken.
+                e->received.insert(e->received.end(), buf.begin(), buf.begin() + r.n);
+                if (self->policy_ == early_bytes::fatal) {
+                    log::debug("pool: the server sent {} bytes before the upgrade request; "
+                               "dropping the connection",
+                               r.n);
+                    e->dead = true;
+                }
+                break;
+            }
+            if (e->taken) {
+                break;
+            }
+            // Closed or reset by the server (restarted, or its own timeout).
+            log::debug("pool: a waiting connection ended: {}", r.ec.message());
+            e->dead = true;
+            break;
+        }
+        e->watching = false;
+        if (e->dead && !e->taken) {
+            e->conn->close();
+            std::erase(self->idle_, e);
+            self->fill();
+        }
+    }
+
+    // Closes connections that waited max_age_, and opens their replacements.
+    static asio::awaitable<void> sweep(std::shared_ptr<warm_pool> self) {
+        for (;;) {
+            auto next = clock::now() + self->max_age_;
+            for (const auto& e : self->idle_) {
+                next = std::min(next, e->born + self->max_age_);
+            }
+            self->sweep_.expires_at(next);
+            auto [ec] = co_await self->sweep_.async_wait(use_tuple);
+            if (ec || self->stopped_) {
+                co_return;
+            }
+            std::size_t expired = 0;
+            std::erase_if(self->idle_, [&](const std::shared_ptr<entry>& e) {
+                if (self->age(*e) < self->max_age_) {
+                    return false;
+                }
+                retire(*e);
+                ++expired;
+                return true;
+            });
+            if (expired != 0) {
+                log::debug("pool: {} connection{} expired unused; replacing", expired,
+                           expired == 1 ? "" : "s");
+                self->fill();
+            }
+        }
+    }
+
+    asio::any_io_executor exec_;
+    std::size_t size_;
+    std::chrono::steady_clock::duration max_age_;
+    early_bytes policy_;
+    opener open_;
+    asio::steady_timer sweep_;
+    asio::steady_timer retry_;
+    std::vector<std::shared_ptr<entry>> idle_;
+    std::size_t opening_ = 0;
+    std::chrono::milliseconds delay_{0};
+    bool backing_off_ = false;
+    bool stopped_ = false;
+};
+
+} // namespace kaminari::net
