@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole benchmark suite in one command:
-#   bash bench/run.sh --quick     # under 5 minutes on 2 cores (after the first build)
+#   bash bench/run.sh --quick     # under 6 minutes on 2 cores (after the first build)
 #   bash bench/run.sh             # full: more rounds, longer runs, 2000 idle connections held
 # Installs what is missing (scripts/setup.sh bench), builds Release with the micro benchmarks
 # into build-bench/, runs mask_bench and codec_bench (JSON kept), then the tunnel benchmark

@@ -21,7 +21,7 @@ report gives the median with min-max, and kaminari-X / base-X ratios when there 
 
 Output: <out>/results.md, results.json, *.png (gnuplot, when installed).
 
-  /usr/bin/python3 bench/tunnel_bench/run.py --quick           # < 5 minutes on 2 cores
+  /usr/bin/python3 bench/tunnel_bench/run.py --quick           # about 5 minutes on 2 cores
   /usr/bin/python3 bench/tunnel_bench/run.py                   # full
   /usr/bin/python3 bench/tunnel_bench/run.py --only kaminari-tcp,socat --rounds 1
   /usr/bin/python3 bench/tunnel_bench/run.py --skip bulk,tls,hold --baseline OTHER/build
@@ -1207,8 +1207,9 @@ def conn_section(setups, stats, na, cfg, ratios, out):
          "column is the Python load generator's own CPU over the c=50 / c=500 runs (100% = one "
          "core: the run measures the load generator, not the tunnel). Per-round spread: the "
          "per-metric tables below.", "",
-         "| setup | transport | conn/s c=1 | conn/s c=50 | conn/s c=500 | p50 ms c=1 | p99 ms c=1 "
-         "| CPU µs/conn client | CPU µs/conn server | CPU µs/conn both | load gen CPU c=50 / 500 |",
+         "| setup | transport | conn/s c=1 | conn/s c=50 | conn/s c=500 | p50 ms c=1 "
+         "| p99 ms c=1 | CPU µs/conn client | CPU µs/conn server | CPU µs/conn both "
+         "| load gen CPU c=50 / 500 |",
          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in setups:
         if s.name in na and not any(stats[s.name].get(k) for k in keys):
@@ -1514,7 +1515,7 @@ class Config:
         self.socat_hold = 200
         self.hold_seconds = 60
         self.hs_seconds = 2 if quick else 3
-        self.budget = args.budget or (270 if quick else 3 * 3600)
+        self.budget = args.budget or (300 if quick else 3 * 3600)
 
 
 def make_cert(workdir):
@@ -1531,7 +1532,8 @@ def make_cert(workdir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs (< 5 min)")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer rounds, shorter runs (about 5 min)")
     ap.add_argument("--out", help="results directory (default bench/results/<date>-<host>)")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int, help="iperf3 seconds per run")
