@@ -9,8 +9,8 @@ Setups (each on the transport it can do):
   kaminari-tcp, kaminari-ws-{skip,fixed,standard}, kaminari-tls, kaminari-wss
   base-tcp, base-ws-{skip,fixed,standard}, base-tls, base-wss
                       another build's kaminaric/kaminaris with the same options
-                      (--baseline DIR or KAMINARI_BASELINE=DIR; each runs right after its
-                      kaminari-X twin, the two taking turns going first)
+                      (--baseline DIR or KAMINARI_BASELINE=DIR; each runs together with its
+                      kaminari-X twin: both up at once, taking turns window by window)
 
 Per setup and round: bulk throughput (iperf3 -J, 1 and 4 streams, both directions), CPU of both
 relays per GiB moved; connection setup: short connections (connect, 64 B echoed, close) per
@@ -172,8 +172,7 @@ def _proc_stat(pid):
             "cutime": int(rest[13]), "cstime": int(rest[14])}
 
 
-def tree(pid):
-    """pid and all its live descendants."""
+def _children_map():
     children = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -181,6 +180,13 @@ def tree(pid):
                 children.setdefault(_proc_stat(int(name))["ppid"], []).append(int(name))
             except (OSError, ValueError, IndexError):
                 pass
+    return children
+
+
+def tree(pid, children=None):
+    """pid and all its live descendants."""
+    if children is None:
+        children = _children_map()
     out, todo = [], [pid]
     while todo and len(out) < 100000:
         p = todo.pop()
@@ -189,10 +195,10 @@ def tree(pid):
     return out
 
 
-def cpu_seconds(pid):
+def cpu_seconds(pid, children=None):
     """user+sys of pid, its live descendants and its reaped children, in seconds."""
     total = 0
-    for p in tree(pid):
+    for p in tree(pid, children):
         try:
             s = _proc_stat(p)
         except (OSError, ValueError, IndexError):
@@ -300,9 +306,10 @@ def _percentile(values, q):
     return s[k]
 
 
-def loadgen(port, concurrency, seconds, count, payload_size=64):
+def loadgen(port, concurrency, seconds, count, want_lat=False, payload_size=64):
     """Short connections: connect, send payload, read it back, close; `concurrency` at a time,
-    for `seconds` or until `count` completed. Prints one JSON line."""
+    for `seconds` or until `count` completed. Prints one JSON line (with every latency, in µs,
+    when want_lat)."""
     raise_nofile()
     payload = b"k" * payload_size
     ep = select.epoll()
@@ -389,7 +396,8 @@ def loadgen(port, concurrency, seconds, count, payload_size=64):
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     # cpu_busy: the load generator's own user+sys over its wall time (1.0 = one core saturated).
-    print(json.dumps({"done": done, "completed": completed, "errors": errors,
+    extra = {"lat_us": [round(x * 1e6) for x in lat]} if want_lat else {}
+    print(json.dumps({**extra, "done": done, "completed": completed, "errors": errors,
                       "error_kinds": err_kinds, "wall": wall,
                       "cpu_busy": cpu / wall if wall > 0 else 0,
                       "cpu_us_per_conn": cpu / completed * 1e6 if completed else 0,
@@ -739,101 +747,153 @@ def start_echo():
 
 
 def rate_run(port, concurrency, seconds, count, relays, echo, cfg):
-    """One load generator run (connect, 64 B, read the echo, close; `concurrency` at a time)
-    with the user+sys CPU of each relay and of the echo target over it. CPU per connection is
-    divided by the connections that got their echo (`completed`, also those in flight when the
-    window closed: the relays spent their CPU on them too)."""
-    before = [cpu_seconds(p.pid) for p in relays]
-    echo_before = cpu_seconds(echo.pid)
-    r = run_self(["--loadgen", str(port), str(concurrency), str(seconds), str(count)],
+    """One load generator run (connect, 64 B, read the echo, close; `concurrency` at a time),
+    with the user+sys CPU seconds of each relay (`cpu_s`) and of the echo target over it."""
+    def snapshot():  # one scan of /proc for all
+        children = _children_map()
+        return [cpu_seconds(p.pid, children) for p in relays + [echo]]
+
+    before = snapshot()
+    r = run_self(["--loadgen", str(port), str(concurrency), str(seconds), str(count), "lat"],
                  seconds + 30)
     # Let the relays finish closing, and forked relays (socat) be reaped into their parent's
     # counters.
     time.sleep(cfg.settle)
     if "error" in r:
         return r
-    after = [cpu_seconds(p.pid) for p in relays]
-    r["echo_busy"] = (cpu_seconds(echo.pid) - echo_before) / r["wall"] if r["wall"] else 0
-    n = r.get("completed") or 0
-    if n and relays:
-        r["cpu_us"] = [(a - b) / n * 1e6 for a, b in zip(after, before)]
+    used = [a - b for a, b in zip(snapshot(), before)]
+    r["cpu_s"], r["echo_s"] = used[:-1], used[-1]
     return r
 
 
-# The connection-setup runs: key suffix, concurrency (None: the unloaded run, one at a time).
-CONN_LEVELS = [("1", None), ("50", 50), ("500", 500)]
+# The connection-setup runs: key suffix, concurrency (1 for the unloaded run: one at a time, and
+# stopped after cfg.unloaded connections).
+CONN_LEVELS = [("1", 1), ("50", 50), ("500", 500)]
 
 
-def measure_conn(setup, cfg, sample, rates=True, hold_mem=True):
+def measure_rates(group, cfg, samples):
+    """Connection setup for a group of setups (one, or kaminari-X with its base-X twin), all
+    started at once against one echo target: per concurrency level, cfg.slices slices of
+    conn_seconds / slices each, the setups taking turns (A B B A ...), so that a burst of load
+    from elsewhere on the machine hits both alike. Per setup, the slices add up: conn/s is all
+    connections over all windows, latency percentiles over all connections, CPU per connection
+    all relay CPU over all connections that got their echo (also those still in flight when a
+    window closed: the relays spent their CPU on them too). Raises Unavailable (setup, reason)
+    for a setup that does not start or dies; the others' samples stand."""
+    echo, echo_port = start_echo()
+    up = []  # (setup, port)
+    try:
+        for s in group:
+            try:
+                port = s.start(echo_port)
+                echo_check(port)
+            except Unavailable as e:
+                s.stop()
+                raise Unavailable(s, str(e)) from e
+            up.append((s, port))
+        for s, port in up:
+            # Warm up (first-connection allocations, thread pools, the first full TLS handshake).
+            run_self(["--loadgen", str(port), "10", "2", str(cfg.warmup)], 20)
+        time.sleep(0.3)
+        # Keys: conn_rate_<c> (conn_rate is c=50, as before), lat<c>_p50_ms / lat<c>_p99_ms (time
+        # to first echoed byte), cpu_us_<c>_client / _server / _both (relay CPU per
+        # connection), lg_busy_<c> / lg_us_<c> / echo_busy_<c> (the harness), conns_<c>.
+        for suffix, conc in CONN_LEVELS:
+            acc = {s.name: {"done": 0, "completed": 0, "seconds": 0.0, "wall": 0.0, "lat": [],
+                            "lg_s": 0.0, "echo_s": 0.0, "cpu_s": None, "errors": {}}
+                   for s, _ in up}
+            n = cfg.slices
+            count = cfg.unloaded if conc == 1 else 100000000
+            for i in range(n):
+                order = up[::-1] if i % 2 else up
+                for s, port in order:
+                    r = rate_run(port, conc, cfg.conn_seconds / n, max(1, count // n),
+                                 s.relays(), echo, cfg)
+                    a = acc[s.name]
+                    if "error" in r:
+                        a["errors"][r["error"]] = a["errors"].get(r["error"], 0) + 1
+                        continue
+                    for k in ("done", "completed", "seconds", "wall", "echo_s"):
+                        a[k] += r[k]
+                    a["lat"] += r["lat_us"]
+                    a["lg_s"] += r["cpu_busy"] * r["wall"]
+                    a["cpu_s"] = ([x + y for x, y in zip(a["cpu_s"], r["cpu_s"])]
+                                  if a["cpu_s"] else r["cpu_s"])
+                    for k, v in r["error_kinds"].items():
+                        a["errors"][k] = a["errors"].get(k, 0) + v
+            for s, _ in up:
+                a, sample = acc[s.name], samples[s.name]
+                if a["done"] and a["seconds"] > 0:
+                    sample["conn_rate" if suffix == "50" else f"conn_rate_{suffix}"] = \
+                        a["done"] / a["seconds"]
+                    lat = [x / 1e3 for x in a["lat"]]
+                    sample[f"lat{suffix}_p50_ms"] = _percentile(lat, 0.50)
+                    sample[f"lat{suffix}_p99_ms"] = _percentile(lat, 0.99)
+                    sample[f"lg_busy_{suffix}"] = a["lg_s"] / a["wall"]
+                    sample[f"echo_busy_{suffix}"] = a["echo_s"] / a["wall"]
+                    sample[f"conns_{suffix}"] = a["completed"]
+                    if a["completed"]:
+                        sample[f"lg_us_{suffix}"] = a["lg_s"] / a["completed"] * 1e6
+                        if a["cpu_s"]:
+                            us = [x / a["completed"] * 1e6 for x in a["cpu_s"]]
+                            for side, v in zip(("client", "server"), us):
+                                sample[f"cpu_us_{suffix}_{side}"] = v
+                            if len(us) == 2:
+                                sample[f"cpu_us_{suffix}_both"] = sum(us)
+                if a["errors"]:
+                    sample.setdefault("errors", []).append(f"c={suffix}: {a['errors']}")
+            for s, _ in up:
+                for p in s.relays():
+                    if not p.alive():
+                        raise Unavailable(s, f"{p.name} died: {p.first_error_line()}")
+    finally:
+        for s, _ in up:
+            s.stop()
+        echo.stop()
+
+
+def measure_hold(setup, cfg, sample):
+    """RSS/PSS growth of each relay per idle connection, `cfg.hold` connections held open (each
+    after one echo) against a fresh pair warmed up with cfg.warmup connections."""
+    hold = cfg.hold if setup.name != "socat" else min(cfg.hold, cfg.socat_hold)
+    if not isinstance(setup, Pair) or hold <= 0:
+        return
     echo, echo_port = start_echo()
     try:
         port = setup.start(echo_port)
         echo_check(port)
         relays = setup.relays()
-        # Warm up (first-connection allocations, thread pools, the first full TLS handshake).
         run_self(["--loadgen", str(port), "10", "2", str(cfg.warmup)], 20)
         time.sleep(0.3)
-        # Memory: hold connections.
-        hold = cfg.hold if setup.name != "socat" else min(cfg.hold, cfg.socat_hold)
-        if hold_mem and relays and hold > 0:
-            base = [rss_kib(p.pid) for p in relays]
-            h = Child("holder", [sys.executable, os.path.abspath(__file__), "--holder", str(port),
-                                 str(hold), str(cfg.hold_seconds)], pipe=True)
-            try:
-                ready = select.select([h.proc.stdout], [], [], cfg.hold_seconds + 5)[0]
-                info = json.loads(h.proc.stdout.readline() or "{}") if ready else {}
-                held = info.get("held", 0)
-                time.sleep(0.5)
-                now = [rss_kib(p.pid) for p in relays]
-                if held > 0:
-                    sample["held"] = held
-                    for i, side in enumerate(("client", "server")):
-                        for m in ("rss", "pss"):
-                            sample[f"{m}_kib_per_conn_{side}"] = \
-                                (now[i][m] - base[i][m]) / held
-                        sample[f"procs_{side}"] = now[i]["procs"]
-                if info.get("errors") or held < hold:
-                    sample.setdefault("errors", []).append(
-                        f"hold: {held}/{hold} held, {info.get('errors')} errors")
-            finally:
-                try:
-                    h.proc.stdin.write(b"done\n")
-                    h.proc.stdin.flush()
-                except OSError:
-                    pass
-                try:
-                    h.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    pass
-                h.stop()
-            time.sleep(0.3)
-        # Connection setup: one at a time (unloaded latency, and the rate at concurrency 1), then
-        # the rate at concurrency 50 and 500. Keys: conn_rate_<c> (conn_rate is c=50, as
-        # before), lat<c>_p50_ms / lat<c>_p99_ms (time to first echoed byte), cpu_us_<c>_client /
-        # _server (relay CPU per connection), lg_busy_<c> / echo_busy_<c> (the harness).
-        for suffix, conc in CONN_LEVELS if rates else []:
-            if conc is None:
-                r = rate_run(port, 1, cfg.conn_seconds, cfg.unloaded, relays, echo, cfg)
-            else:
-                r = rate_run(port, conc, cfg.conn_seconds, 100000000, relays, echo, cfg)
-            if "error" not in r and r["done"]:
-                sample["conn_rate" if suffix == "50" else f"conn_rate_{suffix}"] = r["rate"]
-                sample[f"lat{suffix}_p50_ms"], sample[f"lat{suffix}_p99_ms"] = \
-                    r["p50_ms"], r["p99_ms"]
-                sample[f"lg_busy_{suffix}"] = r["cpu_busy"]
-                sample[f"lg_us_{suffix}"] = r["cpu_us_per_conn"]
-                sample[f"echo_busy_{suffix}"] = r["echo_busy"]
-                sample[f"conns_{suffix}"] = r["completed"]
-                for side, us in zip(("client", "server"), r.get("cpu_us", [])):
-                    sample[f"cpu_us_{suffix}_{side}"] = us
-                if len(r.get("cpu_us", [])) == 2:
-                    sample[f"cpu_us_{suffix}_both"] = sum(r["cpu_us"])
-            if r.get("errors") or "error" in r:
+        base = [rss_kib(p.pid) for p in relays]
+        h = Child("holder", [sys.executable, os.path.abspath(__file__), "--holder", str(port),
+                             str(hold), str(cfg.hold_seconds)], pipe=True)
+        try:
+            ready = select.select([h.proc.stdout], [], [], cfg.hold_seconds + 5)[0]
+            info = json.loads(h.proc.stdout.readline() or "{}") if ready else {}
+            held = info.get("held", 0)
+            time.sleep(0.5)
+            now = [rss_kib(p.pid) for p in relays]
+            if held > 0:
+                sample["held"] = held
+                for i, side in enumerate(("client", "server")):
+                    for m in ("rss", "pss"):
+                        sample[f"{m}_kib_per_conn_{side}"] = (now[i][m] - base[i][m]) / held
+                    sample[f"procs_{side}"] = now[i]["procs"]
+            if info.get("errors") or held < hold:
                 sample.setdefault("errors", []).append(
-                    f"c={suffix}: {r.get('error') or r.get('error_kinds')}")
-            for p in relays:
-                if not p.alive():
-                    raise Unavailable(f"{p.name} died: {p.first_error_line()}")
+                    f"hold: {held}/{hold} held, {info.get('errors')} errors")
+        finally:
+            try:
+                h.proc.stdin.write(b"done\n")
+                h.proc.stdin.flush()
+            except OSError:
+                pass
+            try:
+                h.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            h.stop()
         for p in relays:
             if not p.alive():
                 raise Unavailable(f"{p.name} died: {p.first_error_line()}")
@@ -1200,13 +1260,14 @@ def conn_section(setups, stats, na, cfg, ratios, out):
 
     L = ["## Connection setup (medians)", "",
          "Each connection: connect, send 64 B, read the 64 B echo, close. conn/s at concurrency "
-         f"1, 50 and 500 ({cfg.conn_seconds:g} s each; c=1 stops after {cfg.unloaded} "
-         "connections); first-echoed-byte latency one connection at a time (the c=1 run); CPU "
-         "µs per connection: user+sys of each relay process (`/proc/PID/stat`, forked children "
-         "included) over the c=50 run divided by the connections that got their echo. The last "
-         "column is the Python load generator's own CPU over the c=50 / c=500 runs (100% = one "
-         "core: the run measures the load generator, not the tunnel). Per-round spread: the "
-         "per-metric tables below.", "",
+         f"1, 50 and 500 ({cfg.conn_seconds:g} s each, in {cfg.slices} windows; c=1 stops after "
+         f"{cfg.unloaded} connections); kaminari-X and base-X run at the same time, taking "
+         "turns window by window (A B B A ...). First-echoed-byte latency p50/p99: one "
+         "connection at a time (the c=1 run). CPU µs per connection: user+sys of each relay "
+         "process (`/proc/PID/stat`, forked children included) over the c=50 run divided by the "
+         "connections that got their echo. The last column is the Python load generator's own "
+         "CPU over the c=50 / c=500 runs (100% = one core: the run measures the load generator, "
+         "not the tunnel). Per-round spread: the per-metric tables below.", "",
          "| setup | transport | conn/s c=1 | conn/s c=50 | conn/s c=500 | p50 ms c=1 "
          "| p99 ms c=1 | CPU µs/conn client | CPU µs/conn server | CPU µs/conn both "
          "| load gen CPU c=50 / 500 |",
@@ -1251,8 +1312,8 @@ def conn_section(setups, stats, na, cfg, ratios, out):
     if ratios:
         L += ["### kaminari vs the baseline build (kaminari-X ÷ base-X)", "",
               "Ratio of medians, and in brackets the min–max of the per-round ratios (the two "
-              "run back to back every round: with identical builds this is the instrument's "
-              "noise). conn/s: higher is better; latency (unloaded, c=1) and CPU µs/conn (c=50): "
+              "run at the same time, taking turns: with identical builds this is the "
+              "instrument's noise). conn/s: higher is better; latency (unloaded, c=1) and CPU µs/conn (c=50): "
               "lower is better. Goal: issue 10 (conn/s c=50 at least, p50 at most).", "",
               "| mode | " + " | ".join(t for _, t, _ in BASELINE_RATIOS) + " | goal c=50 / p50 "
               "| met |",
@@ -1510,12 +1571,29 @@ class Config:
         self.concurrency = 50
         self.warmup = 20  # connections before anything is measured
         self.settle = 0.2  # seconds after a rate run before the relays' CPU is read
+        # Slices per connection-setup level: a setup and its twin take turns (A B B A ...).
+        self.slices = args.slices or (2 if quick else 4)
         self.unloaded = args.unloaded or (200 if quick else 1000)
         self.hold = args.hold if args.hold is not None else 2000  # what issue 6 defines
         self.socat_hold = 200
         self.hold_seconds = 60
         self.hs_seconds = 2 if quick else 3
         self.budget = args.budget or (300 if quick else 3 * 3600)
+
+
+def round_order(setups, rnd):
+    """The setups of round `rnd`, in groups measured together (a setup alone, or kaminari-X
+    with its base-X twin): rotated by one each round, so drift on the machine hits all alike;
+    in a pair the two take turns going first."""
+    groups = []
+    for s in setups:
+        if (s.kind == "baseline" and groups and groups[-1][0].kind == "kaminari"
+                and groups[-1][0].mode == s.mode):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    k = rnd % len(groups) if groups else 0
+    return [g[::-1] if rnd % 2 else g for g in groups[k:] + groups[:k]]
 
 
 def make_cert(workdir):
@@ -1539,6 +1617,8 @@ def main():
     ap.add_argument("--duration", type=int, help="iperf3 seconds per run")
     ap.add_argument("--conn-seconds", type=float, help="seconds per connection-rate run")
     ap.add_argument("--unloaded", type=int, help="connections for the unloaded latency")
+    ap.add_argument("--slices", type=int, help="connection setup: slices of --conn-seconds per "
+                    "concurrency level, kaminari-X and base-X taking turns (quick 2, full 4)")
     ap.add_argument("--hold", type=int, help="idle connections held for the RSS measurement")
     ap.add_argument("--budget", type=float, help="wall-clock seconds; later rounds are skipped")
     ap.add_argument("--only", help="comma-separated setup names")
@@ -1556,15 +1636,15 @@ def main():
                     "base-ws-skip, ..., base-wss, with kaminari-X / base-X ratios")
     # helper modes
     ap.add_argument("--echo", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--loadgen", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--loadgen", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--holder", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.echo:
         return echo_server(args.echo)
     if args.loadgen:
-        p, c, s, n = args.loadgen
-        return loadgen(int(p), int(c), float(s), int(n))
+        p, c, s, n = args.loadgen[:4]
+        return loadgen(int(p), int(c), float(s), int(n), want_lat=args.loadgen[4:] == ["lat"])
     if args.holder:
         p, n, s = args.holder
         return holder(int(p), int(n), float(s))
@@ -1625,12 +1705,7 @@ def main():
                 notes.append(f"stopped after {rnd} rounds: the next would pass the "
                              f"{cfg.budget:.0f} s budget")
                 break
-            order = setups[rnd % len(setups):] + setups[:rnd % len(setups)]
-            if rnd % 2:  # kaminari-X and base-X take turns going first
-                for i in range(len(order) - 1):
-                    a, b = order[i], order[i + 1]
-                    if a.kind == "kaminari" and b.name == f"base-{a.mode}":
-                        order[i], order[i + 1] = b, a
+            groups = round_order(setups, rnd)
             for s in extra:
                 sample = {"round": rnd}
                 try:
@@ -1638,31 +1713,44 @@ def main():
                 except Unavailable as e:
                     sample.setdefault("errors", []).append(str(e))
                 samples[s.name].append(sample)
-            for s in order:
-                if s.name in status["unavailable"]:
-                    continue
-                sample = {"round": rnd}
+            for group in groups:
+                group = [s for s in group if s.name not in status["unavailable"]]
                 t0 = time.monotonic()
-                try:
-                    if "conn" not in skip or "hold" not in skip:
-                        measure_conn(s, cfg, sample, rates="conn" not in skip,
-                                     hold_mem="hold" not in skip)
-                    if "tls" not in skip and s.transport == "tls":
-                        measure_tls_handshakes(s, cfg, sample)
-                    if "bulk" not in skip:
-                        if not iperf.proc.alive():
-                            iperf.restart()
-                        measure_bulk(s, iperf, cfg, sample)
-                except Unavailable as e:
-                    status["unavailable"][s.name] = str(e)
-                    print(f"[round {rnd + 1}] {s.name}: n/a: {e}", flush=True)
-                    continue
-                samples[s.name].append(sample)
-                shown = [m[0] for m in METRICS if not m[0].startswith(("cpu_us_1", "lat500"))]
-                brief = ", ".join(f"{k}={sample[k]:.3g}" for k in shown if k in sample)
-                print(f"[round {rnd + 1}/{cfg.rounds}] {s.name} ({time.monotonic() - t0:.0f}s):"
-                      f" {brief}" + (f" errors={sample['errors']}" if "errors" in sample
-                                     else ""), flush=True)
+                gs = {s.name: {"round": rnd} for s in group}
+                while group and "conn" not in skip:
+                    try:
+                        measure_rates(group, cfg, gs)
+                        break
+                    except Unavailable as e:
+                        bad, why = e.args if len(e.args) == 2 else (group[0], str(e))
+                        status["unavailable"][bad.name] = why
+                        print(f"[round {rnd + 1}] {bad.name}: n/a: {why}", flush=True)
+                        # Measure the rest again, alone.
+                        group = [s for s in group if s is not bad]
+                        gs = {s.name: {"round": rnd} for s in group}
+                for s in group:
+                    sample = gs[s.name]
+                    try:
+                        if "hold" not in skip:
+                            measure_hold(s, cfg, sample)
+                        if "tls" not in skip and s.transport == "tls":
+                            measure_tls_handshakes(s, cfg, sample)
+                        if "bulk" not in skip:
+                            if not iperf.proc.alive():
+                                iperf.restart()
+                            measure_bulk(s, iperf, cfg, sample)
+                    except Unavailable as e:
+                        status["unavailable"][s.name] = str(e)
+                        print(f"[round {rnd + 1}] {s.name}: n/a: {e}", flush=True)
+                        continue
+                    samples[s.name].append(sample)
+                    shown = [m[0] for m in METRICS
+                             if not m[0].startswith(("cpu_us_1", "lat500"))]
+                    brief = ", ".join(f"{k}={sample[k]:.3g}" for k in shown if k in sample)
+                    print(f"[round {rnd + 1}/{cfg.rounds}] {s.name} "
+                          f"({time.monotonic() - t0:.0f}s{', with its twin' if len(gs) > 1 else ''}"
+                          f"): {brief}" + (f" errors={sample['errors']}" if "errors" in sample
+                                           else ""), flush=True)
             status["rounds_done"] = rnd + 1
     except KeyboardInterrupt as e:
         notes.append(f"interrupted ({e or 'Ctrl-C'}): partial results")
