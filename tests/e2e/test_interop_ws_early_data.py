@@ -6,7 +6,8 @@ with `ed` on."""
 import os
 import re
 
-from harness import EchoServer, Test, Tunnel, assert_same, exchange
+from early_data_kit import exchange_now
+from harness import EchoServer, Test, Tunnel, assert_same
 from proxies import start_haproxy, start_nginx
 from tunnel_suite import run_suite
 
@@ -37,7 +38,7 @@ for name, start_proxy in (("nginx", start_nginx), ("haproxy", start_haproxy)):
             sizes = (ED + 1, ED, ED - 1, 1, 1 << 20, 0)
             for size in sizes:
                 data = os.urandom(size)
-                assert_same(exchange(tunnel.client_port, data), data, f"{name}: {size} bytes")
+                assert_same(exchange_now(tunnel.client_port, data), data, f"{name}: {size} bytes")
             taken = sorted(int(n) for n in re.findall(r"websocket early data: (\d+) bytes\n",
                                                       tunnel.server.stderr_text()))
             want = sorted(min(s, ED) for s in sizes if s)
