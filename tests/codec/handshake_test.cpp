@@ -349,15 +349,17 @@ TEST(Handshake, EarlyDataInTheRequest) {
              {"Sec-WebSocket-Protocol:\r\n", "", 0},
              {"Sec-WebSocket-Protocols: aGVsbG8\r\n", "", 0},
          }) {
-        const auto p = parse(with_protocol(r.line));
+        const std::string req = with_protocol(r.line); // the result points into it
+        const auto p = parse(req);
         ASSERT_EQ(p.err, errc::ok) << r.line;
         EXPECT_EQ(p.early_data, r.token) << r.line;
         EXPECT_EQ(p.early_data_size, r.size) << r.line;
     }
     EXPECT_TRUE(parse(good_request).early_data.empty());
     // A refused request carries none.
-    const auto refused = parse(
-        replace(with_protocol("Sec-WebSocket-Protocol: aGVsbG8\r\n"), "GET /ws", "GET /other"));
+    const std::string other =
+        replace(with_protocol("Sec-WebSocket-Protocol: aGVsbG8\r\n"), "GET /ws", "GET /other");
+    const auto refused = parse(other);
     EXPECT_EQ(refused.err, errc::wrong_path);
     EXPECT_TRUE(refused.early_data.empty());
     EXPECT_EQ(refused.early_data_size, 0u);
