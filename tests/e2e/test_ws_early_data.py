@@ -10,7 +10,8 @@ request's Sec-WebSocket-Protocol.
 - kaminaric ed=N -> a websockets server that ignores the header: the bytes are sent again as
   frames, nothing lost or doubled.
 - wss + 0rtt + ed: resumed connections carry the upgrade request with the app's bytes as TLS
-  early data, accepted, byte-exact."""
+  early data, accepted, byte-exact; after a kaminaris restart it is rejected and resent,
+  byte-exact. wss + ed without 0rtt too."""
 
 import asyncio
 import base64
@@ -354,8 +355,49 @@ def wss_zero_rtt_ed():
                              f"{wss.logs()}")
 
 
+def wss_zero_rtt_ed_rejected():
+    # A restarted kaminaris cannot decrypt the client's ticket: a full handshake, so the 0-RTT
+    # flight (the upgrade request with the app's bytes) is dropped by the server and sent
+    # again after the handshake, exactly once.
+    assert wss.server.stop() == 0
+    wss.server = Proc([KAMINARIS, addr(HOST, wss.server_port), addr(HOST, echo.port),
+                       f"{WS};tls;servername=example.com;loglevel=debug"])
+    wait_port(wss.server_port, proc=wss.server)
+    for i in range(3):
+        data = os.urandom((1500, 2048, 9000)[i])
+        assert_same(exchange_now(wss.client_port, data), data, f"after restart, connection {i}")
+    sessions = re.findall(r"#\d+ TLS session (new|resumed)", wss.client.stderr_text())
+    if sessions[-3] != "new":
+        raise AssertionError(f"sessions {sessions}: resumed by a restarted server?\n{wss.logs()}")
+    taken = sorted(conn_ids(wss.server.stderr_text(),
+                            r"websocket early data: (\d+) bytes").values())
+    if taken != [1500, 2048, 2048]:
+        raise AssertionError(f"the restarted kaminaris took {taken}\n{wss.logs()}")
+
+
 test.check("wss 0rtt ed=2048: 6 connections byte-exact; upgrade with the app's bytes accepted "
            "as TLS early data", wss_zero_rtt_ed)
+test.check("wss 0rtt ed=2048: kaminaris restarted, 0-RTT flight dropped and resent, byte-exact",
+           wss_zero_rtt_ed_rejected)
 test.check("wss 0rtt ed: SIGTERM exits 0", wss.close)
+
+# wss + ed without 0rtt: the request with the app's bytes goes right behind the TLS handshake.
+wss_plain = Tunnel(f"{WS};ed={ED};tls;insecure;loglevel=debug",
+                   f"{WS};tls;servername=example.com;loglevel=debug", echo.port)
+
+
+def wss_ed():
+    sizes = (ED + 1, ED, ED - 1, 1, 64 << 10, 0)
+    for size in sizes:
+        data = os.urandom(size)
+        assert_same(exchange_now(wss_plain.client_port, data), data, f"{size} bytes")
+    taken = sorted(conn_ids(wss_plain.server.stderr_text(),
+                            r"websocket early data: (\d+) bytes").values())
+    if taken != sorted(min(s, ED) for s in sizes if s):
+        raise AssertionError(f"kaminaris took {taken}\n{wss_plain.logs()}")
+
+
+test.check(f"wss ed={ED} (no 0rtt): byte-exact, early data in the upgrade request", wss_ed)
+test.check("wss ed: SIGTERM exits 0", wss_plain.close)
 echo.close()
 test.done()
