@@ -11,7 +11,7 @@ request's Sec-WebSocket-Protocol.
   frames, nothing lost or doubled.
 - wss + 0rtt + ed: resumed connections carry the upgrade request with the app's bytes as TLS
   early data, accepted, byte-exact; after a kaminaris restart it is rejected and resent,
-  byte-exact. wss + ed without 0rtt too."""
+  byte-exact. wss + ed without 0rtt too, and ed on warm connections (pool=) and with tfo."""
 
 import asyncio
 import base64
@@ -399,5 +399,30 @@ def wss_ed():
 
 test.check(f"wss ed={ED} (no 0rtt): byte-exact, early data in the upgrade request", wss_ed)
 test.check("wss ed: SIGTERM exits 0", wss_plain.close)
+
+# Warm connections (pool=) keep the upgrade for the moment an app arrives: its first bytes go
+# into that request. tfo (a silent fallback where the kernel does not allow it) changes nothing.
+for name, client_extra, server_extra in (
+        ("ws pool=2", "pool=2", ""),
+        ("wss pool=2", "pool=2;tls;insecure", "tls;servername=example.com"),
+        ("ws tfo", "tfo", "tfo")):
+    extra = Tunnel(f"{WS};ed={ED};{client_extra};loglevel=debug",
+                   f"{WS};{server_extra};loglevel=debug".replace(";;", ";"), echo.port)
+
+    def carried(extra=extra, name=name):
+        sizes = (ED + 1, ED, ED - 1, 1, 64 << 10, 0)
+        for size in sizes:
+            time.sleep(0.1)  # lets the pool refill, so each app starts on a warm connection
+            data = os.urandom(size)
+            assert_same(exchange_now(extra.client_port, data), data, f"{name}: {size} bytes")
+        taken = sorted(conn_ids(extra.server.stderr_text(),
+                                r"websocket early data: (\d+) bytes").values())
+        if taken != sorted(min(s, ED) for s in sizes if s):
+            raise AssertionError(f"kaminaris took {taken}\n{extra.logs()}")
+        if "pool" in name and "on a warm connection" not in extra.client.stderr_text():
+            raise AssertionError("no app started on a warm connection\n" + extra.logs())
+
+    test.check(f"{name} ed={ED}: byte-exact, early data in the upgrade request", carried)
+    test.check(f"{name} ed: SIGTERM exits 0", extra.close)
 echo.close()
 test.done()
