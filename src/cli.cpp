@@ -186,6 +186,8 @@ std::string help_text(role who) {
     if (client) {
         text += "  mask=skip|fixed|standard  frame masking: zero key (default), one key per\n"
                 "                          connection, or a new key per frame\n"
+                "  ed=<n>                  websocket early data: up to n (1..2048) of the app's\n"
+                "                          first bytes ride in the upgrade request\n"
                 "  tls                     enable TLS\n"
                 "  sni=<name>              server name sent and verified (default: ws host)\n"
                 "  alpn=<a,b>              ALPN protocols offered, e.g. http/1.1\n"

@@ -75,11 +75,12 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 23> known_options{{
+constexpr std::array<known_option, 24> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
     {"mask", false, side::client},
+    {"ed", false, side::client},
     {"tls", true, side::both},
     {"sni", false, side::client},
     {"alpn", false, side::client},
@@ -263,6 +264,17 @@ std::size_t parse_max_conns(std::string_view v) {
     return static_cast<std::size_t>(n);
 }
 
+std::size_t parse_early_data(std::string_view v) {
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc{} || end != v.data() + v.size() || n > max_ws_early_data) {
+        throw config_error(fmt::format(
+            "ed: '{}' is not an early data size; expected 0 (off) to {} bytes, e.g. 'ed=2048'", v,
+            max_ws_early_data));
+    }
+    return n;
+}
+
 void check_loglevel(std::string_view v) {
     constexpr std::array<std::string_view, 4> levels{"error", "warn", "info", "debug"};
     if (std::find(levels.begin(), levels.end(), v) == levels.end()) {
@@ -304,7 +316,7 @@ common_options parse_common(const option_map& map, side me) {
 std::optional<ws_options> parse_ws(const option_map& map, bool client,
                                    std::vector<std::string>& warnings) {
     if (!map.has("ws")) {
-        map.warn_unused({"host", "path", "mask", "ping"}, "ws", warnings);
+        map.warn_unused({"host", "path", "mask", "ping", "ed"}, "ws", warnings);
         return std::nullopt;
     }
     ws_options ws;
@@ -330,6 +342,9 @@ std::optional<ws_options> parse_ws(const option_map& map, bool client,
     if (client) {
         if (auto m = map.value("mask")) {
             ws.mask = parse_mask(*m);
+        }
+        if (auto e = map.value("ed")) {
+            ws.early_data = parse_early_data(*e);
         }
     }
     return ws;
@@ -371,6 +386,9 @@ void describe_ws(std::string& out, const Opts& o, bool client) {
     }
     if (o.common.ping.count() != 0) {
         out += fmt::format(", ping={} s", o.common.ping.count() / 1000.0);
+    }
+    if (client && o.ws->early_data != 0) {
+        out += fmt::format(", ed={}", o.ws->early_data);
     }
     out += ")";
     if (o.tls) {

@@ -143,7 +143,7 @@ TEST(Invocation, CommandLineWinsOverEnvironment) {
 
 TEST(Help, NamesEveryOption) {
     const std::string client = help_text(role::client);
-    for (const char* opt : {"ws", "host=", "path=", "mask=", "tls", "sni=", "alpn=", "0rtt",
+    for (const char* opt : {"ws", "host=", "path=", "mask=", "ed=", "tls", "sni=", "alpn=", "0rtt",
                             "insecure", "loglevel=", "idle_timeout=", "max_conns=", "\\;"}) {
         EXPECT_NE(client.find(opt), std::string::npos) << opt;
     }

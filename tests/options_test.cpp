@@ -113,6 +113,34 @@ TEST(ClientOptions, MaskModes) {
               "mask: unknown mode 'random'; expected 'skip', 'fixed' or 'standard'");
 }
 
+TEST(ClientOptions, EarlyData) {
+    EXPECT_EQ(parse_client_options("ws;host=a;path=/").ws->early_data, 0u);
+    for (const auto& [text, n] : std::vector<std::pair<std::string_view, std::size_t>>{
+             {"ed=0", 0}, {"ed=1", 1}, {"ed=2048", 2048}, {"ed=100;ed=7", 7}}) {
+        const auto o = parse_client_options(fmt::format("ws;host=a;path=/;{}", text));
+        EXPECT_EQ(o.ws->early_data, n) << text;
+        EXPECT_TRUE(o.warnings.empty()) << text;
+    }
+    EXPECT_EQ(describe(parse_client_options("ws;host=a;path=/;ed=2048")),
+              "ws(host=a, path=/, mask=skip, ed=2048)");
+    EXPECT_EQ(describe(parse_client_options("ws;host=a;path=/;ed=0")),
+              "ws(host=a, path=/, mask=skip)");
+    for (std::string_view bad : {"2049", "-1", "1k", "0x10", "99999999999999999999999"}) {
+        EXPECT_EQ(client_error(fmt::format("ws;host=a;path=/;ed={}", bad)),
+                  fmt::format("ed: '{}' is not an early data size; expected 0 (off) to 2048 "
+                              "bytes, e.g. 'ed=2048'",
+                              bad))
+            << bad;
+    }
+    EXPECT_EQ(client_error("ws;host=a;path=/;ed"), "ed: missing value; expected 'ed=<value>'");
+    const auto no_ws = parse_client_options("ed=2048");
+    ASSERT_EQ(no_ws.warnings.size(), 1u);
+    EXPECT_EQ(no_ws.warnings[0], "ignoring 'ed': it has no effect without 'ws'");
+    const auto server = parse_server_options("ws;host=a;path=/;ed=2048");
+    ASSERT_EQ(server.warnings.size(), 1u);
+    EXPECT_EQ(server.warnings[0], "ignoring 'ed': it is a client option");
+}
+
 TEST(ClientOptions, EscapedPathAndLastKeyWins) {
     auto o = parse_client_options("ws;host=a;path=/a\\;b");
     EXPECT_EQ(o.ws->path, "/a;b");

@@ -26,11 +26,17 @@ struct option_item {
 /// (`=x`) or a dangling backslash. Empty items (`;;`) are skipped.
 std::vector<option_item> split_options(std::string_view text);
 
-/// Websocket settings (`ws`, `host=`, `path=`, `mask=`).
+/// Most bytes `ed=<n>` may put into an upgrade request (Xray's usual `?ed=2048`).
+inline constexpr std::size_t max_ws_early_data = 2048;
+
+/// Websocket settings (`ws`, `host=`, `path=`, `mask=`, `ed=`).
 struct ws_options {
     std::string host;
     std::string path;
     codec::mask_mode mask = codec::mask_mode::skip;
+    /// Client, `ed=<n>`: up to n of the app's first bytes ride in the upgrade request
+    /// (`Sec-WebSocket-Protocol`, Xray's early data); 0 = off (the default).
+    std::size_t early_data = 0;
 };
 
 /// Client TLS settings (`tls`, `sni=`, `alpn=`, `0rtt`, `insecure`).

@@ -259,15 +259,19 @@ bool is_valid_sec_key(std::string_view key) noexcept {
 }
 
 std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
-                           std::string_view path, std::string_view key) noexcept {
+                           std::string_view path, std::string_view key,
+                           std::string_view protocol) noexcept {
     writer w(out);
     w << "GET " << path << " HTTP/1.1\r\n"
       << "Host: " << host << "\r\n"
       << "Upgrade: websocket\r\n"
       << "Connection: Upgrade\r\n"
       << "Sec-WebSocket-Key: " << key << "\r\n"
-      << "Sec-WebSocket-Version: 13\r\n"
-      << half_close_header << ": 1\r\n\r\n";
+      << "Sec-WebSocket-Version: 13\r\n";
+    if (!protocol.empty()) {
+        w << "Sec-WebSocket-Protocol: " << protocol << "\r\n";
+    }
+    w << half_close_header << ": 1\r\n\r\n";
     return w.result();
 }
 
@@ -282,6 +286,8 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
     auto fail = [&r](errc e) {
         r.err = e;
         r.key = {};
+        r.early_data = {};
+        r.early_data_size = 0;
         return r;
     };
 
@@ -307,6 +313,8 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
     bool has_version = false;
     bool version_13 = true;
     std::size_t key_count = 0;
+    std::string_view protocol;
+    std::size_t protocol_count = 0;
     for (std::size_t i = 0; i < h.count; ++i) {
         const header_field& f = h.fields[i];
         if (iequals(f.name, "Host")) {
@@ -324,6 +332,9 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
             ++key_count;
         } else if (iequals(f.name, half_close_header)) {
             r.half_close = f.value == "1";
+        } else if (iequals(f.name, "Sec-WebSocket-Protocol")) {
+            protocol = f.value;
+            ++protocol_count;
         }
     }
 
@@ -367,6 +378,16 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
     if (key_count != 1 || !is_valid_sec_key(r.key)) {
         return fail(errc::bad_key);
     }
+    // Early data: one Sec-WebSocket-Protocol line whose whole value is one base64 token of at
+    // least one byte (Xray's rule). Several lines or a list are ordinary subprotocol offers
+    // (RFC 9110 §5.3 joins repeated lines into a list); ignored, like anything undecodable.
+    if (protocol_count == 1) {
+        const auto size = base64_decoded_size(protocol);
+        if (size && *size != 0 && *size <= max_early_data_size) {
+            r.early_data = protocol;
+            r.early_data_size = *size;
+        }
+    }
     return r;
 }
 
@@ -387,13 +408,18 @@ int response_status(errc reason) noexcept {
     }
 }
 
-std::size_t encode_accept_response(std::span<std::uint8_t> out, std::string_view key) noexcept {
+std::size_t encode_accept_response(std::span<std::uint8_t> out, std::string_view key,
+                                   std::string_view protocol) noexcept {
     const sec_accept accept = make_sec_accept(key);
     writer w(out);
     w << "HTTP/1.1 101 Switching Protocols\r\n"
       << "Upgrade: websocket\r\n"
       << "Connection: Upgrade\r\n"
-      << "Sec-WebSocket-Accept: " << to_string_view(accept) << "\r\n\r\n";
+      << "Sec-WebSocket-Accept: " << to_string_view(accept) << "\r\n";
+    if (!protocol.empty()) {
+        w << "Sec-WebSocket-Protocol: " << protocol << "\r\n";
+    }
+    w << "\r\n";
     return w.result();
 }
 
@@ -423,7 +449,8 @@ std::size_t encode_error_response(std::span<std::uint8_t> out, errc reason) noex
     return w.result();
 }
 
-response_result parse_response(std::span<const std::uint8_t> in, std::string_view key) noexcept {
+response_result parse_response(std::span<const std::uint8_t> in, std::string_view key,
+                               std::string_view protocol) noexcept {
     head h;
     split_head(in, h);
     if (h.err != errc::ok) {
@@ -459,6 +486,8 @@ response_result parse_response(std::span<const std::uint8_t> in, std::string_vie
     bool connection = false;
     std::size_t accept_count = 0;
     std::string_view accept;
+    std::size_t protocol_count = 0;
+    std::string_view chosen;
     for (std::size_t i = 0; i < h.count; ++i) {
         const header_field& f = h.fields[i];
         if (iequals(f.name, "Upgrade")) {
@@ -468,6 +497,9 @@ response_result parse_response(std::span<const std::uint8_t> in, std::string_vie
         } else if (iequals(f.name, "Sec-WebSocket-Accept")) {
             accept = f.value;
             ++accept_count;
+        } else if (iequals(f.name, "Sec-WebSocket-Protocol")) {
+            chosen = f.value;
+            ++protocol_count;
         }
     }
     // Upgrade must be `websocket` (§4.1 item 2).
@@ -484,6 +516,15 @@ response_result parse_response(std::span<const std::uint8_t> in, std::string_vie
     if (accept_count != 1 || accept != to_string_view(make_sec_accept(key))) {
         r.err = errc::bad_accept;
         return r;
+    }
+    if (!protocol.empty() && protocol_count != 0) {
+        // The server must choose one of the offered subprotocols (§4.1 item 6); early data is
+        // echoed byte for byte.
+        if (protocol_count != 1 || chosen != protocol) {
+            r.err = errc::bad_protocol;
+            return r;
+        }
+        r.protocol_echoed = true;
     }
     return r;
 }

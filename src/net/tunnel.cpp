@@ -203,15 +203,21 @@ asio::awaitable<error_code> step(asio::awaitable<error_code> hs, clock::time_poi
     co_return r ? *r : error_code(asio::error::timed_out);
 }
 
-// The websocket client handshake on `ws` within the deadline; false (logged, `ws` closed) when
-// it failed. `sent`: see client_finish().
+// The websocket client handshake on `ws` within the deadline for `req`, which is sent here
+// unless `sent` (it went as TLS early data, or right behind the TLS handshake); false (logged,
+// `ws` closed) when it failed. `req` is emptied afterwards: a connection keeps no request.
 template <byte_stream Lower>
 asio::awaitable<bool> client_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id,
                                           const client_config& cfg, clock::time_point deadline,
-                                          const ws_client_request* sent = nullptr) {
-    auto handshake =
-        sent != nullptr ? ws_read_response(ws, *sent) : ws_client_handshake(ws, *cfg.opts.ws);
-    if (auto ec = co_await step(std::move(handshake), deadline)) {
+                                          ws_client_request& req, bool sent) {
+    auto handshake = sent ? ws_read_response(ws, req) : ws_client_handshake(ws, req);
+    const error_code ec = co_await step(std::move(handshake), deadline);
+    if (!ec && req.early_size != 0 && !req.early_echoed) {
+        log::debug("#{} websocket early data not echoed; resending {} bytes as frames", id,
+                   req.early_size);
+    }
+    req = ws_client_request{};
+    if (ec) {
         log::warn("#{} websocket handshake with {} failed: {}", id, cfg.remote.to_string(),
                   ec.message());
         ws.close();
@@ -220,13 +226,57 @@ asio::awaitable<bool> client_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
     co_return true;
 }
 
-// The websocket layer (if configured) over `lower`, then the relay with the app. `sent` is an
-// upgrade request already sent (as TLS early data) whose response is still to be read;
-// `early_up` counts app bytes already delivered in the TLS handshake (for the log).
+// The upgrade request, carrying up to `ed` bytes of `first` (the app's first bytes); false
+// (logged) when it cannot be made.
+bool make_ws_request(std::uint64_t id, const ws_options& opts, ws_client_request& req,
+                     std::span<const std::uint8_t> first) {
+    if (auto ec = make_client_request(opts, req, first)) {
+        log::warn("#{} websocket request: {}", id, ec.message());
+        return false;
+    }
+    if (req.early_size != 0) {
+        log::debug("#{} websocket early data: {} bytes in the upgrade request", id, req.early_size);
+    }
+    return true;
+}
+
+// A websocket handshake on a connection that is already up (a warm one, pool=): with `ed` the
+// app's first bytes are awaited here (up to early_data_wait) for the upgrade request. The
+// request and the buffer live in this frame, gone once the handshake is done.
+template <byte_stream Lower>
+asio::awaitable<bool> client_ws_upgrade(tcp_stream& app, ws_stream<Lower>& ws, std::uint64_t id,
+                                        const client_config& cfg, clock::time_point deadline) {
+    buffer_lease first;
+    std::size_t first_len = 0;
+    if (cfg.opts.ws->early_data != 0) {
+        first = borrow_buffer(relay_min_buffer_size);
+        auto got = co_await with_timeout(app.read_some(first.span()), early_data_wait);
+        // An app that half-closes at once is carried as such: the relay reads its end again.
+        if (got && got->ec && got->ec != asio::error::eof) {
+            log::debug("#{} app failed before sending: {}", id, got->ec.message());
+            ws.close();
+            co_return false;
+        }
+        first_len = got ? got->n : 0;
+    }
+    ws_client_request request;
+    if (!make_ws_request(id, *cfg.opts.ws, request, first.span().first(first_len))) {
+        ws.close();
+        co_return false;
+    }
+    first.release();
+    co_return co_await client_ws_handshake(ws, id, cfg, deadline, request, false);
+}
+
+// The websocket layer (if configured) over `lower`, then the relay with the app. `request` is
+// the upgrade request (with the app's first bytes, if read), already sent over `lower`, whose
+// response is still to be read; without it (a warm connection) the request is made and sent
+// here (client_ws_upgrade()). `early_up` counts app bytes already delivered in the handshakes
+// (for the log).
 template <byte_stream Lower>
 asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t id,
                                     const client_config& cfg, clock::time_point deadline,
-                                    const ws_client_request* sent = nullptr,
+                                    ws_client_request* request = nullptr,
                                     std::uint64_t early_up = 0) {
     if (!cfg.opts.ws) {
         auto r = co_await relay(app, lower, cfg.opts.common.idle_timeout);
@@ -235,8 +285,13 @@ asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::client, cfg.opts.ws->mask);
-    if (co_await client_ws_handshake(ws, id, cfg, deadline, sent)) {
-        log_end(id, co_await ws_relay(app, ws, ws, cfg.opts.common, id));
+    const bool open = request != nullptr
+                          ? co_await client_ws_handshake(ws, id, cfg, deadline, *request, true)
+                          : co_await client_ws_upgrade(app, ws, id, cfg, deadline);
+    if (open) {
+        auto r = co_await ws_relay(app, ws, ws, cfg.opts.common, id);
+        r.a_to_b.bytes += early_up;
+        log_end(id, r);
     }
 }
 
@@ -260,6 +315,27 @@ asio::awaitable<error_code> wait_for_request(Lower& lower) {
 
 asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<std::uint8_t> buf) {
     co_return co_await with_timeout(app.read_some(buf), early_data_wait);
+}
+
+// Connects to the remote while reading the app's first bytes into `first` (borrowed here) for
+// up to early_data_wait, so they can go with the first flight; `first_len` is how many came.
+// nullopt when the connect or the app failed (logged).
+asio::awaitable<std::optional<tcp::socket>> dial_reading_first(tcp_stream& app, std::uint64_t id,
+                                                               const client_config& cfg,
+                                                               buffer_lease& first,
+                                                               std::size_t& first_len) {
+    using namespace asio::experimental::awaitable_operators;
+    first = borrow_buffer(relay_min_buffer_size);
+    auto [conn, got] = co_await (
+        dial(cfg.remote, cfg.opts.common.connect_timeout, id, {.fast_open = cfg.opts.common.tfo}) &&
+        read_first(app, first.span()));
+    // An app that half-closes at once is carried as such: the relay reads its end again.
+    if (got && got->ec && got->ec != asio::error::eof) {
+        log::debug("#{} app failed before sending: {}", id, got->ec.message());
+        co_return std::nullopt;
+    }
+    first_len = got ? got->n : 0;
+    co_return std::move(conn);
 }
 
 // tcp, either program: the accepted socket spliced to the remote's.
@@ -310,57 +386,62 @@ asio::awaitable<void> client_tcp_fast_open(tcp::socket socket, std::uint64_t id,
     log_end(id, r);
 }
 
-// ws: the websocket layer over the remote's TCP socket. All in this one frame (not
+// ws: connects and runs the websocket handshake, with the app's first bytes in the upgrade
+// request when `ed` is set; the request and the first read's buffer live in this frame, gone
+// once `ws` is open.
+asio::awaitable<bool> client_ws_open(tcp_stream& app, std::uint64_t id, const client_config& cfg,
+                                     std::optional<ws_stream<tcp_stream>>& ws) {
+    std::optional<tcp::socket> up;
+    buffer_lease first;
+    std::size_t first_len = 0;
+    if (cfg.opts.ws->early_data != 0) {
+        up = co_await dial_reading_first(app, id, cfg, first, first_len);
+    } else {
+        // The upgrade request is the first write: with tfo it rides in the SYN.
+        up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id,
+                           {.fast_open = cfg.opts.common.tfo});
+    }
+    if (!up) {
+        co_return false;
+    }
+    const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+    ws_client_request request;
+    if (!make_ws_request(id, *cfg.opts.ws, request, first.span().first(first_len))) {
+        co_return false;
+    }
+    first.release();
+    ws.emplace(tcp_stream(std::move(*up)), codec::role::client, cfg.opts.ws->mask);
+    co_return co_await client_ws_handshake(*ws, id, cfg, deadline, request, false);
+}
+
+// ws: the websocket layer over the remote's TCP socket. The relay runs in this one frame (not
 // client_finish()), which an idle connection holds for its whole life.
 asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
     log_accepted(id, socket);
     tcp_stream app(std::move(socket));
-    // The upgrade request is the first write: with tfo it rides in the SYN.
-    auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id,
-                            {.fast_open = cfg.opts.common.tfo});
-    if (!up) {
-        co_return;
-    }
-    const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-    ws_stream<tcp_stream> ws(tcp_stream(std::move(*up)), codec::role::client, cfg.opts.ws->mask);
-    if (co_await client_ws_handshake(ws, id, cfg, deadline)) {
-        log_end(id, co_await ws_relay(app, ws, ws, cfg.opts.common, id));
+    std::optional<ws_stream<tcp_stream>> ws;
+    if (co_await client_ws_open(app, id, cfg, ws)) {
+        log_end(id, co_await ws_relay(app, *ws, *ws, cfg.opts.common, id));
     }
 }
 
 // tls and wss.
 asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
-    using namespace asio::experimental::awaitable_operators;
     log_accepted(id, socket);
     tcp_stream app(std::move(socket));
 
     // With 0rtt, TLS 1.3 early data carries the first bytes that can go: for wss the websocket
-    // upgrade request (the app's bytes must wait for the 101), for tls the app's first bytes.
+    // upgrade request (with `ed`, holding the app's first bytes), for tls the app's first bytes.
     const bool zero_rtt = cfg.tls && cfg.tls->options().early_data;
+    const bool ws_early = cfg.opts.ws && cfg.opts.ws->early_data != 0;
     ws_client_request request;
-    if (zero_rtt && cfg.opts.ws) {
-        if (auto rec = make_client_request(*cfg.opts.ws, request)) {
-            log::warn("#{} websocket request: {}", id, rec.message());
-            co_return;
-        }
-    }
     std::optional<tcp::socket> up_socket;
     buffer_lease first;
     std::size_t first_len = 0;
-    if (zero_rtt && !cfg.opts.ws) {
+    if ((zero_rtt && !cfg.opts.ws) || ws_early) {
         // Read the app's first bytes while connecting: they become TLS 1.3 early data (the
-        // server takes at most 16 KiB of it).
-        first = borrow_buffer(relay_min_buffer_size);
-        auto [conn, got] = co_await (dial(cfg.remote, cfg.opts.common.connect_timeout, id,
-                                          {.fast_open = cfg.opts.common.tfo}) &&
-                                     read_first(app, first.span()));
-        up_socket = std::move(conn);
-        // An app that half-closes at once is carried as such: the relay reads its end again.
-        if (got && got->ec && got->ec != asio::error::eof) {
-            log::debug("#{} app failed before sending: {}", id, got->ec.message());
-            co_return;
-        }
-        first_len = got ? got->n : 0;
+        // server takes at most 16 KiB of it) or go into the upgrade request.
+        up_socket = co_await dial_reading_first(app, id, cfg, first, first_len);
     } else {
         // The ClientHello is the first write: with tfo it rides in the SYN.
         up_socket = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id,
@@ -368,6 +449,14 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
     }
     if (!up_socket) {
         co_return;
+    }
+    if (cfg.opts.ws) {
+        // The upgrade request is the first flight: it goes with the TLS handshake (as early
+        // data with 0rtt, else right behind it), and the app's first bytes are in it.
+        if (!make_ws_request(id, *cfg.opts.ws, request, first.span().first(first_len))) {
+            co_return;
+        }
+        first.release();
     }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     tls_stream<tcp_stream> up(tcp_stream(std::move(*up_socket)), cfg.tls->make_engine());
@@ -380,9 +469,8 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
         co_return;
     }
     first.release();
-    log_tls_session(id, up.engine(), early.size());
-    co_await client_finish(app, up, id, cfg, deadline, request.len != 0 ? &request : nullptr,
-                           first_len);
+    log_tls_session(id, up.engine(), zero_rtt ? early.size() : 0);
+    co_await client_finish(app, up, id, cfg, deadline, cfg.opts.ws ? &request : nullptr, first_len);
 }
 
 } // namespace
@@ -527,7 +615,7 @@ asio::awaitable<void> client_warm_tcp(tcp::socket socket, std::uint64_t id,
     if (cfg.opts.ws) {
         const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
         ws_stream<tcp_stream> ws(std::move(warm->conn), codec::role::client, cfg.opts.ws->mask);
-        if (co_await client_ws_handshake(ws, id, cfg, deadline)) {
+        if (co_await client_ws_upgrade(app, ws, id, cfg, deadline)) {
             log_end(id, co_await ws_relay(app, ws, ws, cfg.opts.common, id));
         }
         co_return;
@@ -613,13 +701,17 @@ asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
         co_return false;
     }
     deadline = std::max(deadline, clock::now() + cfg.opts.common.handshake_timeout);
-    if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws), deadline)) {
+    std::size_t early = 0;
+    if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws, &early), deadline)) {
         // Probers and scanners end up here: informative, not alarming. A client that just
         // closed (a warm connection expiring mid-request) is not worth a line at info.
         const auto lv = ec == asio::error::eof ? log::level::debug : log::level::info;
         log::print(lv, "#{} websocket handshake from {} failed: {}", id, peer_of(ws), ec.message());
         ws.close();
         co_return false;
+    }
+    if (early != 0) {
+        log::debug("#{} websocket early data: {} bytes", id, early);
     }
     co_return true;
 }

@@ -49,7 +49,7 @@ public:
         case errc::closed:
             return "The websocket closing handshake has started, so no more data can be sent.";
         case errc::head_too_large:
-            return "The HTTP head is larger than the 4 KiB limit.";
+            return "The HTTP head is larger than the 8 KiB limit.";
         case errc::too_many_headers:
             return "The HTTP head has more than 32 header lines.";
         case errc::bad_request_line:
@@ -81,6 +81,8 @@ public:
             return "The server answered the upgrade request with a status other than 101.";
         case errc::bad_accept:
             return "The Sec-WebSocket-Accept header is missing or does not match the key.";
+        case errc::bad_protocol:
+            return "The server answered with a Sec-WebSocket-Protocol the client did not offer.";
         }
         return "Unknown websocket error.";
     }
@@ -90,7 +92,7 @@ public:
         if (e >= errc::reserved_bits && e <= errc::truncated_frame) {
             return ws_condition::protocol_violation;
         }
-        if (e >= errc::head_too_large && e <= errc::bad_accept) {
+        if (e >= errc::head_too_large && e <= errc::bad_protocol) {
             return ws_condition::handshake_failed;
         }
         return {ev, *this};

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -314,6 +316,147 @@ TEST(Handshake, RefusesBadResponses) {
     // Status line without a reason phrase is fine.
     EXPECT_EQ(parse_response(as_bytes(replace(g, " Switching Protocols", "")), sample_key).err,
               errc::ok);
+}
+
+std::string with_protocol(std::string_view lines) {
+    std::string req = good_request;
+    req.insert(req.size() - 2, lines);
+    return req;
+}
+
+TEST(Handshake, EarlyDataInTheRequest) {
+    // One base64 token of at least one byte, in either alphabet, padded or not: early data.
+    struct row {
+        std::string_view line;
+        std::string_view token; // empty: not early data
+        std::size_t size;
+    };
+    for (const row& r : std::initializer_list<row>{
+             {"Sec-WebSocket-Protocol: aGVsbG8\r\n", "aGVsbG8", 5},
+             {"sec-websocket-protocol:aGVsbG8=\r\n", "aGVsbG8=", 5},
+             {"Sec-WebSocket-Protocol: \t-_-_\t\r\n", "-_-_", 3},
+             {"Sec-WebSocket-Protocol: +/+/\r\n", "+/+/", 3},
+             {"Sec-WebSocket-Protocol: chat\r\n", "chat", 3}, // like Xray: a name that decodes
+             // Ordinary subprotocol offers: ignored.
+             {"Sec-WebSocket-Protocol: chat, superchat\r\n", "", 0},
+             {"Sec-WebSocket-Protocol: aGVs,bG8\r\n", "", 0},
+             {"Sec-WebSocket-Protocol: aGVs bG8\r\n", "", 0},
+             {"Sec-WebSocket-Protocol: aGVsbG8\r\nSec-WebSocket-Protocol: aGVsbG8\r\n", "", 0},
+             {"Sec-WebSocket-Protocol: mqtt.v5\r\n", "", 0},
+             {"Sec-WebSocket-Protocol: Q\r\n", "", 0},
+             {"Sec-WebSocket-Protocol: QQ===\r\n", "", 0},
+             {"Sec-WebSocket-Protocol: ==\r\n", "", 0},
+             {"Sec-WebSocket-Protocol:\r\n", "", 0},
+             {"Sec-WebSocket-Protocols: aGVsbG8\r\n", "", 0},
+         }) {
+        const std::string req = with_protocol(r.line); // the result points into it
+        const auto p = parse(req);
+        ASSERT_EQ(p.err, errc::ok) << r.line;
+        EXPECT_EQ(p.early_data, r.token) << r.line;
+        EXPECT_EQ(p.early_data_size, r.size) << r.line;
+    }
+    EXPECT_TRUE(parse(good_request).early_data.empty());
+    // A refused request carries none.
+    const std::string other =
+        replace(with_protocol("Sec-WebSocket-Protocol: aGVsbG8\r\n"), "GET /ws", "GET /other");
+    const auto refused = parse(other);
+    EXPECT_EQ(refused.err, errc::wrong_path);
+    EXPECT_TRUE(refused.early_data.empty());
+    EXPECT_EQ(refused.early_data_size, 0u);
+}
+
+TEST(Handshake, EncodesRequestWithEarlyData) {
+    // 2048 bytes, the most kaminaric sends, fit in a request with room to spare.
+    std::vector<std::uint8_t> data(2048);
+    for (std::size_t i = 0; i < data.size(); ++i) {
+        data[i] = static_cast<std::uint8_t>(i * 7);
+    }
+    std::string token(base64url_encoded_size(data.size()), '?');
+    base64url_encode(data, token);
+    std::vector<std::uint8_t> out(max_head_size);
+    const std::size_t n = encode_request(out, "example.com", "/ws", sample_key, token);
+    ASSERT_GT(n, 0u);
+    const std::string text = as_string(std::span(out.data(), n));
+    EXPECT_NE(text.find("\r\nSec-WebSocket-Protocol: " + token + "\r\n"), std::string::npos);
+    const auto p = parse(text);
+    ASSERT_EQ(p.err, errc::ok);
+    EXPECT_EQ(p.consumed, n);
+    EXPECT_TRUE(p.half_close);
+    EXPECT_EQ(p.early_data, token);
+    ASSERT_EQ(p.early_data_size, data.size());
+    std::vector<std::uint8_t> decoded(p.early_data_size);
+    ASSERT_EQ(base64_decode(p.early_data, decoded), std::optional<std::size_t>(data.size()));
+    EXPECT_EQ(decoded, data);
+    for (std::size_t k = 0; k < n; ++k) {
+        EXPECT_EQ(encode_request(std::span(out.data(), k), "example.com", "/ws", sample_key, token),
+                  0u);
+    }
+    // Every truncation of it needs more.
+    for (std::size_t k = 0; k < n; ++k) {
+        ASSERT_EQ(parse(std::string_view(text).substr(0, k)).err, errc::need_more) << k;
+    }
+}
+
+TEST(Handshake, EarlyDataSizeIsBounded) {
+    // The most a head can carry (max_early_data_size bytes) is taken; a head past the limit
+    // is refused as too large before any decoding.
+    const std::size_t room = max_head_size - good_request.size() - 26;
+    const std::string fits =
+        with_protocol("Sec-WebSocket-Protocol: " + std::string(room, 'A') + "\r\n");
+    ASSERT_EQ(fits.size(), max_head_size);
+    const auto p = parse(fits);
+    ASSERT_EQ(p.err, errc::ok);
+    EXPECT_EQ(p.early_data_size, room / 4 * 3 + (room % 4 == 0 ? 0 : room % 4 - 1));
+    EXPECT_LE(p.early_data_size, max_early_data_size);
+    const std::string over =
+        with_protocol("Sec-WebSocket-Protocol: " + std::string(room + 1, 'A') + "\r\n");
+    EXPECT_EQ(parse(over).err, errc::head_too_large);
+}
+
+TEST(Handshake, AcceptResponseEchoesEarlyData) {
+    std::array<std::uint8_t, 512> out{};
+    const std::size_t n = encode_accept_response(out, sample_key, "aGVsbG8");
+    std::string want = good_response;
+    want.insert(want.size() - 2, "Sec-WebSocket-Protocol: aGVsbG8\r\n");
+    EXPECT_EQ(as_string(std::span(out.data(), n)), want);
+    for (std::size_t k = 0; k < n; ++k) {
+        EXPECT_EQ(encode_accept_response(std::span(out.data(), k), sample_key, "aGVsbG8"), 0u);
+    }
+}
+
+TEST(Handshake, ResponseEchoOfEarlyData) {
+    const std::string echoed =
+        replace(good_response, "Connection: Upgrade\r\n",
+                "Connection: Upgrade\r\nSec-WebSocket-Protocol: aGVsbG8\r\n");
+    // Echoed unchanged: the server took the early data.
+    auto r = parse_response(as_bytes(echoed), sample_key, "aGVsbG8");
+    ASSERT_EQ(r.err, errc::ok);
+    EXPECT_TRUE(r.protocol_echoed);
+    // Not echoed: the server ignored the header; the client sends the bytes again.
+    r = parse_response(as_bytes(good_response), sample_key, "aGVsbG8");
+    ASSERT_EQ(r.err, errc::ok);
+    EXPECT_FALSE(r.protocol_echoed);
+    // Another value, several, or a different case: the handshake fails.
+    for (const std::string& bad :
+         {replace(echoed, "aGVsbG8", "aGVsbG9"), replace(echoed, "aGVsbG8", "AGVSBG8"),
+          replace(echoed, "aGVsbG8", "aGVsbG8, chat"),
+          replace(echoed, "Sec-WebSocket-Protocol: aGVsbG8\r\n",
+                  "Sec-WebSocket-Protocol: aGVsbG8\r\nSec-WebSocket-Protocol: aGVsbG8\r\n")}) {
+        EXPECT_EQ(parse_response(as_bytes(bad), sample_key, "aGVsbG8").err, errc::bad_protocol)
+            << bad;
+    }
+    // Without an offer the header is not checked (as before early data existed).
+    r = parse_response(as_bytes(echoed), sample_key);
+    EXPECT_EQ(r.err, errc::ok);
+    EXPECT_FALSE(r.protocol_echoed);
+    // Every truncation of the echoed response needs more.
+    for (std::size_t k = 0; k < echoed.size(); ++k) {
+        ASSERT_EQ(
+            parse_response(as_bytes(std::string_view(echoed).substr(0, k)), sample_key, "aGVsbG8")
+                .err,
+            errc::need_more)
+            << k;
+    }
 }
 
 TEST(Handshake, NeverReadsPastTheInput) {

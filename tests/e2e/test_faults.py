@@ -192,7 +192,7 @@ def bad_input():
             if not got.startswith(b"HTTP/1.1 400 ") or how != "eof":
                 raise AssertionError(f"{what}: got {got[:40]!r} then {how}")
         for what, data in [("33 headers", ws_request()[:-2] + b"X-A: b\r\n" * 28 + b"\r\n"),
-                           ("a 5 KiB head", ws_request()[:-2] + b"X-A: " + b"b" * 5000)]:
+                           ("a 9 KiB head", ws_request()[:-2] + b"X-A: " + b"b" * 9000)]:
             got, how = raw(data)
             if not got.startswith(b"HTTP/1.1 431 ") or how == "timeout":
                 raise AssertionError(f"{what}: got {got[:40]!r} then {how}")

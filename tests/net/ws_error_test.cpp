@@ -12,7 +12,7 @@ using error_code = boost::system::error_code;
 
 TEST(WsError, MessagesAndConditions) {
     for (int v = static_cast<int>(codec::errc::reserved_bits);
-         v <= static_cast<int>(codec::errc::bad_accept); ++v) {
+         v <= static_cast<int>(codec::errc::bad_protocol); ++v) {
         const error_code ec(v, ws_category());
         const std::string m = ec.message();
         EXPECT_FALSE(m.empty());

@@ -174,7 +174,7 @@ TEST(WsHandshake, ProbesGetWebServerAnswers) {
          "HTTP/1.1 426 Upgrade Required\r\n", codec::errc::bad_version},
         {"GET /ws HTTP/1.1\r\nHost: example.com\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n",
          codec::errc::missing_upgrade},
-        {"GET /ws HTTP/1.1\r\nX: " + std::string(5000, 'x'),
+        {"GET /ws HTTP/1.1\r\nX: " + std::string(9000, 'x'),
          "HTTP/1.1 431 Request Header Fields Too Large\r\n", codec::errc::head_too_large},
     };
     for (const auto& p : probes) {
@@ -194,6 +194,192 @@ TEST(WsHandshake, ProbesGetWebServerAnswers) {
         EXPECT_EQ(text.rfind(p.status_line, 0), 0u) << text;
         EXPECT_TRUE(peer.peer_done()); // response then FIN
     }
+}
+
+bytes pattern(std::size_t n) {
+    bytes b(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        b[i] = static_cast<std::uint8_t>(i * 13 + n);
+    }
+    return b;
+}
+
+TEST(WsHandshake, EarlyDataArrivesFirstAndExactlyOnce) {
+    // The app's first read was shorter than, exactly, or longer than `ed`: the server reads
+    // every byte once, in order, then the frames the client sends afterwards.
+    for (std::size_t first_len : {1u, 99u, 100u, 101u, 3000u}) {
+        for (mask_mode mode : {mask_mode::skip, mask_mode::standard}) {
+            runner rn;
+            auto [a, b] = mem_stream::make_pair(rn.ctx.get_executor());
+            b.read_size(7);
+            ws client(std::move(a), role::client, mode);
+            ws server(std::move(b), role::server);
+            const ws_options early_opts{"example.com", "/ws", mode, 100};
+            const bytes first = pattern(first_len);
+            ws_client_request req;
+            ASSERT_FALSE(make_client_request(early_opts, req, first));
+            EXPECT_EQ(req.early_size, std::min<std::size_t>(first_len, 100));
+            bytes got;
+            std::size_t early = 0;
+            rn.spawn([](ws& c, ws_client_request& r) -> asio::awaitable<void> {
+                EXPECT_FALSE(co_await ws_client_handshake(c, r));
+                EXPECT_TRUE(r.early_echoed);
+                bytes later = to_bytes("later");
+                EXPECT_FALSE((co_await c.write({}, later)).ec);
+            }(client, req));
+            rn.spawn(
+                [](ws& s, bytes& out, std::size_t& e, std::size_t want) -> asio::awaitable<void> {
+                    EXPECT_FALSE(co_await ws_server_handshake(s, opts, &e));
+                    error_code ec;
+                    co_await read_exactly(s, want, 5, out, ec);
+                    EXPECT_FALSE(ec);
+                }(server, got, early, first_len + 5));
+            rn.run();
+            bytes want = first;
+            want.insert(want.end(), {'l', 'a', 't', 'e', 'r'});
+            EXPECT_EQ(got, want) << first_len;
+            EXPECT_EQ(early, std::min<std::size_t>(first_len, 100));
+        }
+    }
+}
+
+TEST(WsHandshake, ServerEchoesEarlyDataAndKeepsPipelinedFrames) {
+    runner rn;
+    auto [b, peer] = mem_stream::make_pair(rn.ctx.get_executor());
+    ws server(std::move(b), role::server);
+    // Xray's client: standard-alphabet padding is accepted too ("hello" = aGVsbG8=).
+    const std::string request = "GET /ws HTTP/1.1\r\nHost: example.com\r\n"
+                                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                "Sec-WebSocket-Protocol: aGVsbG8=\r\n"
+                                "Sec-WebSocket-Version: 13\r\n\r\n";
+    server.next_layer().append(request + std::string("\x82\x81\0\0\0\0!", 7));
+    bytes got;
+    std::size_t early = 0;
+    rn.spawn([](ws& s, bytes& out, std::size_t& e) -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await ws_server_handshake(s, opts, &e));
+        error_code ec;
+        co_await read_exactly(s, 6, 3, out, ec);
+        EXPECT_FALSE(ec);
+    }(server, got, early));
+    rn.run();
+    EXPECT_EQ(got, to_bytes("hello!"));
+    EXPECT_EQ(early, 5u);
+    EXPECT_EQ(peer.take(), to_bytes("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\n"
+                                    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                                    "Sec-WebSocket-Protocol: aGVsbG8=\r\n\r\n"));
+}
+
+TEST(WsHandshake, ServerIgnoresSubprotocolLists) {
+    runner rn;
+    auto [b, peer] = mem_stream::make_pair(rn.ctx.get_executor());
+    ws server(std::move(b), role::server);
+    server.next_layer().append("GET /ws HTTP/1.1\r\nHost: example.com\r\n"
+                               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                               "Sec-WebSocket-Protocol: chat, superchat\r\n"
+                               "Sec-WebSocket-Version: 13\r\n\r\n" +
+                               std::string("\x82\x81\0\0\0\0!", 7));
+    bytes got;
+    std::size_t early = 99;
+    rn.spawn([](ws& s, bytes& out, std::size_t& e) -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await ws_server_handshake(s, opts, &e));
+        error_code ec;
+        co_await read_exactly(s, 1, 64, out, ec);
+        EXPECT_FALSE(ec);
+    }(server, got, early));
+    rn.run();
+    EXPECT_EQ(got, to_bytes("!"));
+    EXPECT_EQ(early, 0u);
+    const bytes wire = peer.take();
+    EXPECT_EQ(std::string(wire.begin(), wire.end()).find("Sec-WebSocket-Protocol"),
+              std::string::npos);
+}
+
+// A server that answers 101 with `protocol_line` (empty: no Sec-WebSocket-Protocol), then
+// reads frames until `want` payload bytes arrived.
+asio::awaitable<void> plain_server(mem_stream& p, std::string protocol_line, std::size_t want,
+                                   bytes& got) {
+    bytes buf(codec::max_head_size);
+    std::size_t have = 0;
+    codec::request_result r;
+    do {
+        auto [ec, n] = co_await p.read_some(std::span(buf).subspan(have));
+        if (ec) {
+            co_return;
+        }
+        have += n;
+        r = codec::parse_request(std::span(buf.data(), have), "example.com", "/ws");
+    } while (r.err == codec::errc::need_more);
+    EXPECT_EQ(r.err, codec::errc::ok);
+    std::array<std::uint8_t, 512> out{};
+    std::size_t len = codec::encode_accept_response(out, r.key);
+    std::string resp(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(len));
+    resp.insert(resp.size() - 2, protocol_line);
+    co_await p.write({}, std::span(reinterpret_cast<std::uint8_t*>(resp.data()), resp.size()));
+    ws rest(std::move(p), role::server);
+    rest.set_leftover(std::span(buf.data() + r.consumed, have - r.consumed));
+    error_code ec;
+    co_await read_exactly(rest, want, 64, got, ec);
+}
+
+TEST(WsHandshake, EarlyDataNotEchoedIsSentAgainAsFrames) {
+    for (std::size_t first_len : {50u, 100u, 150u}) {
+        runner rn;
+        auto [a, peer] = mem_stream::make_pair(rn.ctx.get_executor());
+        ws client(std::move(a), role::client, mask_mode::fixed);
+        const ws_options early_opts{"example.com", "/ws", mask_mode::fixed, 100};
+        const bytes first = pattern(first_len);
+        ws_client_request req;
+        ASSERT_FALSE(make_client_request(early_opts, req, first));
+        bytes got;
+        rn.spawn(plain_server(peer, "", first_len, got));
+        rn.spawn([](ws& c, ws_client_request& r) -> asio::awaitable<void> {
+            EXPECT_FALSE(co_await ws_client_handshake(c, r));
+            EXPECT_FALSE(r.early_echoed);
+        }(client, req));
+        rn.run();
+        EXPECT_EQ(got, first) << first_len; // all of it, once
+    }
+}
+
+TEST(WsHandshake, EarlyDataWithAnotherProtocolFails) {
+    runner rn;
+    auto [a, peer] = mem_stream::make_pair(rn.ctx.get_executor());
+    ws client(std::move(a), role::client);
+    const ws_options early_opts{"example.com", "/ws", mask_mode::skip, 100};
+    ws_client_request req;
+    ASSERT_FALSE(make_client_request(early_opts, req, to_bytes("hello")));
+    EXPECT_EQ(req.protocol, "aGVsbG8");
+    bytes got;
+    error_code ec;
+    rn.spawn(plain_server(peer, "Sec-WebSocket-Protocol: chat\r\n", 0, got));
+    rn.spawn([](ws& c, ws_client_request& r, error_code& out) -> asio::awaitable<void> {
+        out = co_await ws_client_handshake(c, r);
+    }(client, req, ec));
+    rn.run();
+    EXPECT_EQ(ec, codec::errc::bad_protocol);
+    EXPECT_EQ(ec, ws_condition::handshake_failed);
+}
+
+TEST(WsHandshake, NoEarlyDataWithoutEdOrWithoutBytes) {
+    ws_client_request req;
+    ASSERT_FALSE(make_client_request(opts, req, to_bytes("hello")));
+    EXPECT_EQ(req.early_size, 0u);
+    EXPECT_TRUE(req.protocol.empty());
+    const std::string text(req.bytes().begin(), req.bytes().end());
+    EXPECT_EQ(text.find("Sec-WebSocket-Protocol"), std::string::npos);
+    const ws_options early_opts{"example.com", "/ws", mask_mode::skip, 2048};
+    ASSERT_FALSE(make_client_request(early_opts, req));
+    EXPECT_EQ(req.early_size, 0u);
+    EXPECT_TRUE(req.protocol.empty());
+    // 2048 bytes fit with a long host and path.
+    const ws_options long_opts{std::string(200, 'h'), "/" + std::string(500, 'p'), mask_mode::skip,
+                               2048};
+    ASSERT_FALSE(make_client_request(long_opts, req, pattern(5000)));
+    EXPECT_EQ(req.early_size, 2048u);
+    EXPECT_EQ(req.protocol.size(), 2731u);
 }
 
 TEST(WsHandshake, PeerClosingEarlyIsAnError) {

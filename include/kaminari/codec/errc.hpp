@@ -46,6 +46,7 @@ enum class errc : std::uint8_t {
     bad_key,            ///< Sec-WebSocket-Key missing, repeated, or not base64 of 16 bytes (400)
     bad_status,         ///< the server answered with a status other than 101 (§4.1)
     bad_accept,         ///< Sec-WebSocket-Accept missing or wrong (§4.1)
+    bad_protocol,       ///< the 101 names a subprotocol the client did not offer (§4.1)
 };
 
 /// True for `ok` and `need_more`, the two values that are not errors.

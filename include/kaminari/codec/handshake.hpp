@@ -19,7 +19,17 @@
 //   also gets 404.
 // - A wrong Sec-WebSocket-Version gets 426 with `Sec-WebSocket-Version: 13` (§4.4); a head
 //   that is too large or has too many headers 431; anything else malformed 400.
+//
+// Websocket early data (Xray's `ed`, see codec/base64.hpp): a client may send its first bytes
+// in `Sec-WebSocket-Protocol` as one base64url token. The server takes a header value as early
+// data when it is the only Sec-WebSocket-Protocol line and its whole value is one valid base64
+// token (either alphabet, padding optional) of 1 to max_early_data_size bytes; it echoes the
+// value unchanged in the 101. Anything else (a comma-separated subprotocol list, a value with
+// spaces, several lines, text that does not decode) is an ordinary subprotocol offer: ignored
+// and not echoed, as before. Like Xray, a single ordinary name that happens to be valid base64
+// (`chat`) is read as early data: a tunnel server has no subprotocols of its own.
 
+#include <kaminari/codec/base64.hpp>
 #include <kaminari/codec/errc.hpp>
 
 #include <array>
@@ -30,8 +40,13 @@
 
 namespace kaminari::codec {
 
-/// Largest HTTP head (request or response line, headers, blank line) accepted.
-inline constexpr std::size_t max_head_size = 4096;
+/// Largest HTTP head (request or response line, headers, blank line) accepted: Xray's limit,
+/// so 2048 bytes of early data fit behind the headers a CDN or browser adds.
+inline constexpr std::size_t max_head_size = 8192;
+
+/// Most early data bytes a server takes from one request. A head of max_head_size bytes
+/// cannot carry more base64 than this decodes to; the limit just makes that explicit.
+inline constexpr std::size_t max_early_data_size = max_head_size / 4 * 3;
 
 /// Largest number of header lines accepted in a head.
 inline constexpr std::size_t max_headers = 32;
@@ -69,10 +84,13 @@ inline constexpr std::string_view half_close_header = "Kaminari-Half-Close";
 
 /// Writes the client's upgrade request into `out`:
 /// `GET <path> HTTP/1.1`, Host, `Upgrade: websocket`, `Connection: Upgrade`,
-/// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`, `Kaminari-Half-Close: 1`.
-/// Returns the bytes written, or 0 when `out` is too small (its contents are then undefined).
+/// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`, `Kaminari-Half-Close: 1`, and
+/// `Sec-WebSocket-Protocol: <protocol>` when `protocol` is not empty (early data: the base64url
+/// of the bytes, see base64url_encode()). Returns the bytes written, or 0 when `out` is too
+/// small (its contents are then undefined).
 std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
-                           std::string_view path, std::string_view key) noexcept;
+                           std::string_view path, std::string_view key,
+                           std::string_view protocol = {}) noexcept;
 
 /// Result of parse_request().
 struct request_result {
@@ -80,6 +98,11 @@ struct request_result {
     std::size_t consumed = 0;   ///< length of the head when it was complete; else 0
     std::string_view key;       ///< Sec-WebSocket-Key, pointing into the input, when ok
     bool half_close = false;    ///< `Kaminari-Half-Close: 1` was sent (a kaminaric client)
+    /// When ok: the Sec-WebSocket-Protocol value that carries early data (see the top of this
+    /// file), pointing into the input; empty when the request carries none. Decode it with
+    /// base64_decode() into early_data_size bytes, and echo it with encode_accept_response().
+    std::string_view early_data{};
+    std::size_t early_data_size = 0; ///< bytes `early_data` decodes to (1..max_early_data_size)
 };
 
 /// Checks an upgrade request at the front of `in` against the configured `host` and `path`.
@@ -97,9 +120,12 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
 /// 426 or 431.
 int response_status(errc reason) noexcept;
 
-/// Writes `HTTP/1.1 101 Switching Protocols` with Upgrade, Connection and the
-/// Sec-WebSocket-Accept for `key`. Returns the bytes written, or 0 when `out` is too small.
-std::size_t encode_accept_response(std::span<std::uint8_t> out, std::string_view key) noexcept;
+/// Writes `HTTP/1.1 101 Switching Protocols` with Upgrade, Connection, the
+/// Sec-WebSocket-Accept for `key`, and `Sec-WebSocket-Protocol: <protocol>` when `protocol` is
+/// not empty (the echo of early data). Returns the bytes written, or 0 when `out` is too small
+/// (256 bytes plus the size of `protocol` always suffice).
+std::size_t encode_accept_response(std::span<std::uint8_t> out, std::string_view key,
+                                   std::string_view protocol = {}) noexcept;
 
 /// Writes the error response for `reason` (its response_status(): 400, 404, 426 or 431) with
 /// a short HTML body, Content-Type, Content-Length and `Connection: close`; 426 also carries
@@ -112,13 +138,22 @@ struct response_result {
     errc err = errc::need_more; ///< ok, need_more, or why the handshake failed
     std::size_t consumed = 0;   ///< length of the head when it was complete; else 0
     int status = 0;             ///< the status code when the status line was parsed
+    /// When ok and the request offered a `protocol`: the server echoed it, so it took the
+    /// early data. False: it ignored the header (a server without early data support), and
+    /// the client must send those bytes again as frames.
+    bool protocol_echoed = false;
 };
 
 /// Checks the server's response at the front of `in` for the request that carried `key`:
 /// status 101, `Upgrade: websocket`, `Connection: Upgrade` and the right Sec-WebSocket-Accept.
+/// `protocol` is the Sec-WebSocket-Protocol the request offered (early data), or empty.
 /// Errors: `head_too_large`, `too_many_headers`, `bad_request_line` (bad status line),
 /// `bad_header_line`, `bad_http_version`, `bad_status` (not 101), `missing_upgrade`,
-/// `missing_connection`, `bad_accept`.
-response_result parse_response(std::span<const std::uint8_t> in, std::string_view key) noexcept;
+/// `missing_connection`, `bad_accept`; `bad_protocol` when a `protocol` was offered and the
+/// 101 names another one, or several (§4.1 item 6: the server chose something the client did
+/// not offer, so whether it took the early data is unknown). Without an offered `protocol` a
+/// Sec-WebSocket-Protocol in the response is not checked.
+response_result parse_response(std::span<const std::uint8_t> in, std::string_view key,
+                               std::string_view protocol = {}) noexcept;
 
 } // namespace kaminari::codec

@@ -7,6 +7,8 @@
 //
 // Timeouts are the caller's: wrap the call in a deadline (10 s in the apps).
 
+#include <kaminari/codec/base64.hpp>
+#include <kaminari/codec/frame.hpp>
 #include <kaminari/codec/handshake.hpp>
 #include <kaminari/net/mask_keys.hpp>
 #include <kaminari/net/stream.hpp>
@@ -14,41 +16,68 @@
 #include <kaminari/net/ws_stream.hpp>
 #include <kaminari/options.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace kaminari::net {
 
 /// A client's upgrade request, made before it is sent: `bytes()` is what goes on the wire
 /// (so it can also travel as TLS 1.3 early data), `key` what the response must answer.
+///
+/// With early data (`ed`), `first` holds the app's first bytes: the first `early_size` of them
+/// ride in `Sec-WebSocket-Protocol` (`protocol`, their base64url), the rest go as frames once
+/// the 101 has arrived. If the server does not echo the header it ignored it, and all of
+/// `first` goes as frames (ws_read_response()), so every byte arrives exactly once.
 struct ws_client_request {
     codec::sec_key key{};
     std::vector<std::uint8_t> buf;
     std::size_t len = 0;
+    std::vector<std::uint8_t> first; ///< the app's first bytes, to deliver after the request
+    std::size_t early_size = 0;      ///< bytes of `first` carried in the request itself
+    std::string protocol;            ///< the Sec-WebSocket-Protocol sent; empty: none
+    bool early_echoed = false;       ///< set by ws_read_response(): the server took them
 
     std::span<const std::uint8_t> bytes() const noexcept { return {buf.data(), len}; }
 };
 
 /// Makes the request for `opts.host` and `opts.path` with a fresh random Sec-WebSocket-Key.
-/// Returns `codec::errc::head_too_large` when host + path do not fit a 4 KiB request. Throws
-/// only if OpenSSL's RNG fails.
-inline error_code make_client_request(const ws_options& opts, ws_client_request& req) {
+/// `first` (copied; may be empty) are the app's first bytes: up to `opts.early_data` of them
+/// go into the request as early data, the rest are sent after the 101 (ws_read_response()).
+/// Returns `codec::errc::head_too_large` when the request does not fit codec::max_head_size.
+/// Throws only if OpenSSL's RNG fails (or on allocation failure).
+inline error_code make_client_request(const ws_options& opts, ws_client_request& req,
+                                      std::span<const std::uint8_t> first = {}) {
     std::array<std::uint8_t, codec::sec_key_nonce_size> nonce{};
     random_bytes(nonce);
     req.key = codec::make_sec_key(nonce);
+    req.first.assign(first.begin(), first.end());
+    req.early_size = std::min(first.size(), opts.early_data);
+    req.protocol.resize(codec::base64url_encoded_size(req.early_size));
+    codec::base64url_encode(first.first(req.early_size), req.protocol);
+    req.early_echoed = false;
     req.buf.resize(codec::max_head_size);
-    req.len = codec::encode_request(req.buf, opts.host, opts.path, codec::to_string_view(req.key));
+    req.len = codec::encode_request(req.buf, opts.host, opts.path, codec::to_string_view(req.key),
+                                    req.protocol);
+    req.buf.resize(req.len);
     return req.len == 0 ? error_code(codec::errc::head_too_large) : error_code{};
 }
 
 /// Client side, second half: reads the response head to `req` (already sent, e.g. as early
-/// data) and checks it. Errors as for ws_client_handshake(). `req` must outlive the call.
+/// data) and checks it; then sends what of `req.first` the server does not have yet as one
+/// binary frame: the bytes past `req.early_size` when it echoed the early data
+/// (`req.early_echoed` is then set), all of them when it did not. Errors as for
+/// ws_client_handshake(), plus `bad_protocol` when the 101 names a subprotocol other than the
+/// one offered (whether the server took the early data is then unknown: the connection
+/// fails rather than risk losing or doubling bytes). `req` must outlive the call; its `first`
+/// is masked in place when the client masks.
 template <byte_stream Next>
-asio::awaitable<error_code> ws_read_response(ws_stream<Next>& ws, const ws_client_request& req) {
+asio::awaitable<error_code> ws_read_response(ws_stream<Next>& ws, ws_client_request& req) {
     std::vector<std::uint8_t> buf(codec::max_head_size);
     std::size_t have = 0;
     for (;;) {
@@ -57,8 +86,8 @@ asio::awaitable<error_code> ws_read_response(ws_stream<Next>& ws, const ws_clien
             co_return ec;
         }
         have += n;
-        const codec::response_result r =
-            codec::parse_response(std::span(buf.data(), have), codec::to_string_view(req.key));
+        const codec::response_result r = codec::parse_response(
+            std::span(buf.data(), have), codec::to_string_view(req.key), req.protocol);
         if (r.err == codec::errc::need_more) {
             continue; // a full buffer is head_too_large, never need_more
         }
@@ -66,8 +95,24 @@ asio::awaitable<error_code> ws_read_response(ws_stream<Next>& ws, const ws_clien
             co_return error_code(r.err);
         }
         ws.set_leftover(std::span(buf.data() + r.consumed, have - r.consumed));
+        req.early_echoed = r.protocol_echoed;
+        const std::size_t sent = req.early_echoed ? req.early_size : 0;
+        if (sent < req.first.size()) {
+            auto [wec, wn] = co_await ws.write({}, std::span(req.first).subspan(sent));
+            co_return wec;
+        }
         co_return error_code{};
     }
+}
+
+/// Client side: sends the prepared request `req` (make_client_request()), then completes as
+/// ws_read_response(). `req` must outlive the call.
+template <byte_stream Next>
+asio::awaitable<error_code> ws_client_handshake(ws_stream<Next>& ws, ws_client_request& req) {
+    if (auto [ec, n] = co_await ws.next_layer().write(req.bytes(), {}); ec) {
+        co_return ec;
+    }
+    co_return co_await ws_read_response(ws, req);
 }
 
 /// Client side: sends `GET opts.path` for `opts.host` with a fresh random Sec-WebSocket-Key,
@@ -76,7 +121,7 @@ asio::awaitable<error_code> ws_read_response(ws_stream<Next>& ws, const ws_clien
 /// Returns an empty error_code when the server switched protocols; otherwise the next layer's
 /// error, `asio::error::eof` if the server closed first, or a codec::errc (compares equal to
 /// `ws_condition::handshake_failed`): `bad_status` (e.g. a 404), `bad_accept`,
-/// `head_too_large` (also when host + path do not fit a 4 KiB request), ... The caller closes
+/// `head_too_large` (also when host + path do not fit an 8 KiB request), ... The caller closes
 /// the stream on error. `ws` and `opts` must outlive the call (the caller co_awaits it).
 /// Throws only if OpenSSL's RNG fails.
 template <byte_stream Next>
@@ -85,10 +130,7 @@ asio::awaitable<error_code> ws_client_handshake(ws_stream<Next>& ws, const ws_op
     if (auto ec = make_client_request(opts, req)) {
         co_return ec;
     }
-    if (auto [ec, n] = co_await ws.next_layer().write(req.bytes(), {}); ec) {
-        co_return ec;
-    }
-    co_return co_await ws_read_response(ws, req);
+    co_return co_await ws_client_handshake(ws, req);
 }
 
 /// How long a server lingers before its close frame towards a client that is not kaminaric,
@@ -100,15 +142,20 @@ inline constexpr std::chrono::milliseconds third_party_close_linger{1000};
 /// it against `opts.host` and `opts.path` (see codec::parse_request for the exact rules).
 ///
 /// On success sends `101 Switching Protocols` and returns an empty error_code; a client that did
-/// not announce `Kaminari-Half-Close: 1` gets third_party_close_linger. On a refusal
+/// not announce `Kaminari-Half-Close: 1` gets third_party_close_linger. Early data in the
+/// request (codec::request_result::early_data) is echoed in the 101 and becomes the first
+/// bytes `ws` reads, ahead of any frame (it is handed to the stream as a first binary frame of
+/// its own, masked with the zero key); `*early_size`, when given, is set to its size (0 for
+/// none). On a refusal
 /// sends what a web server would — 404 for a wrong host or path, 426 with
 /// `Sec-WebSocket-Version: 13` for a wrong version, 431 for an oversized head, 400 otherwise —
 /// then shuts down the sending side (so the response is not lost to a reset when the caller
 /// closes) and returns the codec::errc (equal to `ws_condition::handshake_failed`). Also
 /// returns the next layer's error, or `asio::error::eof` when the client closes first. The
-/// caller closes the stream on error. `ws` and `opts` must outlive the call.
+/// caller closes the stream on error. `ws`, `opts` and `early_size` must outlive the call.
 template <byte_stream Next>
-asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts) {
+asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts,
+                                                std::size_t* early_size = nullptr) {
     std::vector<std::uint8_t> buf(codec::max_head_size);
     std::size_t have = 0;
     codec::request_result r;
@@ -124,7 +171,7 @@ asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_op
         }
     }
 
-    std::array<std::uint8_t, 512> out;
+    std::vector<std::uint8_t> out(512 + r.early_data.size());
     if (r.err != codec::errc::ok) {
         const std::size_t len = codec::encode_error_response(out, r.err);
         if (auto [ec, n] = co_await ws.next_layer().write({}, std::span(out.data(), len)); !ec) {
@@ -132,11 +179,29 @@ asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_op
         }
         co_return error_code(r.err);
     }
-    const std::size_t len = codec::encode_accept_response(out, r.key);
+    const std::size_t len = codec::encode_accept_response(out, r.key, r.early_data);
     if (!r.half_close) {
         ws.set_close_linger(third_party_close_linger);
     }
-    ws.set_leftover(std::span(buf.data() + r.consumed, have - r.consumed));
+    const auto rest = std::span(buf.data() + r.consumed, have - r.consumed);
+    if (r.early_data_size != 0) {
+        // The early data goes first, as a frame as the client would have sent it: binary, FIN,
+        // masked with the all-zero key (the payload stays as it is).
+        const codec::frame_header h{true, codec::opcode::binary, true, {}, r.early_data_size};
+        std::array<std::uint8_t, codec::max_header_size> head{};
+        const std::size_t hn = codec::encode_header(h, head);
+        std::vector<std::uint8_t> lead(hn + r.early_data_size + rest.size());
+        std::copy_n(head.begin(), hn, lead.begin());
+        codec::base64_decode(r.early_data, std::span(lead).subspan(hn, r.early_data_size));
+        std::copy(rest.begin(), rest.end(),
+                  lead.begin() + static_cast<std::ptrdiff_t>(hn + r.early_data_size));
+        ws.set_leftover(lead);
+    } else {
+        ws.set_leftover(rest);
+    }
+    if (early_size != nullptr) {
+        *early_size = r.early_data_size;
+    }
     auto [ec, n] = co_await ws.next_layer().write({}, std::span(out.data(), len));
     co_return ec;
 }
