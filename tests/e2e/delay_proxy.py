@@ -1,0 +1,176 @@
+"""A TCP proxy on loopback that models a network path with a round-trip time, for counting
+round trips (test_round_trips.py).
+
+Every chunk read on one side is written to the other side `one_way` seconds later, in order;
+an end of stream travels the same way (a half-close passes through as a half-close) and a
+reset ends both sides. A new connection is also charged one round trip before its first
+byte passes in either direction, the cost of the TCP handshake: the proxy holds an accepted
+connection for 2 * `one_way` before it connects onward and starts forwarding. So a direct
+request and its reply through the proxy take 2 RTT from the client's connect, as on a real
+network (SYN and SYN-ACK, then the request and the reply), and 1 RTT on a connection that is
+already open.
+
+It runs in a process of its own, `python3 delay_proxy.py <one-way ms> <upstream port> ...`
+(it prints the port it listens on for each), so that the test's threads cannot hold up its
+timers; `start()` does that. Pure stdlib asyncio. DELAY_PROXY_TRACE=1 logs every chunk with its times."""
+
+import asyncio
+import os
+import socket
+import sys
+import time
+
+HOST = "127.0.0.1"
+TRACE = bool(os.environ.get("DELAY_PROXY_TRACE"))
+
+
+def _trace(what, n, due=None):
+    if TRACE:
+        late = f" late {(time.monotonic() - due) * 1000:.1f} ms" if due is not None else ""
+        print(f"{time.monotonic():.4f} {what} {n}{late}", flush=True)
+
+
+def _abort(writer):
+    transport = writer.transport
+    if transport is not None and not transport.is_closing():
+        transport.abort()
+
+
+async def _pump(reader, writer, one_way, name):
+    """Copies reader to writer, each chunk and the end of stream `one_way` seconds after it was
+    read, in order. A reset on the reading side resets the writing side at once."""
+    loop = asyncio.get_running_loop()
+    queue = asyncio.Queue()
+
+    async def read_side():
+        try:
+            while True:
+                chunk = await reader.read(1 << 16)
+                _trace(f"{name} read", len(chunk))
+                queue.put_nowait((loop.time() + one_way, chunk))
+                if not chunk:
+                    return
+        except OSError:
+            queue.put_nowait((loop.time(), None))
+
+    reading = asyncio.ensure_future(read_side())
+    try:
+        while True:
+            due, chunk = await queue.get()
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if chunk is None:
+                _trace(f"{name} reset", 0)
+                _abort(writer)
+                return False
+            if not chunk:
+                _trace(f"{name} eof", 0, due)
+                if writer.can_write_eof():
+                    writer.write_eof()
+                return True
+            writer.write(chunk)
+            _trace(f"{name} write", len(chunk), due)
+            await writer.drain()
+    except OSError:
+        return False
+    finally:
+        reading.cancel()
+
+
+def _nodelay(writer):
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def _serve(client_reader, client_writer, upstream_port, one_way):
+    _nodelay(client_writer)
+    # The TCP handshake: nothing passes either way for one round trip.
+    await asyncio.sleep(2 * one_way)
+    try:
+        up_reader, up_writer = await asyncio.open_connection(HOST, upstream_port)
+    except OSError:
+        _abort(client_writer)
+        return
+    _nodelay(up_writer)
+    pumps = {asyncio.ensure_future(_pump(client_reader, up_writer, one_way, "up")),
+             asyncio.ensure_future(_pump(up_reader, client_writer, one_way, "down"))}
+    while pumps:
+        finished, pumps = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        if any(t.exception() is not None or not t.result() for t in finished):
+            # A reset or an error in one direction ends the connection, as the hosts see it.
+            for w in (client_writer, up_writer):
+                _abort(w)
+    for w in (client_writer, up_writer):
+        w.close()
+
+
+async def _main(upstream_ports, one_way):
+    for upstream_port in upstream_ports:
+        server = await asyncio.start_server(
+            lambda r, w, up=upstream_port: _serve(r, w, up, one_way), HOST, 0, backlog=256)
+        print(f"listening {server.sockets[0].getsockname()[1]} -> {upstream_port}", flush=True)
+    await asyncio.Event().wait()
+
+
+def wait_listening(port, proc, timeout=10.0):
+    """Waits until something listens on 127.0.0.1:port, without connecting to it (a probe
+    connection would travel on through the proxy and the tunnel and blur what is measured)."""
+    want = f":{port:04X}"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}: "
+                                 f"{proc.stderr_text()}")
+        with open("/proc/net/tcp") as f:
+            for row in f.readlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and fields[1].endswith(want):  # 0A = LISTEN
+                    return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on {HOST}:{port} after {timeout}s")
+
+
+def start(upstream_ports, one_way_ms=50, timeout=10.0):
+    """Starts one proxy process (killed when the test ends) with a listening port of its own
+    choosing in front of each upstream port; returns (proc, [listening ports]). An upstream
+    need not listen yet: the proxy connects onward only when a connection comes in."""
+    import re
+    from harness import Proc
+    proc = Proc([sys.executable, os.path.abspath(__file__), str(one_way_ms)] +
+                [str(u) for u in upstream_ports])
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = re.findall(r"^listening (\d+) -> (\d+)$", proc.stderr_text(), re.M)
+        if len(found) == len(upstream_ports):
+            return proc, [int(p) for p, _ in found]
+        if proc.poll() is not None:
+            raise AssertionError(f"delay proxy exited with {proc.returncode}: "
+                                 f"{proc.stderr_text()}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"delay proxy not listening after {timeout}s: {proc.stderr_text()}")
+
+
+def _raise_priority():
+    """The proxy's timers are the instrument. On a loaded machine a nice-0 process wakes up
+    10-20 ms late, several times per tunnel connection, which blurs a 100 ms round trip.
+    Where allowed (root or CAP_SYS_NICE) the proxy takes a higher priority; it uses little
+    CPU. Elsewhere it carries on as it is (as with DELAY_PROXY_PRIORITY=0)."""
+    if os.environ.get("DELAY_PROXY_PRIORITY") == "0":
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    ms = float(sys.argv[1])
+    print(f"delay proxy: {ms:g} ms each way; priority raised: {_raise_priority()}", flush=True)
+    try:
+        asyncio.run(_main([int(a) for a in sys.argv[2:]], ms / 1000.0))
+    except KeyboardInterrupt:
+        pass

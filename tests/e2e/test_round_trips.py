@@ -1,0 +1,244 @@
+"""Round trips per tunnel connection (issue 11): a delay proxy between kaminaric and kaminaris
+adds 50 ms each way (100 ms RTT) and charges a fresh TCP connection one more RTT before its
+first byte passes (the TCP handshake; see delay_proxy.py). An app connects to kaminaric, sends
+32 bytes to an echo target behind kaminaris and waits for the echo; the time from the app's
+connect to the echo's last byte, in RTTs rounded to the nearest whole one, is the row's count.
+Each row: one warm-up connection (so TLS sessions are resumed), then the median of 4.
+
+The only timed assertions are these counts: k round trips means k - 0.5 <= t / RTT < k + 0.5.
+The delay proxy itself is checked first on every run (a direct request through it takes 2 RTT,
+one more on the same connection 1), so a slow or broken instrument fails as such.
+
+ROWS is the table to update as features land. `expect` is today's count, asserted; None marks
+a pending row, measured and printed but not asserted. `goal` is issue 11's target, printed.
+A row whose client options name a key kaminaric does not know (`needs`) is skipped."""
+
+import os
+import re
+import socket
+import statistics
+import subprocess
+import time
+
+import delay_proxy
+from harness import KAMINARIC, KAMINARIS, HOST, EchoServer, Proc, Test, addr, free_port
+
+WS = "ws;host=example.com;path=/ws"
+TLS_C = "tls;sni=example.com;insecure"
+WSS_C = f"{WS};tls;insecure"
+TLS_S = "tls;servername=example.com;loglevel=debug"
+WSS_S = f"{WS};{TLS_S}"
+
+# (row, client options, server options, expected count today or None = pending, goal count,
+#  client option keys the row needs, warm: the app arrives on a full connection pool)
+ROWS = [
+    ("tcp", "", "", 2, 2, (), False),
+    ("ws", WS, WS, 3, 3, (), False),
+    ("tls", TLS_C, TLS_S, 3, 3, (), False),
+    ("tls+0rtt", f"{TLS_C};0rtt", TLS_S, 3, 2, (), False),
+    ("wss", WSS_C, WSS_S, 4, 4, (), False),
+    ("wss+0rtt", f"{WSS_C};0rtt", WSS_S, 4, 3, (), False),
+    ("ws+ed", f"{WS};ed=2048", WS, None, 2, ("ed",), False),
+    ("wss+0rtt+ed", f"{WSS_C};0rtt;ed=2048", WSS_S, None, 2, ("ed",), False),
+    ("tcp pool", "pool=4", "", None, 1, ("pool",), True),
+    ("ws+ed pool", f"{WS};ed=2048;pool=4", WS, None, 1, ("ed", "pool"), True),
+    ("tls+0rtt pool", f"{TLS_C};0rtt;pool=4", TLS_S, None, 1, ("pool",), True),
+    ("wss+0rtt+ed pool", f"{WSS_C};0rtt;ed=2048;pool=4", WSS_S, None, 1, ("ed", "pool"), True),
+]
+
+ONE_WAY_MS = 50
+RTT = 2 * ONE_WAY_MS / 1000.0
+MEASURED = 4          # connections per row after the warm-up; the row's figure is their median
+PAUSE = 0.2           # between connections: tickets arrive, the previous one is torn down
+WARM_PAUSE = 1.0      # pooled rows: time for the pool to fill (or refill) before each app
+PAYLOAD = 32
+
+test = Test(deadline=150)
+echo = EchoServer()
+table = []
+
+
+def round_trips(seconds):
+    """k with (k - 0.5) RTT <= t < (k + 0.5) RTT."""
+    return int(seconds / RTT + 0.5)
+
+
+def echo_once(port, sock=None):
+    """Connects (unless `sock` is given), sends 32 bytes, waits for all 32 back; returns
+    (seconds from the connect or the send to the echo's last byte, socket)."""
+    data = os.urandom(PAYLOAD)
+    start = time.monotonic()
+    if sock is None:
+        sock = socket.create_connection((HOST, port), timeout=5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(64)
+        if not chunk:
+            raise AssertionError(f"EOF after {len(got)} of {len(data)} echoed bytes")
+        got += chunk
+    took = time.monotonic() - start
+    if got != data:
+        raise AssertionError("echo differs from what was sent")
+    return took, sock
+
+
+def expect_count(what, seconds, want):
+    got = round_trips(seconds)
+    if got != want:
+        raise AssertionError(f"{what}: {seconds * 1000:.0f} ms = {got} RTT, expected {want} "
+                             f"(RTT {RTT * 1000:.0f} ms)")
+
+
+def proxy_is_calibrated(port):
+    """The instrument: through the delay proxy alone, a fresh connection's first echo takes
+    2 RTT (handshake charge + data), a second echo on it 1 RTT, a half-close comes back as
+    an end of stream after 1 RTT, and many small writes arrive complete and in order."""
+    firsts, seconds, eofs = [], [], []
+    for _ in range(3):
+        t1, s = echo_once(port)
+        t2, _ = echo_once(port, s)
+        start = time.monotonic()
+        s.shutdown(socket.SHUT_WR)
+        if s.recv(64) != b"":
+            raise AssertionError("bytes instead of the end of stream after a half-close")
+        eofs.append(time.monotonic() - start)
+        s.close()
+        firsts.append(t1)
+        seconds.append(t2)
+    print(f"     direct through the proxy, ms: first echo {ms_list(firsts)}; second echo "
+          f"{ms_list(seconds)}; end of stream {ms_list(eofs)}", flush=True)
+    expect_count("first echo on a fresh connection (median)", statistics.median(firsts), 2)
+    expect_count("second echo on the same connection (median)", statistics.median(seconds), 1)
+    expect_count("end of stream after a half-close (median)", statistics.median(eofs), 1)
+    s = socket.create_connection((HOST, port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sent = b"".join(os.urandom(1 + (i * 7919) % 3000) for i in range(300))
+    for i in range(0, len(sent), 1500):
+        s.sendall(sent[i:i + 1500])
+    s.shutdown(socket.SHUT_WR)
+    got = bytearray()
+    while chunk := s.recv(1 << 16):
+        got += chunk
+    s.close()
+    if bytes(got) != sent:
+        raise AssertionError(f"{len(got)} bytes back, {len(sent)} sent, or out of order")
+
+
+def ms_list(times):
+    return ", ".join(f"{t * 1000:.0f}" for t in times)
+
+
+def help_text():
+    out = subprocess.run([KAMINARIC, "--help"], capture_output=True, text=True, timeout=10,
+                         stdin=subprocess.DEVNULL)
+    return out.stdout + out.stderr
+
+
+HELP = help_text()
+
+
+def supported(key):
+    """kaminaric knows a client option when its --help lists it (`  key=` or `  key `)."""
+    return re.search(rf"^\s+{re.escape(key)}[= ]", HELP, re.M) is not None
+
+
+def ignored_options(log):
+    return re.findall(r"ignoring (?:unknown option )?'([^']+)'", log)
+
+
+def measure_row(server, proxy_port, name, client_opts, server_opts, expect, goal, needs,
+                warm):
+    if server is None:
+        missing = ", ".join(k for k in needs if not supported(k))
+        table.append((name, client_opts, None, None, expect, goal,
+                      f"not supported by this build ({missing})"))
+        print(f"     {name}: not supported by this build (kaminaric --help has no "
+              f"{missing}); skipped", flush=True)
+        return
+    client_port = free_port()
+    client = Proc([KAMINARIC, addr(HOST, client_port), addr(HOST, proxy_port), client_opts])
+    try:
+        delay_proxy.wait_listening(client_port, client)
+        ignored = [k for k in ignored_options(client.stderr_text()) if k in needs]
+        if ignored:
+            table.append((name, client_opts, None, None, expect, goal,
+                          f"not supported by this build ({', '.join(ignored)} ignored)"))
+            print(f"     {name}: kaminaric ignores {', '.join(ignored)}; skipped", flush=True)
+            return
+        if warm:
+            time.sleep(WARM_PAUSE)
+        echo_once(client_port)[1].close()  # warm-up: a TLS session to resume
+        times = []
+        for _ in range(MEASURED):
+            time.sleep(WARM_PAUSE if warm else PAUSE)
+            t, s = echo_once(client_port)
+            s.close()
+            times.append(t)
+        median = statistics.median(times)
+        count = round_trips(median)
+        table.append((name, client_opts, median, count, expect, goal, ""))
+        print(f"     {name}: {ms_list(times)} ms -> median {median * 1000:.0f} ms = {count} RTT",
+              flush=True)
+        if "0rtt" in client_opts:
+            time.sleep(0.1)
+            log = server.stderr_text()
+            accepted = len(re.findall(r"TLS session resumed; early data accepted", log))
+            if accepted < MEASURED:
+                raise AssertionError(f"early data accepted on {accepted} of the {MEASURED} "
+                                     f"measured connections:\n{log[-3000:]}")
+        if expect is not None:
+            expect_count(f"{name} (median of {MEASURED})", median, expect)
+        for p in (client, server):
+            if p.stop() != 0:
+                raise AssertionError(f"{p.args[0]} exit code {p.returncode}:\n"
+                                     f"{p.stderr_text()[-3000:]}")
+    finally:
+        for p in (client, server):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def print_table():
+    print("\n| mode | client options | median ms | round trips | expected | goal |", flush=True)
+    print("|---|---|---:|---:|---:|---:|")
+    for name, opts, median, count, expect, goal, note in table:
+        ms = f"{median * 1000:.0f}" if median is not None else "-"
+        cnt = str(count) if count is not None else note
+        exp = str(expect) if expect is not None else "pending"
+        print(f"| {name} | `{opts or '(none)'}` | {ms} | {cnt} | {exp} | {goal} |")
+    print(flush=True)
+
+
+def start_server(row):
+    """The row's kaminaris in front of the echo target, or None when kaminaric lacks an option
+    the row needs."""
+    _, _, server_opts, _, _, needs, _ = row
+    if not all(supported(k) for k in needs):
+        return None, None
+    port = free_port()
+    proc = Proc([KAMINARIS, addr(HOST, port), addr(HOST, echo.port), server_opts])
+    delay_proxy.wait_listening(port, proc)
+    return proc, port
+
+
+# Every row's kaminaris first, then one proxy process with a port in front of each and one in
+# front of the echo target itself (the instrument's own check).
+servers = [start_server(row) for row in ROWS]
+proxy, proxy_ports = delay_proxy.start([echo.port] + [p or echo.port for _, p in servers],
+                                       ONE_WAY_MS)
+print(f"     {proxy.stderr_text().splitlines()[0]}", flush=True)
+test.check("delay proxy: a direct echo takes 2 RTT, 1 more on the same connection, order kept",
+           proxy_is_calibrated, proxy_ports[0])
+for row, (server, _), proxy_port in zip(ROWS, servers, proxy_ports[1:]):
+    name, expect = row[0], row[3]
+    label = f"expected {expect}" if expect is not None else f"pending, goal {row[4]}"
+    test.check(f"{name}: round trips to the first echo ({label})", measure_row, server,
+               proxy_port, *row)
+proxy.kill()
+proxy.wait()
+print_table()
+echo.close()
+test.done()
