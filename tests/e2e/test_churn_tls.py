@@ -1,0 +1,163 @@
+"""Short tls and wss tunnel connections in a row (issue 10; test_churn_ws.py and test_scale.py
+cover tcp and ws with 100 000): each connection carries a small random payload that must come
+back byte-exact, then both sides close. Afterwards neither program holds a connection socket
+and neither holds more other descriptors than after the warm-up; RSS does not grow beyond a
+slack (not checked under sanitizers, whose quarantine keeps freed memory).
+
+Counts: 3000 per mode, 600 with KAMINARI_SANITIZED=1 (the ASan stage of scripts/test.sh);
+KAMINARI_TLS_CHURN sets it. Every connection does a TLS handshake (resumed from the second
+on), so this is about 30 times slower per connection than the tcp/ws churn."""
+
+import os
+import socket
+import sys
+import threading
+import time
+
+from fault_kit import SelectEcho, fd_count, raise_own_nofile, rss_kib, wait_for
+from harness import HOST, Test, Tunnel
+
+SANITIZED = bool(os.environ.get("KAMINARI_SANITIZED"))
+COUNT = int(os.environ.get("KAMINARI_TLS_CHURN", "600" if SANITIZED else "3000"))
+WARM = max(200, COUNT // 5)   # connections before the baseline: caches and pools fill up
+WORKERS = 4
+RSS_SLACK_KIB = 3 << 10
+CHECK_RSS = not SANITIZED
+
+WS = "ws;host=example.com;path=/ws"
+MODES = (
+    ("tls", "tls;sni=example.com;insecure", "tls;servername=example.com"),
+    ("wss", f"{WS};tls;insecure", f"{WS};tls;servername=example.com"),
+)
+
+
+def connection_sockets(pid):
+    """(TCP sockets of the process that are not listening, all its other descriptors). A
+    socket still being torn down counts as a connection socket, so the second figure does
+    not depend on how far earlier connections have got with closing."""
+    inodes = set()
+    total = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        total += 1
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    conns = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[9] in inodes and fields[3] != "0A":  # 0A = LISTEN
+                conns += 1
+    return conns, total - conns
+
+
+def quiet_descriptors(pid, what, timeout=15.0):
+    """Waits until the process holds no connection socket; returns its other descriptors."""
+    state = {}
+
+    def no_connections():
+        state["now"] = connection_sockets(pid)
+        return state["now"][0] == 0
+
+    try:
+        wait_for(no_connections, timeout, f"{what} closes every connection socket")
+    except AssertionError:
+        raise AssertionError(f"{what} still holds {state['now'][0]} connection sockets "
+                             f"{timeout}s after the last connection ended") from None
+    return state["now"][1]
+
+
+def churn(name, client_opts, server_opts):
+    echo = SelectEcho()
+    tunnel = Tunnel(f"{client_opts};threads=2", f"{server_opts};threads=2", echo.port)
+    procs = (("kaminaric", tunnel.client), ("kaminaris", tunnel.server))
+    counter = {"done": 0, "failed": 0, "first_error": None}
+    lock = threading.Lock()
+
+    def one():
+        data = os.urandom(16 + os.urandom(1)[0] % 49)
+        s = socket.create_connection((HOST, tunnel.client_port), timeout=20)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)  # the echo target ends its side after the echo
+            got = b""
+            while chunk := s.recv(256):
+                got += chunk
+        finally:
+            s.close()
+        if got != data:
+            raise AssertionError(f"{len(got)} bytes back of {len(data)}, or different")
+
+    def batch(n):
+        def work(k):
+            done = failed = 0
+            first = None
+            for _ in range(k):
+                try:
+                    one()
+                    done += 1
+                except (OSError, AssertionError) as e:
+                    failed += 1
+                    first = first or repr(e)
+            with lock:
+                counter["done"] += done
+                counter["failed"] += failed
+                counter["first_error"] = counter["first_error"] or first
+
+        threads = [threading.Thread(target=work, args=(n // WORKERS + (i < n % WORKERS),))
+                   for i in range(WORKERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()  # bounded by the script's Test deadline
+
+    try:
+        start = time.monotonic()
+        batch(WARM)
+        base = [quiet_descriptors(p.pid, who) for who, p in procs]
+        rss0 = [rss_kib(p.pid) for _, p in procs]
+        batch(COUNT - WARM)
+        took = time.monotonic() - start
+        after = [quiet_descriptors(p.pid, who) for who, p in procs]
+        rss1 = [rss_kib(p.pid) for _, p in procs]
+        print(f"     {counter['done']} connections in {took:.1f}s "
+              f"({counter['done'] / took:.0f}/s); other descriptors kaminaric {base[0]} -> "
+              f"{after[0]}, kaminaris {base[1]} -> {after[1]}; RSS KiB kaminaric {rss0[0]} -> "
+              f"{rss1[0]}, kaminaris {rss0[1]} -> {rss1[1]}", flush=True)
+        if counter["failed"]:
+            raise AssertionError(f"{counter['failed']} of {COUNT} connections failed, e.g. "
+                                 f"{counter['first_error']}\n{tunnel.logs()[-3000:]}")
+        for (who, p), a, b in zip(procs, base, after):
+            if b > a:
+                # Give a descriptor that is on its way out a moment, then insist.
+                wait_for(lambda p=p, a=a: connection_sockets(p.pid)[1] <= a, 5,
+                         f"{who}: other descriptors back to {a} (now {b})")
+        for (who, _), a, b in zip(procs, rss0, rss1):
+            if CHECK_RSS and b > a + RSS_SLACK_KIB:
+                raise AssertionError(f"{who} RSS grew from {a} KiB to {b} KiB over "
+                                     f"{COUNT - WARM} connections")
+        tunnel.close()
+    finally:
+        for _, p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        echo.close()
+
+
+if raise_own_nofile(1024) < 256:
+    print("SKIP: cannot raise this process's descriptor limit", flush=True)
+    sys.exit(0)
+test = Test(deadline=240)
+for mode in MODES:
+    test.check(f"{mode[0]}: {COUNT} short connections byte-exact, no descriptor left behind, "
+               "no RSS growth", churn, *mode)
+test.done()
