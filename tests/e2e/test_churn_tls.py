@@ -75,6 +75,26 @@ def quiet_descriptors(pid, what, timeout=15.0):
     return state["now"][1]
 
 
+def counted_while_open(tunnel, procs):
+    """The instrument: while one tunnel connection is open, each program holds at least two
+    connection sockets (its app side and its remote side) by connection_sockets' count."""
+    s = socket.create_connection((HOST, tunnel.client_port), timeout=20)
+    try:
+        s.sendall(b"held")
+        got = b""
+        while len(got) < 4 and (chunk := s.recv(16)):
+            got += chunk
+        if got != b"held":
+            raise AssertionError(f"held connection: {got!r} back instead of b'held'")
+        for who, p in procs:
+            conns = connection_sockets(p.pid)[0]
+            if conns < 2:
+                raise AssertionError(f"{who}: {conns} connection sockets counted while a "
+                                     "tunnel connection is open; the count is broken")
+    finally:
+        s.close()
+
+
 def churn(name, client_opts, server_opts):
     echo = SelectEcho()
     tunnel = Tunnel(f"{client_opts};threads=2", f"{server_opts};threads=2", echo.port)
@@ -122,6 +142,7 @@ def churn(name, client_opts, server_opts):
     try:
         start = time.monotonic()
         batch(WARM)
+        counted_while_open(tunnel, procs)
         base = [quiet_descriptors(p.pid, who) for who, p in procs]
         rss0 = [rss_kib(p.pid) for _, p in procs]
         batch(COUNT - WARM)
