@@ -37,6 +37,10 @@ WSS_S = f"{WS};{TLS_S}"
 
 # (row, client options, server options, expected count today or None = pending, goal count,
 #  client option keys the row needs, warm: the app arrives on a full connection pool)
+# Goals are issue 11's table; the rows it does not have follow from its design: without 0rtt
+# or ed nothing changes (tls 3, wss 4), and wss+0rtt without ed saves the upgrade's round trip
+# once kaminaris answers an upgrade that came as early data at once (3). When a feature lands,
+# set the row's expected count (None -> a number) so that it is asserted from then on.
 ROWS = [
     ("tcp", "", "", 2, 2, (), False),
     ("ws", WS, WS, 3, 3, (), False),
@@ -204,7 +208,9 @@ def measure_row(server, proxy_port, name, client_opts, server_opts, expect, goal
         table.append((name, client_opts, median, count, expect, goal, ""))
         print(f"     {name}: {ms_list(times)} ms -> median {median * 1000:.0f} ms = {count} RTT",
               flush=True)
-        if "0rtt" in client_opts:
+        if "0rtt" in client_opts and not warm:
+            # Cold 0rtt rows carry their first flight as early data: check that it was used.
+            # (A pooled connection did its handshake before the app came: nothing to check.)
             time.sleep(0.1)
             log = server.stderr_text()
             accepted = len(re.findall(r"TLS session resumed; early data accepted", log))
