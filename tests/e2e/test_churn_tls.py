@@ -31,11 +31,9 @@ MODES = (
 )
 
 
-def connection_sockets(pid):
-    """(TCP sockets of the process that are not listening, all its other descriptors). A
-    socket still being torn down counts as a connection socket, so the second figure does
-    not depend on how far earlier connections have got with closing."""
-    inodes = set()
+def socket_inodes(pid):
+    """(the inodes of the process's sockets, how many descriptors it has)."""
+    sockets = set()
     total = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -44,8 +42,15 @@ def connection_sockets(pid):
             continue  # closed meanwhile
         total += 1
         if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    conns = 0
+            sockets.add(target[8:-1])
+    return sockets, total
+
+
+def listening_sockets(pid):
+    """The inodes of the process's listening sockets, read once: the kernel's TCP tables can
+    hold tens of thousands of TIME_WAIT rows after a churn (seconds to read)."""
+    sockets, _ = socket_inodes(pid)
+    listening = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -54,17 +59,30 @@ def connection_sockets(pid):
             continue
         for row in rows:
             fields = row.split()
-            if fields[9] in inodes and fields[3] != "0A":  # 0A = LISTEN
-                conns += 1
+            if fields[3] == "0A" and fields[9] in sockets:  # 0A = LISTEN
+                listening.add(fields[9])
+    if not listening:
+        raise AssertionError(f"no listening socket found for process {pid}")
+    return listening
+
+
+def connection_sockets(pid, listening):
+    """(sockets of the process that are not listening, all its other descriptors). A socket
+    still being torn down counts as a connection socket, also once it has left the kernel's
+    TCP tables (state CLOSE, descriptor still open), so the second figure does not depend on
+    how far earlier connections have got with closing. (Neither program holds sockets of
+    another kind: Asio wakes its threads with an eventfd and delivers signals by a pipe.)"""
+    sockets, total = socket_inodes(pid)
+    conns = len(sockets - listening)
     return conns, total - conns
 
 
-def quiet_descriptors(pid, what, timeout=15.0):
+def quiet_descriptors(pid, listening, what, timeout=15.0):
     """Waits until the process holds no connection socket; returns its other descriptors."""
     state = {}
 
     def no_connections():
-        state["now"] = connection_sockets(pid)
+        state["now"] = connection_sockets(pid, listening)
         return state["now"][0] == 0
 
     try:
@@ -75,7 +93,7 @@ def quiet_descriptors(pid, what, timeout=15.0):
     return state["now"][1]
 
 
-def counted_while_open(tunnel, procs):
+def counted_while_open(tunnel, procs, listening):
     """The instrument: while one tunnel connection is open, each program holds at least two
     connection sockets (its app side and its remote side) by connection_sockets' count."""
     s = socket.create_connection((HOST, tunnel.client_port), timeout=20)
@@ -87,7 +105,7 @@ def counted_while_open(tunnel, procs):
         if got != b"held":
             raise AssertionError(f"held connection: {got!r} back instead of b'held'")
         for who, p in procs:
-            conns = connection_sockets(p.pid)[0]
+            conns = connection_sockets(p.pid, listening[p.pid])[0]
             if conns < 2:
                 raise AssertionError(f"{who}: {conns} connection sockets counted while a "
                                      "tunnel connection is open; the count is broken")
@@ -99,6 +117,7 @@ def churn(name, client_opts, server_opts):
     echo = SelectEcho()
     tunnel = Tunnel(f"{client_opts};threads=2", f"{server_opts};threads=2", echo.port)
     procs = (("kaminaric", tunnel.client), ("kaminaris", tunnel.server))
+    listening = {p.pid: listening_sockets(p.pid) for _, p in procs}
     counter = {"done": 0, "failed": 0, "first_error": None}
     lock = threading.Lock()
 
@@ -142,12 +161,12 @@ def churn(name, client_opts, server_opts):
     try:
         start = time.monotonic()
         batch(WARM)
-        counted_while_open(tunnel, procs)
-        base = [quiet_descriptors(p.pid, who) for who, p in procs]
+        counted_while_open(tunnel, procs, listening)
+        base = [quiet_descriptors(p.pid, listening[p.pid], who) for who, p in procs]
         rss0 = [rss_kib(p.pid) for _, p in procs]
         batch(COUNT - WARM)
         took = time.monotonic() - start
-        after = [quiet_descriptors(p.pid, who) for who, p in procs]
+        after = [quiet_descriptors(p.pid, listening[p.pid], who) for who, p in procs]
         rss1 = [rss_kib(p.pid) for _, p in procs]
         print(f"     {counter['done']} connections in {took:.1f}s "
               f"({counter['done'] / took:.0f}/s); other descriptors kaminaric {base[0]} -> "
@@ -159,7 +178,8 @@ def churn(name, client_opts, server_opts):
         for (who, p), a, b in zip(procs, base, after):
             if b > a:
                 # Give a descriptor that is on its way out a moment, then insist.
-                wait_for(lambda p=p, a=a: connection_sockets(p.pid)[1] <= a, 5,
+                fds = listening[p.pid]
+                wait_for(lambda p=p, a=a, fds=fds: connection_sockets(p.pid, fds)[1] <= a, 5,
                          f"{who}: other descriptors back to {a} (now {b})")
         for (who, _), a, b in zip(procs, rss0, rss1):
             if CHECK_RSS and b > a + RSS_SLACK_KIB:
