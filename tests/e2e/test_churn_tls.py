@@ -9,6 +9,7 @@ KAMINARI_TLS_CHURN sets it. Every connection does a TLS handshake (resumed from 
 on), so this is about 30 times slower per connection than the tcp/ws churn."""
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -151,7 +152,8 @@ def churn(name, client_opts, server_opts):
                 counter["failed"] += failed
                 counter["first_error"] = counter["first_error"] or first
 
-        threads = [threading.Thread(target=work, args=(n // WORKERS + (i < n % WORKERS),))
+        threads = [threading.Thread(target=work, args=(n // WORKERS + (i < n % WORKERS),),
+                                    daemon=True)
                    for i in range(WORKERS)]
         for t in threads:
             t.start()
@@ -198,6 +200,9 @@ if raise_own_nofile(1024) < 256:
     print("SKIP: cannot raise this process's descriptor limit", flush=True)
     sys.exit(0)
 test = Test(deadline=240)
+# SIGTERM (e.g. from a runner that gives up) exits through atexit, which kills every process
+# this test started, instead of leaving them behind.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 for mode in MODES:
     test.check(f"{mode[0]}: {COUNT} short connections byte-exact, no descriptor left behind, "
                "no RSS growth", churn, *mode)
