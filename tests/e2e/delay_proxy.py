@@ -155,6 +155,14 @@ async def _main(upstream_ports, one_way):
     await asyncio.Event().wait()  # until killed
 
 
+def read_log(proc):
+    """What a harness.Proc has logged so far, read through a file description of its own.
+    (Proc.stderr_text() seeks the description the child writes through: a line the child
+    writes meanwhile lands at the start of the file, over earlier lines.)"""
+    with open(f"/proc/self/fd/{proc.log.fileno()}", "rb") as f:
+        return f.read().decode(errors="replace")
+
+
 def start(upstream_ports, one_way_ms=50, timeout=10.0):
     """Starts one proxy process (killed when the test ends) with a listening port of its own
     choosing in front of each upstream port; returns (proc, [listening ports]). An upstream
@@ -165,15 +173,15 @@ def start(upstream_ports, one_way_ms=50, timeout=10.0):
                 [str(u) for u in upstream_ports])
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        found = re.findall(r"^listening (\d+) -> (\d+)$", proc.stderr_text(), re.M)
+        found = re.findall(r"^listening (\d+) -> (\d+)$", read_log(proc), re.M)
         if len(found) == len(upstream_ports):
             return proc, [int(p) for p, _ in found]
         if proc.poll() is not None:
             raise AssertionError(f"delay proxy exited with {proc.returncode}: "
-                                 f"{proc.stderr_text()}")
+                                 f"{read_log(proc)}")
         time.sleep(0.02)
     proc.kill()
-    raise AssertionError(f"delay proxy not listening after {timeout}s: {proc.stderr_text()}")
+    raise AssertionError(f"delay proxy not listening after {timeout}s: {read_log(proc)}")
 
 
 def raise_priority():

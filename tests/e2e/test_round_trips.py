@@ -36,6 +36,7 @@ import sys
 import time
 
 import delay_proxy
+from delay_proxy import read_log
 from harness import KAMINARIC, KAMINARIS, HOST, EchoServer, Proc, Test, addr, free_port
 
 INNER = "KAMINARI_RTT_NETNS"
@@ -199,13 +200,13 @@ def wait_started(proc, timeout=10.0):
     a probe connection would travel on through the proxy and blur what is measured."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if re.search(r"listen: \S+$", proc.stderr_text(), re.M):
+        if re.search(r"listen: \S+$", read_log(proc), re.M):
             return
         if proc.poll() is not None:
             raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}:\n"
-                                 f"{proc.stderr_text()}")
+                                 f"{read_log(proc)}")
         time.sleep(0.02)
-    raise AssertionError(f"{proc.args[0]} not listening after {timeout}s:\n{proc.stderr_text()}")
+    raise AssertionError(f"{proc.args[0]} not listening after {timeout}s:\n{read_log(proc)}")
 
 
 def help_text():
@@ -253,12 +254,12 @@ def measure_row(server, proxy_port, name, client_opts, server_opts, expect, goal
         table.append((name, client_opts, None, None, expect, goal, reason))
         print(f"     {name}: {reason}; skipped", flush=True)
         return
-    fast_opens = proxy.stderr_text().count("fast open")
+    fast_opens = read_log(proxy).count("fast open")
     client_port = free_port()
     client = Proc([KAMINARIC, addr(HOST, client_port), addr(HOST, proxy_port), client_opts])
     try:
         wait_started(client)
-        ignored = [k for k in ignored_options(client.stderr_text()) if k in needs]
+        ignored = [k for k in ignored_options(read_log(client)) if k in needs]
         if ignored:
             table.append((name, client_opts, None, None, expect, goal,
                           f"not supported by this build ({', '.join(ignored)} ignored)"))
@@ -282,7 +283,7 @@ def measure_row(server, proxy_port, name, client_opts, server_opts, expect, goal
             # Cold 0rtt rows carry their first flight as early data: check that it was used.
             # (A pooled connection did its handshake before the app came: nothing to check.)
             time.sleep(0.1)
-            log = server.stderr_text()
+            log = read_log(server)
             accepted = len(re.findall(r"TLS session resumed; early data accepted", log))
             print(f"     {name}: kaminaris accepted early data on {accepted} of "
                   f"{MEASURED + 1} connections (the warm-up has no ticket yet)", flush=True)
@@ -290,18 +291,18 @@ def measure_row(server, proxy_port, name, client_opts, server_opts, expect, goal
                 raise AssertionError(f"early data accepted on {accepted} of the {MEASURED} "
                                      f"measured connections:\n{log[-3000:]}")
         if "tfo" in needs:
-            used = proxy.stderr_text().count("fast open") - fast_opens
+            used = read_log(proxy).count("fast open") - fast_opens
             print(f"     {name}: {used} of {MEASURED + 1} connections came with data in the "
                   "SYN", flush=True)
             if used < MEASURED:
                 raise AssertionError(f"TCP Fast Open used on {used} of the {MEASURED + 1} "
-                                     f"connections:\n{client.stderr_text()[-3000:]}")
+                                     f"connections:\n{read_log(client)[-3000:]}")
         if expect is not None:
             expect_count(f"{name} (median of {MEASURED})", median, expect)
         for p in (client, server):
             if p.stop() != 0:
                 raise AssertionError(f"{p.args[0]} exit code {p.returncode}:\n"
-                                     f"{p.stderr_text()[-3000:]}")
+                                     f"{read_log(p)[-3000:]}")
     finally:
         for p in (client, server):
             if p.poll() is None:
@@ -337,7 +338,7 @@ def start_server(row):
 servers = [start_server(row) for row in ROWS]
 proxy, proxy_ports = delay_proxy.start([echo.port] + [p or echo.port for _, p in servers],
                                        ONE_WAY_MS)
-print(f"     {proxy.stderr_text().splitlines()[0]}; for the whole test: {PRIORITY}; in "
+print(f"     {read_log(proxy).splitlines()[0]}; for the whole test: {PRIORITY}; in "
       f"{NETNS}, tcp_fastopen={loopback_fast_open()}", flush=True)
 test.check("delay proxy: a direct echo takes 2 RTT, 1 more on the same connection, order kept",
            proxy_is_calibrated, proxy_ports[0])
