@@ -88,8 +88,12 @@ ROWS = [
     ("ws+tfo", f"{WS};tfo", WS, 2, 2, ("tfo",), False),
     ("tls+0rtt+tfo", f"{TLS_C};0rtt;tfo", TLS_S, 2, 1, ("tfo",), False),
     ("wss+0rtt+tfo", f"{WSS_C};0rtt;tfo", WSS_S, 3, 2, ("tfo",), False),
-    ("ws+ed", f"{WS};ed=2048", WS, None, 2, ("ed",), False),
-    ("wss+0rtt+ed", f"{WSS_C};0rtt;ed=2048", WSS_S, None, 2, ("ed",), False),
+    # Websocket early data: the app's first bytes ride in the upgrade request.
+    ("ws+ed", f"{WS};ed=2048", WS, 2, 2, ("ed",), False),
+    ("ws+ed+tfo", f"{WS};ed=2048;tfo", WS, 1, 1, ("ed", "tfo"), False),
+    # Goal 2 needs kaminaris to answer an upgrade that came as TLS early data before the
+    # client's Finished (issue 11 part 1, not done): 3 today.
+    ("wss+0rtt+ed", f"{WSS_C};0rtt;ed=2048", WSS_S, 3, 2, ("ed",), False),
     # Warm: the app arrives on one of pool=4 ready connections (TCP, and TLS where used, done).
     # ws and wss: kaminaric sends the upgrade request when the app comes and the app's bytes
     # only after the 101, so they take 2 (ed in the upgrade request is to make it 1).
@@ -97,7 +101,8 @@ ROWS = [
     ("ws pool", f"{WS};pool=4", WS, 2, 1, ("pool",), True),
     ("tls pool", f"{TLS_C};pool=4", TLS_S, 1, 1, ("pool",), True),
     ("wss pool", f"{WSS_C};pool=4", WSS_S, 2, 1, ("pool",), True),
-    ("ws+ed pool", f"{WS};ed=2048;pool=4", WS, None, 1, ("ed", "pool"), True),
+    ("ws+ed pool", f"{WS};ed=2048;pool=4", WS, 1, 1, ("ed", "pool"), True),
+    ("wss+ed pool", f"{WSS_C};ed=2048;pool=4", WSS_S, 1, 1, ("ed", "pool"), True),
 ]
 
 ONE_WAY_MS = 50
