@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole benchmark suite in one command:
-#   bash bench/run.sh --quick     # under 5 minutes on 2 cores (after the first build)
+#   bash bench/run.sh --quick     # under 6 minutes on 2 cores (after the first build)
 #   bash bench/run.sh             # full: more rounds, longer runs, 2000 idle connections held
 # Installs what is missing (scripts/setup.sh bench), builds Release with the micro benchmarks
 # into build-bench/, runs mask_bench and codec_bench (JSON kept), then the tunnel benchmark
 # (bench/tunnel_bench/run.py) against socat, stunnel4 and v2ray-plugin. Any other argument is
-# passed to run.py (e.g. --only kaminari-tcp,socat --rounds 1). Results:
-# bench/results/<date>-<host>/results.md, results.json, *.png.
+# passed to run.py (e.g. --only kaminari-tcp,socat --rounds 1). Another build's kaminaric and
+# kaminaris run as extra peers base-tcp .. base-wss with KAMINARI_BASELINE=DIR or --baseline DIR
+# (see bench/README.md). Results: bench/results/<date>-<host>/results.md, results.json, *.png.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -210,6 +210,8 @@ std::string help_text(role who) {
             "                          this long (default: never)\n"
             "  max_conns=<n>           connections open at once; at the cap a new one is\n"
             "                          accepted and closed at once (default: no cap)\n"
+            "  ping=<s>                ws/wss: ping after s seconds without traffic; close\n"
+            "                          when nothing at all comes back within s more\n"
             "  tfo                     TCP Fast Open: the client's first bytes ride in the\n"
             "                          SYN (needs net.ipv4.tcp_fastopen=3 on both hosts)\n"
             "  threads=<n>             worker threads (default: one per core)\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 23> known_options{{
+constexpr std::array<known_option, 24> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -97,6 +97,7 @@ constexpr std::array<known_option, 23> known_options{{
     {"idle_timeout", false, side::both},
     {"max_conns", false, side::both},
     {"tfo", true, side::both},
+    {"ping", false, side::both},
     {"pool", false, side::client},
     {"pool_idle", false, side::client},
 }};
@@ -301,6 +302,9 @@ common_options parse_common(const option_map& map, side me) {
         c.max_conns = parse_max_conns(*v);
     }
     c.tfo = map.has("tfo");
+    if (auto v = map.value("ping")) {
+        c.ping = parse_seconds("ping", *v);
+    }
     if (me == side::client) {
         if (auto v = map.value("connect_timeout")) {
             c.connect_timeout = parse_seconds("connect_timeout", *v);
@@ -312,7 +316,7 @@ common_options parse_common(const option_map& map, side me) {
 std::optional<ws_options> parse_ws(const option_map& map, bool client,
                                    std::vector<std::string>& warnings) {
     if (!map.has("ws")) {
-        map.warn_unused({"host", "path", "mask", "ed"}, "ws", warnings);
+        map.warn_unused({"host", "path", "mask", "ed", "ping"}, "ws", warnings);
         return std::nullopt;
     }
     ws_options ws;
@@ -382,6 +386,9 @@ void describe_ws(std::string& out, const Opts& o, bool client) {
     }
     if (client && o.ws->early_data != 0) {
         out += fmt::format(", ed={}", o.ws->early_data);
+    }
+    if (o.common.ping.count() != 0) {
+        out += fmt::format(", ping={} s", o.common.ping.count() / 1000.0);
     }
     out += ")";
     if (o.tls) {

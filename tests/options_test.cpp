@@ -224,6 +224,43 @@ TEST(CommonOptions, IdleTimeoutAndMaxConnsOnBothSides) {
               "max_conns: 'x' is not a connection count; expected 1 to 10000000");
 }
 
+TEST(ClientOptions, PoolAndPoolIdle) {
+    auto c = parse_client_options("ws;host=a;path=/;pool=8;pool_idle=20");
+    EXPECT_EQ(c.pool.size, 8u);
+    EXPECT_EQ(c.pool.max_idle, std::chrono::milliseconds(20'000));
+    EXPECT_TRUE(c.warnings.empty());
+    auto d = parse_client_options("pool=2");
+    EXPECT_EQ(d.pool.max_idle, std::chrono::milliseconds(30'000)); // the default
+    EXPECT_EQ(parse_client_options("").pool.size, 0u);
+    EXPECT_EQ(client_error("pool=x"),
+              "pool: 'x' is not a connection count; expected 0 (off) to 256");
+    EXPECT_EQ(client_error("pool=257"),
+              "pool: '257' is not a connection count; expected 0 (off) to 256");
+    // Over the server's wait for a silent connection's request, less a margin.
+    EXPECT_EQ(client_error("pool=1;pool_idle=111"),
+              "pool_idle: '111' is too long; expected at most 110 seconds (kaminaris closes a "
+              "silent connection after 120)");
+    EXPECT_EQ(parse_client_options("pool_idle=5").warnings.size(), 1u);
+    EXPECT_EQ(parse_server_options("pool=2").warnings.size(), 1u); // a client option
+}
+
+TEST(CommonOptions, PingAndTfoOnBothSides) {
+    auto c = parse_client_options("ws;host=a;path=/;ping=15;tfo");
+    EXPECT_EQ(c.common.ping, std::chrono::milliseconds(15'000));
+    EXPECT_TRUE(c.common.tfo);
+    EXPECT_TRUE(c.warnings.empty());
+    auto s = parse_server_options("ws;host=a;path=/;ping=0.5;tfo");
+    EXPECT_EQ(s.common.ping, std::chrono::milliseconds(500));
+    EXPECT_TRUE(s.common.tfo);
+    EXPECT_FALSE(parse_client_options("").common.tfo);
+    EXPECT_EQ(parse_client_options("").common.ping.count(), 0);
+    // ping needs a websocket to ping on.
+    EXPECT_EQ(parse_client_options("ping=5").warnings.size(), 1u);
+    EXPECT_EQ(server_error("ws;host=a;path=/;ping=-1"),
+              "ping: '-1' is not a duration; expected seconds between 0 and 86400, e.g. 'ping=10'");
+    EXPECT_EQ(client_error("tfo=1"), "tfo: is a flag and takes no value; expected 'tfo'");
+}
+
 TEST(ServerOptions, UpstreamExamples) {
     auto ws = parse_server_options("ws;host=example.com;path=/ws");
     ASSERT_TRUE(ws.ws);

@@ -7,18 +7,25 @@ Setups (each on the transport it can do):
   stunnel             stunnel4 pair, EC P-256 certificate       (tls)
   v2ray               ss-v2ray-plugin pair, websocket, default mux (ws)
   kaminari-tcp, kaminari-ws-{skip,fixed,standard}, kaminari-tls, kaminari-wss
+  base-tcp, base-ws-{skip,fixed,standard}, base-tls, base-wss
+                      another build's kaminaric/kaminaris with the same options
+                      (--baseline DIR or KAMINARI_BASELINE=DIR; each runs together with its
+                      kaminari-X twin: both up at once, taking turns window by window)
 
 Per setup and round: bulk throughput (iperf3 -J, 1 and 4 streams, both directions), CPU of both
-relays per GiB moved, connection rate at concurrency 50 with time to first echoed byte, the same
-latency unloaded (concurrency 1), and RSS growth per idle connection held. Rounds loop over
-every setup in a rotating order, so drift on the machine hits all setups alike; the report
-gives the median with min-max.
+relays per GiB moved; connection setup: short connections (connect, 64 B echoed, close) per
+second at concurrency 1, 50 and 500, time to first echoed byte one at a time (p50, p99) and
+under load, CPU µs per connection of each relay; RSS growth per idle connection held. Rounds
+loop over every setup in a rotating order, so drift on the machine hits all setups alike; the
+report gives the median with min-max, and kaminari-X / base-X ratios when there is a baseline.
 
 Output: <out>/results.md, results.json, *.png (gnuplot, when installed).
 
-  /usr/bin/python3 bench/tunnel_bench/run.py --quick           # < 5 minutes on 2 cores
+  /usr/bin/python3 bench/tunnel_bench/run.py --quick           # about 5 minutes on 2 cores
   /usr/bin/python3 bench/tunnel_bench/run.py                   # full
   /usr/bin/python3 bench/tunnel_bench/run.py --only kaminari-tcp,socat --rounds 1
+  /usr/bin/python3 bench/tunnel_bench/run.py --skip bulk,tls,hold --baseline OTHER/build
+                                                               # connection setup only
 
 Stdlib only. Every process started is killed at the end, on Ctrl-C and on errors.
 """
@@ -165,8 +172,7 @@ def _proc_stat(pid):
             "cutime": int(rest[13]), "cstime": int(rest[14])}
 
 
-def tree(pid):
-    """pid and all its live descendants."""
+def _children_map():
     children = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -174,6 +180,13 @@ def tree(pid):
                 children.setdefault(_proc_stat(int(name))["ppid"], []).append(int(name))
             except (OSError, ValueError, IndexError):
                 pass
+    return children
+
+
+def tree(pid, children=None):
+    """pid and all its live descendants."""
+    if children is None:
+        children = _children_map()
     out, todo = [], [pid]
     while todo and len(out) < 100000:
         p = todo.pop()
@@ -182,10 +195,10 @@ def tree(pid):
     return out
 
 
-def cpu_seconds(pid):
+def cpu_seconds(pid, children=None):
     """user+sys of pid, its live descendants and its reaped children, in seconds."""
     total = 0
-    for p in tree(pid):
+    for p in tree(pid, children):
         try:
             s = _proc_stat(p)
         except (OSError, ValueError, IndexError):
@@ -293,15 +306,18 @@ def _percentile(values, q):
     return s[k]
 
 
-def loadgen(port, concurrency, seconds, count, payload_size=64):
+def loadgen(port, concurrency, seconds, count, want_lat=False, payload_size=64):
     """Short connections: connect, send payload, read it back, close; `concurrency` at a time,
-    for `seconds` or until `count` completed. Prints one JSON line."""
+    for `seconds` or until `count` completed. Prints one JSON line (with every latency, in µs,
+    when want_lat)."""
     raise_nofile()
     payload = b"k" * payload_size
     ep = select.epoll()
     conns = {}  # fd -> [sock, t0, state, got, t_first]
     lat = []
     done = errors = 0
+    completed = 0  # every connection that got its echo, also those finishing after the window
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     err_kinds = {}
     start = time.perf_counter()
     end = start + seconds
@@ -360,6 +376,7 @@ def loadgen(port, concurrency, seconds, count, payload_size=64):
                 c[3] += len(data)
                 if c[3] >= payload_size:
                     close(fd)
+                    completed += 1
                     if c[4] <= end:
                         done += 1
                         lat.append(c[4] - c[1])
@@ -372,10 +389,18 @@ def loadgen(port, concurrency, seconds, count, payload_size=64):
                 open_one()
         if errors > 1000:
             break
+    wall = time.perf_counter() - start
     elapsed = min(time.perf_counter(), end) - start
     for fd in list(conns):
         close(fd)
-    print(json.dumps({"done": done, "errors": errors, "error_kinds": err_kinds,
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    # cpu_busy: the load generator's own user+sys over its wall time (1.0 = one core saturated).
+    extra = {"lat_us": [round(x * 1e6) for x in lat]} if want_lat else {}
+    print(json.dumps({**extra, "done": done, "completed": completed, "errors": errors,
+                      "error_kinds": err_kinds, "wall": wall,
+                      "cpu_busy": cpu / wall if wall > 0 else 0,
+                      "cpu_us_per_conn": cpu / completed * 1e6 if completed else 0,
                       "seconds": elapsed, "rate": done / elapsed if elapsed > 0 else 0,
                       "p50_ms": (_percentile(lat, 0.50) or 0) * 1e3,
                       "p99_ms": (_percentile(lat, 0.99) or 0) * 1e3}), flush=True)
@@ -543,10 +568,16 @@ class V2ray(Pair):
 
 
 class Kaminari(Pair):
+    """kaminaric + kaminaris; prefix "kaminari" for the build under test, "base" for the
+    baseline pair (--baseline / KAMINARI_BASELINE), with the same options."""
+
     kind = "kaminari"
 
-    def __init__(self, mode, client_opts, server_opts, transport, kaminaric, kaminaris):
-        super().__init__(f"kaminari-{mode}")
+    def __init__(self, mode, client_opts, server_opts, transport, kaminaric, kaminaris,
+                 prefix="kaminari"):
+        super().__init__(f"{prefix}-{mode}")
+        self.kind = "kaminari" if prefix == "kaminari" else "baseline"
+        self.mode = mode
         self.copts, self.sopts = client_opts, server_opts
         self.transport = transport
         self.kaminaric, self.kaminaris = kaminaric, kaminaris
@@ -565,18 +596,31 @@ class Kaminari(Pair):
 def make_setups(args, workdir, cert, key):
     ws = f"ws;host={WS_HOST};path={WS_PATH}"
     tls_c, tls_s = f"tls;sni={WS_HOST};insecure", f"tls;servername={WS_HOST}"
-    kc, ks = args.kaminaric, args.kaminaris
-    setups = [
-        Direct(), Socat(), Stunnel(workdir, cert, key), V2ray(),
-        Kaminari("tcp", "", "", "tcp", kc, ks),
-        Kaminari("ws-skip", ws + ";mask=skip", ws, "ws", kc, ks),
-        Kaminari("ws-fixed", ws + ";mask=fixed", ws, "ws", kc, ks),
-        Kaminari("ws-standard", ws + ";mask=standard", ws, "ws", kc, ks),
-        Kaminari("tls", tls_c, tls_s, "tls", kc, ks),
-        Kaminari("wss", ws + ";" + tls_c, ws + ";" + tls_s, "wss", kc, ks),
-    ]
+    modes = [("tcp", "", "", "tcp"),
+             ("ws-skip", ws + ";mask=skip", ws, "ws"),
+             ("ws-fixed", ws + ";mask=fixed", ws, "ws"),
+             ("ws-standard", ws + ";mask=standard", ws, "ws"),
+             ("tls", tls_c, tls_s, "tls"),
+             ("wss", ws + ";" + tls_c, ws + ";" + tls_s, "wss")]
+    setups = [Direct(), Socat(), Stunnel(workdir, cert, key), V2ray()]
+    for mode, copts, sopts, transport in modes:
+        setups.append(Kaminari(mode, copts, sopts, transport, args.kaminaric, args.kaminaris))
+        # The baseline right after the same mode of the build under test: round_order keeps
+        # the two together (measure_rates runs them at the same time), so drift on the machine
+        # hits both alike.
+        if args.baseline:
+            setups.append(Kaminari(mode, copts, sopts, transport,
+                                   os.path.join(args.baseline, "kaminaric"),
+                                   os.path.join(args.baseline, "kaminaris"), prefix="base"))
     if args.only:
-        keep = set(args.only.split(","))
+        keep = [n for n in args.only.split(",") if n]
+        known = {s.name for s in setups}
+        unknown = [n for n in keep if n not in known]
+        if unknown:
+            hint = ("; base-* setups need --baseline DIR or KAMINARI_BASELINE"
+                    if any(n.startswith("base-") for n in unknown) and not args.baseline else "")
+            sys.exit(f"run.py: --only: unknown setup(s) {', '.join(unknown)} (known: "
+                     f"{', '.join(s.name for s in setups)}){hint}")
         setups = [s for s in setups if s.name in keep]
     return setups
 
@@ -703,64 +747,155 @@ def start_echo():
     return echo, port
 
 
-def measure_conn(setup, cfg, sample):
+def rate_run(port, concurrency, seconds, count, relays, echo, cfg):
+    """One load generator run (connect, 64 B, read the echo, close; `concurrency` at a time),
+    with the user+sys CPU seconds of each relay (`cpu_s`) and of the echo target over it."""
+    def snapshot():  # one scan of /proc for all
+        children = _children_map()
+        return [cpu_seconds(p.pid, children) for p in relays + [echo]]
+
+    before = snapshot()
+    r = run_self(["--loadgen", str(port), str(concurrency), str(seconds), str(count), "lat"],
+                 seconds + 30)
+    # Let the relays finish closing, and forked relays (socat) be reaped into their parent's
+    # counters.
+    time.sleep(cfg.settle)
+    if "error" in r:
+        return r
+    used = [a - b for a, b in zip(snapshot(), before)]
+    r["cpu_s"], r["echo_s"] = used[:-1], used[-1]
+    return r
+
+
+# The connection-setup runs: key suffix, concurrency (1 for the unloaded run: one at a time, and
+# stopped after cfg.unloaded connections).
+CONN_LEVELS = [("1", 1), ("50", 50), ("500", 500)]
+
+
+def measure_rates(group, cfg, samples):
+    """Connection setup for a group of setups (one, or kaminari-X with its base-X twin), all
+    started at once against one echo target: per concurrency level, cfg.slices slices of
+    conn_seconds / slices each, the setups taking turns (A B B A ...), so that a burst of load
+    from elsewhere on the machine hits both alike. Per setup, the slices add up: conn/s is all
+    connections over all windows, latency percentiles over all connections, CPU per connection
+    all relay CPU over all connections that got their echo (also those still in flight when a
+    window closed: the relays spent their CPU on them too). Raises Unavailable (setup, reason)
+    for a setup that does not start or dies; the others' samples stand."""
+    echo, echo_port = start_echo()
+    up = []  # (setup, port)
+    try:
+        for s in group:
+            try:
+                port = s.start(echo_port)
+                echo_check(port)
+            except Unavailable as e:
+                s.stop()
+                raise Unavailable(s, str(e)) from e
+            up.append((s, port))
+        for s, port in up:
+            # Warm up (first-connection allocations, thread pools, the first full TLS handshake).
+            run_self(["--loadgen", str(port), "10", "2", str(cfg.warmup)], 20)
+        time.sleep(0.3)
+        # Keys: conn_rate_<c> (conn_rate is c=50, as before), lat<c>_p50_ms / lat<c>_p99_ms (time
+        # to first echoed byte), cpu_us_<c>_client / _server / _both (relay CPU per
+        # connection), lg_busy_<c> / lg_us_<c> / echo_busy_<c> (the harness), conns_<c>.
+        for suffix, conc in CONN_LEVELS:
+            acc = {s.name: {"done": 0, "completed": 0, "seconds": 0.0, "wall": 0.0, "lat": [],
+                            "lg_s": 0.0, "echo_s": 0.0, "cpu_s": None, "errors": {}}
+                   for s, _ in up}
+            n = cfg.slices
+            count = cfg.unloaded if conc == 1 else 100000000
+            for i in range(n):
+                order = up[::-1] if i % 2 else up
+                for s, port in order:
+                    r = rate_run(port, conc, cfg.conn_seconds / n, max(1, count // n),
+                                 s.relays(), echo, cfg)
+                    a = acc[s.name]
+                    if "error" in r:
+                        a["errors"][r["error"]] = a["errors"].get(r["error"], 0) + 1
+                        continue
+                    for k in ("done", "completed", "seconds", "wall", "echo_s"):
+                        a[k] += r[k]
+                    a["lat"] += r["lat_us"]
+                    a["lg_s"] += r["cpu_busy"] * r["wall"]
+                    a["cpu_s"] = ([x + y for x, y in zip(a["cpu_s"], r["cpu_s"])]
+                                  if a["cpu_s"] else r["cpu_s"])
+                    for k, v in r["error_kinds"].items():
+                        a["errors"][k] = a["errors"].get(k, 0) + v
+            for s, _ in up:
+                a, sample = acc[s.name], samples[s.name]
+                if a["done"] and a["seconds"] > 0:
+                    sample["conn_rate" if suffix == "50" else f"conn_rate_{suffix}"] = \
+                        a["done"] / a["seconds"]
+                    lat = [x / 1e3 for x in a["lat"]]
+                    sample[f"lat{suffix}_p50_ms"] = _percentile(lat, 0.50)
+                    sample[f"lat{suffix}_p99_ms"] = _percentile(lat, 0.99)
+                    sample[f"lg_busy_{suffix}"] = a["lg_s"] / a["wall"]
+                    sample[f"echo_busy_{suffix}"] = a["echo_s"] / a["wall"]
+                    sample[f"conns_{suffix}"] = a["completed"]
+                    if a["completed"]:
+                        sample[f"lg_us_{suffix}"] = a["lg_s"] / a["completed"] * 1e6
+                        sample[f"echo_us_{suffix}"] = a["echo_s"] / a["completed"] * 1e6
+                        if a["cpu_s"]:
+                            us = [x / a["completed"] * 1e6 for x in a["cpu_s"]]
+                            for side, v in zip(("client", "server"), us):
+                                sample[f"cpu_us_{suffix}_{side}"] = v
+                            if len(us) == 2:
+                                sample[f"cpu_us_{suffix}_both"] = sum(us)
+                if a["errors"]:
+                    sample.setdefault("errors", []).append(f"c={suffix}: {a['errors']}")
+            for s, _ in up:
+                for p in s.relays():
+                    if not p.alive():
+                        raise Unavailable(s, f"{p.name} died: {p.first_error_line()}")
+    finally:
+        for s, _ in up:
+            s.stop()
+        echo.stop()
+
+
+def measure_hold(setup, cfg, sample):
+    """RSS/PSS growth of each relay per idle connection, `cfg.hold` connections held open (each
+    after one echo) against a fresh pair warmed up with cfg.warmup connections."""
+    hold = cfg.hold if setup.name != "socat" else min(cfg.hold, cfg.socat_hold)
+    if not isinstance(setup, Pair) or hold <= 0:
+        return
     echo, echo_port = start_echo()
     try:
         port = setup.start(echo_port)
         echo_check(port)
         relays = setup.relays()
-        # Memory: warm up (first-connection allocations, thread pools), then hold connections.
-        hold = cfg.hold if setup.name != "socat" else min(cfg.hold, cfg.socat_hold)
-        if relays and hold > 0:
-            run_self(["--loadgen", str(port), "10", "2", "20"], 20)
-            time.sleep(0.3)
-            base = [rss_kib(p.pid) for p in relays]
-            h = Child("holder", [sys.executable, os.path.abspath(__file__), "--holder", str(port),
-                                 str(hold), str(cfg.hold_seconds)], pipe=True)
+        run_self(["--loadgen", str(port), "10", "2", str(cfg.warmup)], 20)
+        time.sleep(0.3)
+        base = [rss_kib(p.pid) for p in relays]
+        h = Child("holder", [sys.executable, os.path.abspath(__file__), "--holder", str(port),
+                             str(hold), str(cfg.hold_seconds)], pipe=True)
+        try:
+            ready = select.select([h.proc.stdout], [], [], cfg.hold_seconds + 5)[0]
+            info = json.loads(h.proc.stdout.readline() or "{}") if ready else {}
+            held = info.get("held", 0)
+            time.sleep(0.5)
+            now = [rss_kib(p.pid) for p in relays]
+            if held > 0:
+                sample["held"] = held
+                for i, side in enumerate(("client", "server")):
+                    for m in ("rss", "pss"):
+                        sample[f"{m}_kib_per_conn_{side}"] = (now[i][m] - base[i][m]) / held
+                    sample[f"procs_{side}"] = now[i]["procs"]
+            if info.get("errors") or held < hold:
+                sample.setdefault("errors", []).append(
+                    f"hold: {held}/{hold} held, {info.get('errors')} errors")
+        finally:
             try:
-                ready = select.select([h.proc.stdout], [], [], cfg.hold_seconds + 5)[0]
-                info = json.loads(h.proc.stdout.readline() or "{}") if ready else {}
-                held = info.get("held", 0)
-                time.sleep(0.5)
-                now = [rss_kib(p.pid) for p in relays]
-                if held > 0:
-                    sample["held"] = held
-                    for i, side in enumerate(("client", "server")):
-                        for m in ("rss", "pss"):
-                            sample[f"{m}_kib_per_conn_{side}"] = \
-                                (now[i][m] - base[i][m]) / held
-                        sample[f"procs_{side}"] = now[i]["procs"]
-                if info.get("errors") or held < hold:
-                    sample.setdefault("errors", []).append(
-                        f"hold: {held}/{hold} held, {info.get('errors')} errors")
-            finally:
-                try:
-                    h.proc.stdin.write(b"done\n")
-                    h.proc.stdin.flush()
-                except OSError:
-                    pass
-                try:
-                    h.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    pass
-                h.stop()
-            time.sleep(0.3)
-        # Latency unloaded, then the connection rate at concurrency 50.
-        r = run_self(["--loadgen", str(port), "1", str(cfg.conn_seconds), str(cfg.unloaded)],
-                     cfg.conn_seconds + 20)
-        if "error" not in r and r["done"]:
-            sample["lat1_p50_ms"], sample["lat1_p99_ms"] = r["p50_ms"], r["p99_ms"]
-        if r.get("errors") or "error" in r:
-            sample.setdefault("errors", []).append(
-                f"unloaded: {r.get('error') or r.get('error_kinds')}")
-        r = run_self(["--loadgen", str(port), str(cfg.concurrency), str(cfg.conn_seconds),
-                      "100000000"], cfg.conn_seconds + 20)
-        if "error" not in r and r["done"]:
-            sample["conn_rate"] = r["rate"]
-            sample["lat50_p50_ms"], sample["lat50_p99_ms"] = r["p50_ms"], r["p99_ms"]
-        if r.get("errors") or "error" in r:
-            sample.setdefault("errors", []).append(
-                f"c{cfg.concurrency}: {r.get('error') or r.get('error_kinds')}")
+                h.proc.stdin.write(b"done\n")
+                h.proc.stdin.flush()
+            except OSError:
+                pass
+            try:
+                h.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            h.stop()
         for p in relays:
             if not p.alive():
                 raise Unavailable(f"{p.name} died: {p.first_error_line()}")
@@ -834,14 +969,34 @@ METRICS = [
     ("tput_4_down", "Throughput, 4 streams, server to client (-R)", "Gbit/s", True, "{:.2f}"),
     ("cpu_s_per_gib", "CPU of both relays per GiB moved (user+sys, bulk runs)", "s/GiB", False,
      "{:.2f}"),
+    ("conn_rate_1", "Connection rate at concurrency 1 (connect, 64 B echoed, close)", "conn/s",
+     True, "{:.0f}"),
     ("conn_rate", "Connection rate at concurrency 50 (connect, 64 B echoed, close)", "conn/s",
      True, "{:.0f}"),
-    ("lat50_p50_ms", "Time to first echoed byte at concurrency 50, p50", "ms", False, "{:.2f}"),
-    ("lat50_p99_ms", "Time to first echoed byte at concurrency 50, p99", "ms", False, "{:.2f}"),
+    ("conn_rate_500", "Connection rate at concurrency 500 (connect, 64 B echoed, close)",
+     "conn/s", True, "{:.0f}"),
     ("lat1_p50_ms", "Time to first echoed byte unloaded (concurrency 1), p50", "ms", False,
      "{:.3f}"),
     ("lat1_p99_ms", "Time to first echoed byte unloaded (concurrency 1), p99", "ms", False,
      "{:.3f}"),
+    ("lat50_p50_ms", "Time to first echoed byte at concurrency 50, p50", "ms", False, "{:.2f}"),
+    ("lat50_p99_ms", "Time to first echoed byte at concurrency 50, p99", "ms", False, "{:.2f}"),
+    ("lat500_p50_ms", "Time to first echoed byte at concurrency 500, p50", "ms", False,
+     "{:.2f}"),
+    ("lat500_p99_ms", "Time to first echoed byte at concurrency 500, p99", "ms", False,
+     "{:.2f}"),
+    ("cpu_us_50_client", "CPU per connection, client relay, at concurrency 50 (user+sys)",
+     "µs", False, "{:.0f}"),
+    ("cpu_us_50_server", "CPU per connection, server relay, at concurrency 50 (user+sys)",
+     "µs", False, "{:.0f}"),
+    ("cpu_us_50_both", "CPU per connection, both relays, at concurrency 50 (user+sys)",
+     "µs", False, "{:.0f}"),
+    ("cpu_us_500_client", "CPU per connection, client relay, at concurrency 500 (user+sys)",
+     "µs", False, "{:.0f}"),
+    ("cpu_us_500_server", "CPU per connection, server relay, at concurrency 500 (user+sys)",
+     "µs", False, "{:.0f}"),
+    ("cpu_us_1_both", "CPU per connection, both relays, one at a time (user+sys; few "
+     "connections: coarse)", "µs", False, "{:.0f}"),
     ("tls_hs_rate", "TLS handshakes/s of the server relay (openssl s_time -new; reference: "
      "openssl s_server with the same EC P-256 certificate as stunnel)", "handshakes/s", True,
      "{:.0f}"),
@@ -854,6 +1009,11 @@ METRICS = [
     ("pss_kib_per_conn_server", "PSS growth per idle connection held, server side", "KiB",
      False, "{:.1f}"),
 ]
+# Also summarized (median, min-max) but not given a table of their own: the harness.
+HARNESS = ["lg_busy_1", "lg_busy_50", "lg_busy_500", "lg_us_1", "lg_us_50", "lg_us_500",
+           "echo_us_1", "echo_us_50", "echo_us_500",
+           "echo_busy_1", "echo_busy_50",
+           "echo_busy_500", "cpu_us_1_client", "cpu_us_1_server", "cpu_us_500_both"]
 
 
 def summarize(values):
@@ -917,7 +1077,35 @@ def machine_info(args):
         "v2ray-plugin": cmd(["ss-v2ray-plugin", "-version"], r"v2ray-plugin.*"),
         "kaminaric": cmd([args.kaminaric, "--version"]),
         "kaminaris": cmd([args.kaminaris, "--version"]),
+        "kaminari_build": build_source(args.kaminaric),
+        "baseline": (f"{args.baseline}: "
+                     f"{cmd([os.path.join(args.baseline, 'kaminaric'), '--version'])}, "
+                     f"{build_source(os.path.join(args.baseline, 'kaminaric'))}"
+                     if args.baseline else None),
     }
+
+
+def build_source(exe):
+    """Where a binary was built from: the CMake source dir of its build dir and that tree's
+    commit now (git describe --dirty), when it can be found."""
+    cache = os.path.join(os.path.dirname(os.path.abspath(exe)), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            text = f.read()
+    except OSError:
+        return "source unknown (no CMakeCache.txt next to it)"
+    m = re.search(r"^CMAKE_HOME_DIRECTORY:INTERNAL=(.*)$", text, re.M)
+    if not m:
+        return "source unknown"
+    src = m.group(1).strip()
+    bt = re.search(r"^CMAKE_BUILD_TYPE:[A-Z]+=(.*)$", text, re.M)
+    try:
+        r = subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"],
+                           capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+        rev = r.stdout.strip() or "not a git tree"
+    except (OSError, subprocess.TimeoutExpired):
+        rev = "?"
+    return f"{bt.group(1) if bt else '?'} build of {src} (now at {rev})"
 
 
 def micro_section(out):
@@ -1022,18 +1210,160 @@ def targets_section(stats):
     return L + [""]
 
 
+# Issue 10's goals, as ratios to the baseline build (53f1371): conn/s at concurrency 50 at least,
+# unloaded first-byte latency p50 at most. ws means mask=skip (the default).
+BASELINE_GOALS = {"tcp": (2.1, 0.5), "ws-skip": (2.1, 0.4), "tls": (2.2, 0.35)}
+# The ratio columns: key, title, higher is better.
+BASELINE_RATIOS = [("conn_rate_1", "conn/s c=1", True), ("conn_rate", "conn/s c=50", True),
+                   ("conn_rate_500", "conn/s c=500", True),
+                   ("lat1_p50_ms", "p50 latency", False), ("lat1_p99_ms", "p99 latency", False),
+                   ("cpu_us_50_client", "CPU/conn client", False),
+                   ("cpu_us_50_server", "CPU/conn server", False)]
+
+
+def baseline_ratios(setups, stats, samples):
+    """kaminari-X / base-X per mode: the ratio of medians, and the min-max of the per-round
+    ratios (both ran back to back in each round)."""
+    names = {s.name for s in setups}
+    out = {}
+    for s in setups:
+        if s.kind != "kaminari" or f"base-{s.mode}" not in names:
+            continue
+        b = f"base-{s.mode}"
+        row = {}
+        for key, _, _ in BASELINE_RATIOS:
+            a, c = stats[s.name].get(key), stats[b].get(key)
+            if not a or not c or not c["median"]:
+                continue
+            per_round = []
+            base_by_round = {x["round"]: x[key] for x in samples[b] if key in x}
+            for x in samples[s.name]:
+                if key in x and base_by_round.get(x["round"]):
+                    per_round.append(x[key] / base_by_round[x["round"]])
+            row[key] = {"ratio": a["median"] / c["median"], "per_round": per_round}
+        out[s.mode] = row
+    return out
+
+
+def conn_section(setups, stats, na, cfg, ratios, out):
+    """The connection-setup section: rates at concurrency 1/50/500, unloaded first-byte latency,
+    relay CPU per connection, the load generator's own CPU; then the baseline ratios."""
+    keys = ["conn_rate_1", "conn_rate", "conn_rate_500", "lat1_p50_ms", "lat1_p99_ms",
+            "cpu_us_50_client", "cpu_us_50_server", "cpu_us_50_both"]
+    if not any(stats[s.name].get(k) for s in setups for k in keys):
+        return []
+
+    def med(name, key, fmt):
+        st = stats[name].get(key)
+        return fmt.format(st["median"]) if st else "–"
+
+    def pct(name, key):
+        st = stats[name].get(key)
+        return f"{st['median'] * 100:.0f}%" if st else "–"
+
+    L = ["## Connection setup (medians)", "",
+         "Each connection: connect, send 64 B, read the 64 B echo, close. conn/s at concurrency "
+         f"1, 50 and 500 ({cfg.conn_seconds:g} s each, in {cfg.slices} windows; c=1 stops after "
+         f"{cfg.unloaded} connections); kaminari-X and base-X run at the same time, taking "
+         "turns window by window (A B B A ...). First-echoed-byte latency p50/p99: one "
+         "connection at a time (the c=1 run). CPU µs per connection: user+sys of each relay "
+         "process (`/proc/PID/stat`, forked children included) over the c=50 run divided by the "
+         "connections that got their echo. The last column is the Python load generator's own "
+         "CPU over the c=50 / c=500 runs (100% = one core: the run measures the load generator, "
+         "not the tunnel). Per-round spread: the per-metric tables below.", "",
+         "| setup | transport | conn/s c=1 | conn/s c=50 | conn/s c=500 | p50 ms c=1 "
+         "| p99 ms c=1 | CPU µs/conn client | CPU µs/conn server | CPU µs/conn both "
+         "| load gen CPU c=50 / 500 |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in setups:
+        if s.name in na and not any(stats[s.name].get(k) for k in keys):
+            L.append(f"| {s.name} | {s.transport} |" + " n/a |" * 9)
+            continue
+        L.append(f"| {s.name} | {s.transport} | {med(s.name, 'conn_rate_1', '{:.0f}')} | "
+                 f"{med(s.name, 'conn_rate', '{:.0f}')} | "
+                 f"{med(s.name, 'conn_rate_500', '{:.0f}')} | "
+                 f"{med(s.name, 'lat1_p50_ms', '{:.3f}')} | "
+                 f"{med(s.name, 'lat1_p99_ms', '{:.3f}')} | "
+                 f"{med(s.name, 'cpu_us_50_client', '{:.0f}')} | "
+                 f"{med(s.name, 'cpu_us_50_server', '{:.0f}')} | "
+                 f"{med(s.name, 'cpu_us_50_both', '{:.0f}')} | "
+                 f"{pct(s.name, 'lg_busy_50')} / {pct(s.name, 'lg_busy_500')} |")
+    L.append("")
+    # Where the harness caps: direct has no relay, so its rate is the harness's ceiling.
+    capped = [s.name for s in setups for k in ("lg_busy_50", "lg_busy_500")
+              if (stats[s.name].get(k) or {}).get("median", 0) >= 0.9]
+    d = stats.get("direct", {})
+    if d.get("conn_rate") and d.get("conn_rate_500"):
+        L.append(f"Harness ceiling (`direct`, no relay): {d['conn_rate']['median']:.0f} conn/s at "
+                 f"c=50, {d['conn_rate_500']['median']:.0f} at c=500, with the load generator "
+                 f"at {pct('direct', 'lg_busy_50')} / {pct('direct', 'lg_busy_500')} of a core "
+                 f"and the echo target at {pct('direct', 'echo_busy_50')} / "
+                 f"{pct('direct', 'echo_busy_500')}.")
+        lg, ec = d.get("lg_us_500"), d.get("echo_us_500")
+        if lg and lg["median"]:
+            L.append(f"The load generator spends {lg['median']:.0f} µs of CPU per connection at "
+                     f"c=500 (direct), so one core of it tops out near "
+                     f"{1e6 / lg['median']:.0f} conn/s; a setup close to that, or with its load "
+                     "generator near 100%, is measured at the harness's limit."
+                     + (f" With the echo target's {ec['median']:.0f} µs, the harness takes "
+                        f"{lg['median'] + ec['median']:.0f} µs of CPU per connection that the "
+                        "relays cannot have: on 2 cores, a tunnel's conn/s at c=50/500 is bounded "
+                        "by 2 s / (harness + both relays' CPU per connection)."
+                        if ec and ec["median"] else ""))
+    if capped:
+        L.append(f"Load generator at ≥ 90% of a core (rate capped by the harness) in: "
+                 f"{', '.join(sorted(set(capped)))}.")
+    if L[-1]:
+        L.append("")
+    if os.path.exists(os.path.join(out, "conn_setup.png")):
+        L += ["![connection setup](conn_setup.png)", ""]
+    if ratios:
+        L += ["### kaminari vs the baseline build (kaminari-X ÷ base-X)", "",
+              "Ratio of medians, and in brackets the min–max of the per-round ratios (the two "
+              "run at the same time, taking turns: with identical builds this is the "
+              "instrument's noise). conn/s: higher is better; latency (unloaded, c=1) and CPU "
+              "µs/conn (c=50): lower is better; p99 of a few hundred connections on a busy "
+              "machine is mostly scheduling noise. Goal: issue 10 (conn/s c=50 at least, p50 at "
+              "most).", "",
+              "| mode | " + " | ".join(t for _, t, _ in BASELINE_RATIOS) + " | goal c=50 / p50 "
+              "| met |",
+              "|---|" + "---:|" * len(BASELINE_RATIOS) + "---:|:---:|"]
+        for mode, row in ratios.items():
+            cells = []
+            for key, _, _ in BASELINE_RATIOS:
+                r = row.get(key)
+                if not r:
+                    cells.append("–")
+                    continue
+                pr = r["per_round"]
+                spread = (f" ({min(pr):.2f}–{max(pr):.2f})" if len(pr) > 1 else "")
+                cells.append(f"{r['ratio']:.2f}×{spread}")
+            goal = BASELINE_GOALS.get(mode)
+            met = "–"
+            if goal:
+                rc, rl = row.get("conn_rate"), row.get("lat1_p50_ms")
+                if rc and rl:
+                    met = ("conn/s " + ("yes" if rc["ratio"] >= goal[0] else "no") + ", p50 "
+                           + ("yes" if rl["ratio"] <= goal[1] else "no"))
+            gtxt = f"≥ {goal[0]:g}× / ≤ {goal[1]:g}×" if goal else "–"
+            L.append(f"| {mode} | " + " | ".join(cells) + f" | {gtxt} | {met} |")
+        L.append("")
+    return L
+
+
 def write_report(out, args, cfg, machine, setups, extra, samples, status, started, finished,
                  notes):
     stats = {}
     for s in setups + extra:
         stats[s.name] = {}
-        for key, *_ in METRICS:
+        for key in [m[0] for m in METRICS] + HARNESS:
             vals = [x[key] for x in samples[s.name] if key in x]
             stats[s.name][key] = summarize(vals)
     peers_present = [p for p in PEERS if p in stats]
+    ratios = baseline_ratios(setups, stats, samples)
     result = {"started": started, "finished": finished, "machine": machine,
               "config": vars(cfg), "status": status, "samples": samples, "stats": stats,
-              "notes": notes}
+              "baseline_ratios": ratios, "notes": notes}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
 
@@ -1045,13 +1375,19 @@ def write_report(out, args, cfg, machine, setups, extra, samples, status, starte
           f"{' '.join(machine['loadavg_at_start'])}",
           f"- {machine['openssl']}; {machine['iperf3']}; {machine['socat']}; "
           f"{machine['stunnel']}; {machine['v2ray-plugin']}; Python {machine['python']}",
-          f"- {machine['kaminaric']} / {machine['kaminaris']}", ""]
+          f"- {machine['kaminaric']} / {machine['kaminaris']}: "
+          f"{machine.get('kaminari_build', '?')}"]
+    if machine.get("baseline"):
+        L.append(f"- baseline (base-*): {machine['baseline']}")
+    L.append("")
     L += ["## Run", "",
           f"- mode: {'quick' if args.quick else 'full'}; rounds: {cfg.rounds} "
           f"(completed {status.get('rounds_done', 0)}); iperf3 -t {cfg.duration}; "
-          f"connection rate {cfg.conn_seconds}s at concurrency {cfg.concurrency}; unloaded "
+          f"connection rate {cfg.conn_seconds}s at concurrency 1, 50 and 500; unloaded "
           f"latency over up to {cfg.unloaded} connections; {cfg.hold} idle connections held "
-          f"(socat: {min(cfg.hold, cfg.socat_hold)}, it forks a process per connection)",
+          f"(socat: {min(cfg.hold, cfg.socat_hold)}, it forks a process per connection)"
+          + (f"; skipped: {args.skip}" if args.skip else "")
+          + (f"; setups: {args.only}" if args.only else ""),
           "- all on 127.0.0.1; every setup restarted for each measurement group; order rotated "
           "each round; cells are median (min–max) over rounds",
           "- targets: iperf3 -s; an epoll echo server (Python, own process); load generator "
@@ -1091,9 +1427,12 @@ def write_report(out, args, cfg, machine, setups, extra, samples, status, starte
                  f"{med(s.name, 'rss_kib_per_conn_server', '{:.1f}')} |")
     L.append("")
 
+    na_all = {k for k in na if not samples.get(k)}
+    L += conn_section(setups, stats, na_all, cfg, ratios, out)
+
     L += targets_section(stats)
 
-    charts = [c for c in ("throughput.png", "conn_rate.png", "cpu.png", "rss.png", "latency.png")
+    charts = [c for c in ("throughput.png", "cpu.png", "rss.png", "latency.png")
               if os.path.exists(os.path.join(out, c))]
     if charts:
         L += ["## Charts", ""] + [f"![{c[:-4]}]({c})" for c in charts] + [""]
@@ -1162,19 +1501,20 @@ def charts(out, setups, stats):
                 f.write(f'"{n}" ' + " ".join(f"{c:.6g}" for c in cols) + "\n")
         return rows
 
-    def chart(png, fname, keys, titles, ylabel, title, log=False):
-        if dat(fname, keys, floor=0.1 if log else None) == 0:
+    def chart(png, fname, keys, titles, ylabel, title, log=False, floor=0.1):
+        """A histogram with min-max error bars; png None: no `set output` (a multiplot panel)."""
+        if dat(fname, keys, floor=floor if log else None) == 0:
             return ""
         plots = []
         for i, t in enumerate(titles):
             c = 2 + 3 * i
             xt = ":xtic(1)" if i == 0 else ""
             plots.append(f"'{fname}' using {c}:{c + 1}:{c + 2}{xt} title '{t}'")
-        return "\n".join([
-            f"set output '{png}'",
+        return "\n".join(([f"set output '{png}'"] if png else []) + [
             f"set title '{title}'",
             f"set ylabel '{ylabel}'",
-            "set logscale y; set yrange [0.1:*]" if log else "unset logscale y; set yrange [0:*]",
+            f"set logscale y; set yrange [{floor}:*]" if log
+            else "unset logscale y; set yrange [0:*]",
             "plot " + ", \\\n     ".join(plots),
         ]) + "\n"
 
@@ -1194,9 +1534,6 @@ def charts(out, setups, stats):
                     ["tput_1_up", "tput_1_down", "tput_4_up", "tput_4_down"],
                     ["1 stream", "1 stream -R", "4 streams", "4 streams -R"],
                     "Gbit/s (median, min-max)", "Bulk throughput through the tunnel (iperf3)")
-    script += chart("conn_rate.png", "conn_rate.dat", ["conn_rate"], ["conn/s"],
-                    "connections/s (median, min-max)",
-                    "Short connections/s at concurrency 50 (64 B echoed)")
     script += chart("cpu.png", "cpu.dat", ["cpu_s_per_gib"], ["both relays"],
                     "CPU s per GiB (lower is better)", "CPU (user+sys) of both relays per GiB")
     script += chart("rss.png", "rss.dat", ["rss_kib_per_conn_client", "rss_kib_per_conn_server"],
@@ -1205,9 +1542,22 @@ def charts(out, setups, stats):
                     "RSS growth per idle connection held (VmRSS; socat: summed over its forks)",
                     log=True)
     script += chart("latency.png", "latency.dat",
-                    ["lat1_p50_ms", "lat50_p50_ms", "lat50_p99_ms"],
-                    ["p50 unloaded", "p50 @50", "p99 @50"], "ms (lower is better)",
-                    "Time to first echoed byte")
+                    ["lat50_p50_ms", "lat50_p99_ms", "lat500_p50_ms", "lat500_p99_ms"],
+                    ["p50 @50", "p99 @50", "p50 @500", "p99 @500"],
+                    "ms, log scale (lower is better)",
+                    "Time to first echoed byte under load (concurrency 50 and 500)",
+                    log=True, floor=0.01)
+    # Connection setup: conn/s by setup (c=1, 50, 500) next to the unloaded latency.
+    left = chart(None, "conn_setup_rate.dat", ["conn_rate_1", "conn_rate", "conn_rate_500"],
+                 ["c=1", "c=50", "c=500"], "connections/s (median, min-max)",
+                 "Short connections/s (connect, 64 B echoed, close)")
+    right = chart(None, "conn_setup_latency.dat", ["lat1_p50_ms", "lat1_p99_ms"],
+                  ["p50", "p99"], "ms, log scale (median, min-max; lower is better)",
+                  "Time to first echoed byte, one connection at a time", log=True, floor=0.01)
+    if left and right:
+        script += "\n".join(["set terminal pngcairo size 1500,560 font 'sans,10'",
+                             "set output 'conn_setup.png'", "set multiplot layout 1,2",
+                             left, right, "unset multiplot", ""])
     with open(os.path.join(out, "charts.gp"), "w") as f:
         f.write(script)
     try:
@@ -1229,12 +1579,31 @@ class Config:
         self.duration = args.duration or (1 if quick else 5)
         self.conn_seconds = args.conn_seconds or (1.5 if quick else 5.0)
         self.concurrency = 50
+        self.warmup = 20  # connections before anything is measured
+        self.settle = 0.2  # seconds after a rate run before the relays' CPU is read
+        # Slices per connection-setup level: a setup and its twin take turns (A B B A ...).
+        self.slices = args.slices or (2 if quick else 4)
         self.unloaded = args.unloaded or (200 if quick else 1000)
         self.hold = args.hold if args.hold is not None else 2000  # what issue 6 defines
         self.socat_hold = 200
         self.hold_seconds = 60
         self.hs_seconds = 2 if quick else 3
-        self.budget = args.budget or (270 if quick else 3 * 3600)
+        self.budget = args.budget or (300 if quick else 3 * 3600)
+
+
+def round_order(setups, rnd):
+    """The setups of round `rnd`, in groups measured together (a setup alone, or kaminari-X
+    with its base-X twin): rotated by one each round, so drift on the machine hits all alike;
+    in a pair the two take turns going first."""
+    groups = []
+    for s in setups:
+        if (s.kind == "baseline" and groups and groups[-1][0].kind == "kaminari"
+                and groups[-1][0].mode == s.mode):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    k = rnd % len(groups) if groups else 0
+    return [g[::-1] if rnd % 2 else g for g in groups[k:] + groups[:k]]
 
 
 def make_cert(workdir):
@@ -1251,35 +1620,55 @@ def make_cert(workdir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs (< 5 min)")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer rounds, shorter runs (about 5 min)")
     ap.add_argument("--out", help="results directory (default bench/results/<date>-<host>)")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int, help="iperf3 seconds per run")
     ap.add_argument("--conn-seconds", type=float, help="seconds per connection-rate run")
     ap.add_argument("--unloaded", type=int, help="connections for the unloaded latency")
+    ap.add_argument("--slices", type=int, help="connection setup: slices of --conn-seconds per "
+                    "concurrency level, kaminari-X and base-X taking turns (quick 2, full 4)")
     ap.add_argument("--hold", type=int, help="idle connections held for the RSS measurement")
     ap.add_argument("--budget", type=float, help="wall-clock seconds; later rounds are skipped")
     ap.add_argument("--only", help="comma-separated setup names")
-    ap.add_argument("--skip", default="", help="comma-separated groups to skip: bulk,conn,tls")
+    ap.add_argument("--skip", default="", help="comma-separated groups to skip: bulk "
+                    "(iperf3, CPU/GiB), conn (connection setup: rates, latency, CPU/conn), "
+                    "hold (idle memory), tls (handshakes/s); --skip bulk,tls,hold leaves only "
+                    "the connection-setup section")
     ap.add_argument("--kaminaric", default=os.environ.get(
         "KAMINARIC", os.path.join(REPO, "build-bench", "kaminaric")))
     ap.add_argument("--kaminaris", default=os.environ.get(
         "KAMINARIS", os.path.join(REPO, "build-bench", "kaminaris")))
+    ap.add_argument("--baseline", default=os.environ.get("KAMINARI_BASELINE") or None,
+                    metavar="DIR", help="a directory with another build's kaminaric and "
+                    "kaminaris (default: $KAMINARI_BASELINE): run as the extra peers base-tcp, "
+                    "base-ws-skip, ..., base-wss, with kaminari-X / base-X ratios")
     # helper modes
     ap.add_argument("--echo", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--loadgen", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--loadgen", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--holder", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.echo:
         return echo_server(args.echo)
     if args.loadgen:
-        p, c, s, n = args.loadgen
-        return loadgen(int(p), int(c), float(s), int(n))
+        p, c, s, n = args.loadgen[:4]
+        return loadgen(int(p), int(c), float(s), int(n), want_lat=args.loadgen[4:] == ["lat"])
     if args.holder:
         p, n, s = args.holder
         return holder(int(p), int(n), float(s))
 
+    skip = set(args.skip.split(",")) - {""}
+    bad = skip - {"bulk", "conn", "hold", "tls"}
+    if bad:
+        sys.exit(f"run.py: --skip: unknown group(s) {', '.join(sorted(bad))} "
+                 "(groups: bulk, conn, hold, tls)")
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        for b in ("kaminaric", "kaminaris"):
+            if not os.access(os.path.join(args.baseline, b), os.X_OK):
+                sys.exit(f"run.py: --baseline {args.baseline}: no executable {b} there")
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     nofile = raise_nofile()
@@ -1305,7 +1694,7 @@ def main():
     try:
         cert, key = make_cert(workdir)
         setups = make_setups(args, workdir, cert, key)
-        if any(s.transport == "tls" for s in setups) and "tls" not in args.skip:
+        if any(s.transport == "tls" for s in setups) and "tls" not in skip:
             extra = [SServer(cert, key)]
         samples = {s.name: [] for s in setups + extra}
         for s in setups:
@@ -1317,8 +1706,8 @@ def main():
                     if not os.access(b, os.X_OK):
                         status["unavailable"][s.name] = f"{b} not found (build it first)"
         iperf = Iperf()
-        iperf.start()
-        skip = set(args.skip.split(",")) - {""}
+        if "bulk" not in skip:
+            iperf.start()
 
         for rnd in range(cfg.rounds):
             elapsed = time.monotonic() - t_start
@@ -1326,7 +1715,7 @@ def main():
                 notes.append(f"stopped after {rnd} rounds: the next would pass the "
                              f"{cfg.budget:.0f} s budget")
                 break
-            order = setups[rnd % len(setups):] + setups[:rnd % len(setups)]
+            groups = round_order(setups, rnd)
             for s in extra:
                 sample = {"round": rnd}
                 try:
@@ -1334,30 +1723,44 @@ def main():
                 except Unavailable as e:
                     sample.setdefault("errors", []).append(str(e))
                 samples[s.name].append(sample)
-            for s in order:
-                if s.name in status["unavailable"]:
-                    continue
-                sample = {"round": rnd}
+            for group in groups:
+                group = [s for s in group if s.name not in status["unavailable"]]
                 t0 = time.monotonic()
-                try:
-                    if "conn" not in skip:
-                        measure_conn(s, cfg, sample)
-                    if "tls" not in skip and s.transport == "tls":
-                        measure_tls_handshakes(s, cfg, sample)
-                    if "bulk" not in skip:
-                        if not iperf.proc.alive():
-                            iperf.restart()
-                        measure_bulk(s, iperf, cfg, sample)
-                except Unavailable as e:
-                    status["unavailable"][s.name] = str(e)
-                    print(f"[round {rnd + 1}] {s.name}: n/a: {e}", flush=True)
-                    continue
-                samples[s.name].append(sample)
-                brief = ", ".join(f"{k}={v:.3g}" for k, v in sample.items()
-                                  if isinstance(v, float))
-                print(f"[round {rnd + 1}/{cfg.rounds}] {s.name} ({time.monotonic() - t0:.0f}s):"
-                      f" {brief}" + (f" errors={sample['errors']}" if "errors" in sample
-                                     else ""), flush=True)
+                gs = {s.name: {"round": rnd} for s in group}
+                while group and "conn" not in skip:
+                    try:
+                        measure_rates(group, cfg, gs)
+                        break
+                    except Unavailable as e:
+                        bad, why = e.args if len(e.args) == 2 else (group[0], str(e))
+                        status["unavailable"][bad.name] = why
+                        print(f"[round {rnd + 1}] {bad.name}: n/a: {why}", flush=True)
+                        # Measure the rest again, alone.
+                        group = [s for s in group if s is not bad]
+                        gs = {s.name: {"round": rnd} for s in group}
+                for s in group:
+                    sample = gs[s.name]
+                    try:
+                        if "hold" not in skip:
+                            measure_hold(s, cfg, sample)
+                        if "tls" not in skip and s.transport == "tls":
+                            measure_tls_handshakes(s, cfg, sample)
+                        if "bulk" not in skip:
+                            if not iperf.proc.alive():
+                                iperf.restart()
+                            measure_bulk(s, iperf, cfg, sample)
+                    except Unavailable as e:
+                        status["unavailable"][s.name] = str(e)
+                        print(f"[round {rnd + 1}] {s.name}: n/a: {e}", flush=True)
+                        continue
+                    samples[s.name].append(sample)
+                    shown = [m[0] for m in METRICS
+                             if not m[0].startswith(("cpu_us_1", "lat500"))]
+                    brief = ", ".join(f"{k}={sample[k]:.3g}" for k in shown if k in sample)
+                    print(f"[round {rnd + 1}/{cfg.rounds}] {s.name} "
+                          f"({time.monotonic() - t0:.0f}s{', with its twin' if len(gs) > 1 else ''}"
+                          f"): {brief}" + (f" errors={sample['errors']}" if "errors" in sample
+                                           else ""), flush=True)
             status["rounds_done"] = rnd + 1
     except KeyboardInterrupt as e:
         notes.append(f"interrupted ({e or 'Ctrl-C'}): partial results")

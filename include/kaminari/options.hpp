@@ -70,6 +70,9 @@ struct common_options {
     /// `tfo`: TCP Fast Open on the listening socket (both) and towards the server (kaminaric):
     /// the client's first bytes ride in the SYN once the kernel holds a cookie for the server.
     bool tfo = false;
+    /// `ping=<seconds>` (ws and wss): a connection with no traffic either way for this long
+    /// sends a ping; one that then receives nothing at all for as long again is closed. 0: off.
+    std::chrono::milliseconds ping{0};
 };
 
 /// `pool=<n>`: warm connections kept open to the server (see net/pool.hpp).

@@ -18,8 +18,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <optional>
 #include <string>
+#include <sys/socket.h>
 
 namespace kaminari::net {
 
@@ -67,6 +70,103 @@ void log_end(std::uint64_t id, const relay_result& r) {
     log::debug("#{} closed: {} bytes up, {} bytes down{}{}", id, r.a_to_b.bytes, r.b_to_a.bytes,
                r.a_to_b.ec ? fmt::format("; up: {}", r.a_to_b.ec.message()) : std::string(),
                r.b_to_a.ec ? fmt::format("; down: {}", r.b_to_a.ec.message()) : std::string());
+}
+
+// Milliseconds since data last came in and last went out on `s` (the kernel's TCP_INFO);
+// nullopt once the socket is closed.
+std::optional<std::pair<std::uint32_t, std::uint32_t>> quiet_ms(tcp::socket& s) noexcept {
+    if (!s.is_open()) {
+        return std::nullopt;
+    }
+    ::tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+        return std::nullopt;
+    }
+    return std::pair{info.tcpi_last_data_recv, info.tcpi_last_data_sent};
+}
+
+// `ping=`: beside a websocket relay, pings a connection that has been quiet both ways for
+// `every`, and closes it when nothing at all comes back within `every` more (a peer that
+// vanished without a FIN, a middlebox that dropped the connection). Also keeps CDNs with idle
+// limits from cutting a quiet connection. Reads the kernel's TCP_INFO: no per-frame work.
+struct keepalive_state {
+    explicit keepalive_state(const asio::any_io_executor& exec)
+        : timer(exec) {}
+    asio::steady_timer timer;
+    bool done = false;
+};
+
+template <class Lower>
+asio::awaitable<void> keepalive(ws_stream<Lower>& ws, std::chrono::milliseconds every,
+                                keepalive_state& st, std::uint64_t id) {
+    using std::chrono::milliseconds;
+    const auto tick = std::max(every / 4, milliseconds(50));
+    bool waiting = false;
+    clock::time_point ping_at{};
+    std::uint64_t in_at_ping = 0;
+    while (!st.done) {
+        st.timer.expires_after(tick);
+        co_await st.timer.async_wait(use_tuple);
+        if (st.done) {
+            break;
+        }
+        const auto quiet = quiet_ms(bottom_socket(ws));
+        if (!quiet) {
+            break;
+        }
+        const milliseconds since_in(quiet->first);
+        const milliseconds since_out(quiet->second);
+        const auto now = clock::now();
+        if (waiting) {
+            const auto since_ping = std::chrono::duration_cast<milliseconds>(now - ping_at);
+            if (ws.bytes_in() != in_at_ping) {
+                waiting = false; // something came back after the ping
+            } else if (since_ping >= every) {
+                log::info("#{} nothing from the peer within {} s of a ping; closing", id,
+                          every.count() / 1000.0);
+                ws.close();
+                break;
+            }
+            continue;
+        }
+        if (std::min(since_in, since_out) >= every) {
+            waiting = true;
+            ping_at = now;
+            in_at_ping = ws.bytes_in();
+            if (co_await ws.send_ping()) {
+                break;
+            }
+        }
+    }
+}
+
+template <class S>
+constexpr bool is_ws_stream = false;
+template <class Lower>
+constexpr bool is_ws_stream<ws_stream<Lower>> = true;
+
+template <byte_stream A, byte_stream B>
+asio::awaitable<relay_result> relay_then_stop(A& a, B& b, std::chrono::milliseconds idle,
+                                              keepalive_state& st) {
+    auto r = co_await relay(a, b, idle);
+    st.done = true;
+    st.timer.cancel();
+    co_return r;
+}
+
+// The relay of `a` and `b`, one of which is `ws`, with the keepalive beside it when `ping=` is
+// set.
+template <byte_stream A, byte_stream B, class Lower>
+asio::awaitable<relay_result> ws_relay(A& a, B& b, ws_stream<Lower>& ws, const common_options& opts,
+                                       std::uint64_t id) {
+    using namespace asio::experimental::awaitable_operators;
+    if (opts.ping.count() == 0) {
+        co_return co_await relay(a, b, opts.idle_timeout);
+    }
+    keepalive_state st(ws.get_executor());
+    co_return co_await (relay_then_stop(a, b, opts.idle_timeout, st) &&
+                        keepalive(ws, opts.ping, st, id));
 }
 
 // Connects to the remote; a failure is logged here, once, and the caller just ends.
@@ -189,7 +289,7 @@ asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t
                           ? co_await client_ws_handshake(ws, id, cfg, deadline, *request, true)
                           : co_await client_ws_upgrade(app, ws, id, cfg, deadline);
     if (open) {
-        auto r = co_await relay(app, ws, cfg.opts.common.idle_timeout);
+        auto r = co_await ws_relay(app, ws, ws, cfg.opts.common, id);
         r.a_to_b.bytes += early_up;
         log_end(id, r);
     }
@@ -321,7 +421,7 @@ asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const clie
     tcp_stream app(std::move(socket));
     std::optional<ws_stream<tcp_stream>> ws;
     if (co_await client_ws_open(app, id, cfg, ws)) {
-        log_end(id, co_await relay(app, *ws, cfg.opts.common.idle_timeout));
+        log_end(id, co_await ws_relay(app, *ws, *ws, cfg.opts.common, id));
     }
 }
 
@@ -516,7 +616,7 @@ asio::awaitable<void> client_warm_tcp(tcp::socket socket, std::uint64_t id,
         const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
         ws_stream<tcp_stream> ws(std::move(warm->conn), codec::role::client, cfg.opts.ws->mask);
         if (co_await client_ws_upgrade(app, ws, id, cfg, deadline)) {
-            log_end(id, co_await relay(app, ws, cfg.opts.common.idle_timeout));
+            log_end(id, co_await ws_relay(app, ws, ws, cfg.opts.common, id));
         }
         co_return;
     }
@@ -576,7 +676,11 @@ asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_c
         co_return;
     }
     tcp_stream up(std::move(*up_socket));
-    log_end(id, co_await relay(down, up, cfg.opts.common.idle_timeout));
+    if constexpr (is_ws_stream<Lower>) {
+        log_end(id, co_await ws_relay(down, up, down, cfg.opts.common, id));
+    } else {
+        log_end(id, co_await relay(down, up, cfg.opts.common.idle_timeout));
+    }
 }
 
 // The websocket server handshake on `ws` within the deadline; false (logged, `ws` closed) when
@@ -640,7 +744,7 @@ asio::awaitable<void> server_ws(tcp::socket socket, std::uint64_t id, const serv
         co_return;
     }
     tcp_stream target(std::move(*up));
-    log_end(id, co_await relay(ws, target, cfg.opts.common.idle_timeout));
+    log_end(id, co_await ws_relay(ws, target, ws, cfg.opts.common, id));
 }
 
 // tls and wss.

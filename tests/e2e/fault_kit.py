@@ -58,7 +58,7 @@ def established(pid):
             continue  # closed meanwhile
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    found = []
+    found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -67,9 +67,11 @@ def established(pid):
             continue
         for row in rows:
             fields = row.split()
+            # By inode: the kernel lists a changing table in chunks, and a row can come twice
+            # while another program churns through connections (seen with e2e.scale beside).
             if fields[3] == "01" and fields[9] in inodes:  # 01 = ESTABLISHED
-                found.append(fields)
-    return found
+                found[fields[9]] = fields
+    return list(found.values())
 
 
 def tcp_sockets(pid, local_port=None, remote_port=None):

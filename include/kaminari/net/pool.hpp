@@ -25,15 +25,6 @@
 
 namespace kaminari::net {
 
-/// The TCP socket at the bottom of a stream (tcp_stream, tls_stream<tcp_stream>, ...).
-inline asio::ip::tcp::socket& bottom_socket(tcp_stream& s) noexcept {
-    return s.socket();
-}
-template <class Layer>
-asio::ip::tcp::socket& bottom_socket(Layer& s) noexcept {
-    return bottom_socket(s.next_layer());
-}
-
 /// Whether a warm connection whose server may speak first (plain tcp and tls) keeps bytes that
 /// came in while it waited, or is dropped when any arrive (ws and wss: a server says nothing
 /// before the upgrade request, so bytes then mean a broken connection).

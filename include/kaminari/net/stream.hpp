@@ -133,4 +133,13 @@ private:
 
 static_assert(byte_stream<tcp_stream>);
 
+/// The TCP socket at the bottom of a stream (tcp_stream, tls_stream<tcp_stream>, ...).
+inline asio::ip::tcp::socket& bottom_socket(tcp_stream& s) noexcept {
+    return s.socket();
+}
+template <class Layer>
+asio::ip::tcp::socket& bottom_socket(Layer& s) noexcept {
+    return bottom_socket(s.next_layer());
+}
+
 } // namespace kaminari::net

@@ -113,6 +113,14 @@ public:
     /// dropped. Idempotent.
     asio::awaitable<error_code> shutdown_send();
 
+    /// Bytes read from the next layer so far (frames of any kind, pongs included).
+    std::uint64_t bytes_in() const noexcept { return bytes_in_; }
+
+    /// Sends a ping frame (empty payload): at once when no frame is being written, otherwise
+    /// right after the frame in progress. May run beside one read_some() and one write().
+    /// `codec::errc::closed` once a close frame has been sent.
+    asio::awaitable<error_code> send_ping();
+
     /// Closes the next layer now; pending operations complete with its error.
     void close() noexcept;
 
@@ -166,6 +174,8 @@ private:
     std::chrono::milliseconds close_linger_{0};
     bool writing_ = false; // a frame is being written to next_
     bool pong_pending_ = false;
+    bool ping_pending_ = false;
+    std::uint64_t bytes_in_ = 0;
     bool close_pending_ = false;
     bool close_sent_ = false;
     bool close_received_ = false; // the peer's close frame has been read

@@ -64,6 +64,7 @@ asio::awaitable<io_result> ws_stream<Next>::read_some(std::span<std::uint8_t> bu
             }
         } else {
             auto [ec, got] = co_await next_.read_some(buf);
+            bytes_in_ += got;
             if (ec) {
                 // End of stream inside a frame loses data: report it rather than a clean EOF.
                 if (ec == asio::error::eof && !decoder_.idle()) {
@@ -208,10 +209,13 @@ void ws_stream<Next>::queue_close(std::uint16_t code) noexcept {
 template <byte_stream Next>
 asio::awaitable<error_code> ws_stream<Next>::flush_control() {
     // Precondition: the write flag is held.
-    while ((pong_pending_ || close_pending_) && !close_sent_ && !shut_) {
+    while ((pong_pending_ || ping_pending_ || close_pending_) && !close_sent_ && !shut_) {
         codec::opcode op = codec::opcode::pong;
         std::size_t len = 0;
-        if (pong_pending_) {
+        if (ping_pending_) {
+            ping_pending_ = false;
+            op = codec::opcode::ping;
+        } else if (pong_pending_) {
             pong_pending_ = false;
             len = pong_len_;
             std::memcpy(control().out.data(), control().pong.data(), len);
@@ -234,8 +238,18 @@ asio::awaitable<error_code> ws_stream<Next>::flush_control() {
         }
     }
     pong_pending_ = false;
+    ping_pending_ = false;
     close_pending_ = false;
     co_return error_code{};
+}
+
+template <byte_stream Next>
+asio::awaitable<error_code> ws_stream<Next>::send_ping() {
+    if (close_sent_ || shut_ || closed_) {
+        co_return codec::errc::closed;
+    }
+    ping_pending_ = true;
+    co_return co_await send_control_now();
 }
 
 template <byte_stream Next>
