@@ -28,6 +28,18 @@ void tune_socket(asio::ip::tcp::socket& socket) noexcept {
     }
 }
 
+std::optional<quiet_time> quiet_times(asio::ip::tcp::socket& s) noexcept {
+    if (!s.is_open()) {
+        return std::nullopt;
+    }
+    ::tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+        return std::nullopt;
+    }
+    return quiet_time{info.tcpi_last_data_recv, info.tcpi_last_data_sent};
+}
+
 void tune_listener(asio::ip::tcp::acceptor& acceptor) noexcept {
     if (acceptor.is_open()) {
         tune(acceptor.native_handle());

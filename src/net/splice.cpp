@@ -1,5 +1,7 @@
 #include "kaminari/net/splice.hpp"
 
+#include <kaminari/net/socket_options.hpp>
+
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -45,18 +47,13 @@ void close_pipe(int (&fds)[2]) noexcept {
     }
 }
 
-// Milliseconds since data last went either way on `s`, from the kernel's TCP_INFO (last data
-// sent, last data received); nullopt once the socket is closed.
+// Milliseconds since data last went either way on `s`; nullopt once the socket is closed.
 std::optional<std::uint32_t> quiet_ms(tcp::socket& s) noexcept {
-    if (!s.is_open()) {
+    const auto q = quiet_times(s);
+    if (!q) {
         return std::nullopt;
     }
-    ::tcp_info info{};
-    socklen_t len = sizeof info;
-    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
-        return std::nullopt;
-    }
-    return std::min(info.tcpi_last_data_sent, info.tcpi_last_data_recv);
+    return std::min(q->since_in_ms, q->since_out_ms);
 }
 
 } // namespace

@@ -5,6 +5,7 @@
 #include <kaminari/net/dial.hpp>
 #include <kaminari/net/pool.hpp>
 #include <kaminari/net/relay.hpp>
+#include <kaminari/net/socket_options.hpp>
 #include <kaminari/net/splice.hpp>
 #include <kaminari/net/timeout.hpp>
 #include <kaminari/net/tls_stream.hpp>
@@ -72,20 +73,6 @@ void log_end(std::uint64_t id, const relay_result& r) {
                r.b_to_a.ec ? fmt::format("; down: {}", r.b_to_a.ec.message()) : std::string());
 }
 
-// Milliseconds since data last came in and last went out on `s` (the kernel's TCP_INFO);
-// nullopt once the socket is closed.
-std::optional<std::pair<std::uint32_t, std::uint32_t>> quiet_ms(tcp::socket& s) noexcept {
-    if (!s.is_open()) {
-        return std::nullopt;
-    }
-    ::tcp_info info{};
-    socklen_t len = sizeof info;
-    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
-        return std::nullopt;
-    }
-    return std::pair{info.tcpi_last_data_recv, info.tcpi_last_data_sent};
-}
-
 // `ping=`: beside a websocket relay, pings a connection that has been quiet both ways for
 // `every`, and closes it when nothing at all comes back within `every` more (a peer that
 // vanished without a FIN, a middlebox that dropped the connection). Also keeps CDNs with idle
@@ -111,12 +98,12 @@ asio::awaitable<void> keepalive(ws_stream<Lower>& ws, std::chrono::milliseconds 
         if (st.done) {
             break;
         }
-        const auto quiet = quiet_ms(bottom_socket(ws));
+        const auto quiet = quiet_times(bottom_socket(ws));
         if (!quiet) {
             break;
         }
-        const milliseconds since_in(quiet->first);
-        const milliseconds since_out(quiet->second);
+        const milliseconds since_in(quiet->since_in_ms);
+        const milliseconds since_out(quiet->since_out_ms);
         const auto now = clock::now();
         if (waiting) {
             const auto since_ping = std::chrono::duration_cast<milliseconds>(now - ping_at);
@@ -601,9 +588,11 @@ asio::awaitable<bool> deliver_received(tcp_stream& app, std::vector<std::uint8_t
     co_return true;
 }
 
-// tcp and ws on a warm TCP connection.
-asio::awaitable<void> client_warm_tcp(tcp::socket socket, std::uint64_t id,
-                                      const client_config& cfg, warm_pool<tcp_stream>& pool) {
+// On a warm connection: tcp and ws on a TCP one, tls and wss on one whose TLS handshake is
+// done. Without one ready, as without a pool.
+template <class Conn>
+asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const client_config& cfg,
+                                  warm_pool<Conn>& pool) {
     auto warm = co_await pool.take();
     if (!warm) {
         co_await client_unpooled(std::move(socket), id, cfg);
@@ -612,40 +601,27 @@ asio::awaitable<void> client_warm_tcp(tcp::socket socket, std::uint64_t id,
     log_accepted(id, socket);
     log::debug("#{} on a warm connection", id);
     tcp_stream app(std::move(socket));
-    if (cfg.opts.ws) {
-        const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-        ws_stream<tcp_stream> ws(std::move(warm->conn), codec::role::client, cfg.opts.ws->mask);
-        if (co_await client_ws_upgrade(app, ws, id, cfg, deadline)) {
-            log_end(id, co_await ws_relay(app, ws, ws, cfg.opts.common, id));
-        }
-        co_return;
-    }
-    if (!co_await deliver_received(app, warm->received, id)) {
-        co_return;
-    }
-    auto r = co_await async_splice_relay(app.socket(), warm->conn.socket(),
-                                         cfg.opts.common.idle_timeout, asio::use_awaitable);
-    r.b_to_a.bytes += warm->received.size();
-    log_end(id, r);
-}
-
-// tls and wss on a warm connection, its TLS handshake done.
-asio::awaitable<void> client_warm_tls(tcp::socket socket, std::uint64_t id,
-                                      const client_config& cfg,
-                                      warm_pool<client_pools::tls_conn>& pool) {
-    auto warm = co_await pool.take();
-    if (!warm) {
-        co_await client_unpooled(std::move(socket), id, cfg);
-        co_return;
-    }
-    log_accepted(id, socket);
-    log::debug("#{} on a warm connection", id);
-    tcp_stream app(std::move(socket));
-    if (!co_await deliver_received(app, warm->received, id)) {
-        co_return;
-    }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-    co_await client_finish(app, warm->conn, id, cfg, deadline);
+    if constexpr (std::is_same_v<Conn, tcp_stream>) {
+        if (cfg.opts.ws) {
+            ws_stream<tcp_stream> ws(std::move(warm->conn), codec::role::client, cfg.opts.ws->mask);
+            if (co_await client_ws_upgrade(app, ws, id, cfg, deadline)) {
+                log_end(id, co_await ws_relay(app, ws, ws, cfg.opts.common, id));
+            }
+            co_return;
+        }
+    }
+    if (!co_await deliver_received(app, warm->received, id)) {
+        co_return;
+    }
+    if constexpr (std::is_same_v<Conn, tcp_stream>) {
+        auto r = co_await async_splice_relay(app.socket(), warm->conn.socket(),
+                                             cfg.opts.common.idle_timeout, asio::use_awaitable);
+        r.b_to_a.bytes += warm->received.size();
+        log_end(id, r);
+    } else {
+        co_await client_finish(app, warm->conn, id, cfg, deadline);
+    }
 }
 
 } // namespace
@@ -657,10 +633,10 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
     if (pools != nullptr) {
         const auto exec = socket.get_executor();
         if (auto* pool = pools->tls_here(exec)) {
-            return client_warm_tls(std::move(socket), id, cfg, *pool);
+            return client_warm(std::move(socket), id, cfg, *pool);
         }
         if (auto* pool = pools->tcp_here(exec)) {
-            return client_warm_tcp(std::move(socket), id, cfg, *pool);
+            return client_warm(std::move(socket), id, cfg, *pool);
         }
     }
     return client_unpooled(std::move(socket), id, cfg);

@@ -131,6 +131,50 @@ class EchoServer:
         self.sock.close()
 
 
+class ThreadedTarget:
+    """A TCP target on loopback that runs `handler(conn)` on a thread of its own for every
+    connection (the handler need not close it)."""
+
+    def __init__(self, handler, host=HOST):
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        with conn:
+            try:
+                self.handler(conn)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+def banner_then_echo(banner):
+    """A ThreadedTarget handler for a server that speaks first: sends `banner`, then echoes
+    until the end of the stream."""
+    def handler(conn):
+        conn.sendall(banner)
+        while True:
+            data = conn.recv(1 << 16)
+            if not data:
+                return
+            conn.sendall(data)
+    return handler
+
+
 def exchange(port, data, host=HOST, timeout=60.0, half_close=True):
     """Sends `data` to host:port while reading; half-closes after sending and returns all bytes
     received until the peer's EOF. With half_close=False the app never half-closes: it reads

@@ -9,7 +9,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoServer, Test, Tunnel, assert_same, free_port  # noqa: E402
+from harness import EchoServer, Test, ThreadedTarget, Tunnel, assert_same  # noqa: E402
 
 WS = "ws;host=k.example;path=/k"
 WSS_C = "ws;host=k.example;path=/k;tls;insecure"
@@ -163,35 +163,22 @@ def check_client_notices_vanished_server(copts, sopts):
 def check_server_notices_vanished_client(copts, sopts):
     """kaminaris with ping: its target connection ends when the client goes silent."""
     ended = threading.Event()
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
 
-    def talk(c):
+    def echo_then_note_end(c):
         moved = False
-        with c:
-            try:
-                while True:
-                    d = c.recv(65536)
-                    if not d:
-                        break
-                    moved = True
-                    c.sendall(d)
-            except OSError:
-                pass
-        if moved:  # not the harness's probe connection
-            ended.set()
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                moved = True
+                c.sendall(d)
+        finally:
+            if moved:  # not the harness's probe connection
+                ended.set()
 
-    def target():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=talk, args=(c,), daemon=True).start()
-
-    threading.Thread(target=target, daemon=True).start()
-    t, box = tunnel_via(lambda p: Middlebox(p), copts, sopts + ";ping=0.5", srv.getsockname()[1])
+    srv = ThreadedTarget(echo_then_note_end)
+    t, box = tunnel_via(lambda p: Middlebox(p), copts, sopts + ";ping=0.5", srv.port)
     try:
         with socket.create_connection(("127.0.0.1", t.client_port), timeout=10) as s:
             roundtrip(s, os.urandom(1000))

@@ -10,12 +10,11 @@ connection that waits longer than the server's handshake deadline still works.""
 import os
 import socket
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (KAMINARIS, EchoServer, Proc, Test, Tunnel, addr, assert_same,  # noqa: E402
-                     exchange, wait_port)
+from harness import (KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, Tunnel,  # noqa: E402
+                     addr, assert_same, banner_then_echo, exchange, wait_port)
 
 SHORT = int(os.environ.get("KAMINARI_POOL_CONNECTIONS", "1000"))
 if os.environ.get("KAMINARI_SANITIZED"):
@@ -113,40 +112,10 @@ def check_expiry(mode):
         echo.close()
 
 
-def banner_target():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-
-    def talk(c):
-        with c:
-            try:
-                c.sendall(b"SSH-2.0-banner\r\n")
-                while True:
-                    d = c.recv(65536)
-                    if not d:
-                        return
-                    c.sendall(d)
-            except OSError:
-                return
-
-    def serve():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=talk, args=(c,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return srv
-
-
 def check_server_speaks_first(mode):
     copts, sopts = MODES[mode]
-    srv = banner_target()
-    t = Tunnel(join(copts, "pool=2", "loglevel=debug"), join(sopts, "loglevel=debug"),
-               srv.getsockname()[1])
+    srv = ThreadedTarget(banner_then_echo(b"SSH-2.0-banner\r\n"))
+    t = Tunnel(join(copts, "pool=2", "loglevel=debug"), join(sopts, "loglevel=debug"), srv.port)
     try:
         wait_for(lambda: ready_count(t) >= 1, 10, "a warm connection")
         time.sleep(0.3)  # the banner reaches the waiting connection

@@ -10,10 +10,10 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoServer, Test, Tunnel, assert_same, exchange  # noqa: E402
+from harness import (EchoServer, Test, ThreadedTarget, Tunnel, assert_same,  # noqa: E402
+                     banner_then_echo, exchange)
 
 INNER = "KAMINARI_TFO_NETNS"
 
@@ -75,41 +75,11 @@ def check_mode(mode, copts, sopts):
         echo.close()
 
 
-def banner_server():
-    """A target that speaks first: sends a banner, then echoes."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-
-    def serve():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=talk, args=(c,), daemon=True).start()
-
-    def talk(c):
-        with c:
-            try:
-                c.sendall(b"220 hello\r\n")
-                while True:
-                    d = c.recv(65536)
-                    if not d:
-                        return
-                    c.sendall(d)
-            except OSError:
-                return
-
-    threading.Thread(target=serve, daemon=True).start()
-    return srv
-
-
 def check_server_speaks_first():
     """tcp with tfo: an app that waits for the server's banner still gets it (the client falls
     back to an ordinary connect when the app sends nothing first)."""
-    srv = banner_server()
-    t = Tunnel("tfo", "tfo", srv.getsockname()[1])
+    srv = ThreadedTarget(banner_then_echo(b"220 hello\r\n"))
+    t = Tunnel("tfo", "tfo", srv.port)
     try:
         for _ in range(3):
             with socket.create_connection(("127.0.0.1", t.client_port), timeout=10) as s:

@@ -6,6 +6,9 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <cstdint>
+#include <optional>
+
 namespace kaminari::net {
 
 /// TCP keepalive timing on every socket: the first probe after this long without traffic,
@@ -23,5 +26,15 @@ void tune_socket(asio::ip::tcp::socket& socket) noexcept;
 /// The same options on a listening socket, before listen(): the sockets it accepts inherit
 /// them (Linux copies them at accept), so an accepted connection needs no setsockopt of its own.
 void tune_listener(asio::ip::tcp::acceptor& acceptor) noexcept;
+
+/// How long a TCP connection has been quiet, from the kernel (TCP_INFO): milliseconds since
+/// data last came in and since data last went out.
+struct quiet_time {
+    std::uint32_t since_in_ms = 0;
+    std::uint32_t since_out_ms = 0;
+};
+
+/// The quiet times of `s`; nullopt once it is closed.
+std::optional<quiet_time> quiet_times(asio::ip::tcp::socket& s) noexcept;
 
 } // namespace kaminari::net
