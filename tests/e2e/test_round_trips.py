@@ -3,7 +3,8 @@ adds 50 ms each way (100 ms RTT) and charges a fresh TCP connection one more RTT
 first byte passes (the TCP handshake; see delay_proxy.py). An app connects to kaminaric, sends
 32 bytes to an echo target behind kaminaris and waits for the echo; the time from the app's
 connect to the echo's last byte, in RTTs rounded to the nearest whole one, is the row's count.
-Each row: one warm-up connection (so TLS sessions are resumed), then the median of 4.
+Each row: one warm-up connection (so TLS sessions are resumed), then the median of 4. Warm
+(`pool`) rows give the pool 1 s to fill first, so the app arrives on a ready connection.
 
 The only timed assertions are these counts: k round trips means k - 0.5 <= t / RTT < k + 0.5.
 The delay proxy itself is checked first on every run (a direct request through it takes 2 RTT,
