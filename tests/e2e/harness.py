@@ -68,8 +68,10 @@ class Proc(subprocess.Popen):
         _procs.append(self)
 
     def stderr_text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        # pread: the child writes through the same file description, so moving its offset
+        # (seek) while the child runs would make it write over the start of its own log.
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, timeout=5.0):
         if self.poll() is None:
