@@ -164,16 +164,15 @@ class ThreadedTarget:
         self.sock.close()
 
 
-def banner_then_echo(banner):
-    """A ThreadedTarget handler for a server that speaks first: sends `banner`, then echoes
-    until the end of the stream."""
+def banner_then_echo(banner=b""):
+    """A ThreadedTarget handler for a server that may speak first: sends `banner` (if any),
+    then echoes until the end of the stream, and half-closes."""
     def handler(conn):
-        conn.sendall(banner)
-        while True:
-            data = conn.recv(1 << 16)
-            if not data:
-                return
+        if banner:
+            conn.sendall(banner)
+        while data := conn.recv(1 << 16):
             conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
     return handler
 
 

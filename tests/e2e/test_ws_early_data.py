@@ -24,50 +24,16 @@ import time
 import websockets
 
 from early_data_kit import conn_ids, exchange_now
-from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, Tunnel, addr,
-                     assert_same, free_port, stops_cleanly, wait_port)
+from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, Tunnel,
+                     addr, assert_same, banner_then_echo, free_port, stops_cleanly, wait_port)
 
 WS = "ws;host=example.com;path=/ws"
 ED = 100
 test = Test(deadline=240)
 
 
-class BannerEcho:
-    """A TCP target that may greet first (`banner`), then echoes until EOF and half-closes."""
-
-    def __init__(self, banner=b""):
-        self.banner = banner
-        self.sock = socket.socket()
-        self.sock.bind((HOST, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        with conn:
-            try:
-                if self.banner:
-                    conn.sendall(self.banner)
-                while data := conn.recv(1 << 16):
-                    conn.sendall(data)
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                return
-
-    def close(self):
-        self.sock.close()
-
-
 # --- kaminaric ed=N -> kaminaris -> echo --------------------------------------------------
-echo = BannerEcho()
+echo = ThreadedTarget(banner_then_echo())
 tunnel = Tunnel(f"{WS};ed={ED};loglevel=debug", f"{WS};loglevel=debug", echo.port)
 SIZES = (ED + 1, ED, ED - 1, 1, 64 << 10, 0)
 
@@ -118,7 +84,7 @@ test.check("kaminaric ed: SIGTERM exits 0", tunnel.close)
 echo.close()
 
 # A target that speaks first: the app sends nothing until the banner came.
-banner = BannerEcho(banner=b"220 target ready\r\n")
+banner = ThreadedTarget(banner_then_echo(b"220 target ready\r\n"))
 first_tunnel = Tunnel(f"{WS};ed={ED};loglevel=debug", f"{WS};loglevel=debug", banner.port)
 
 
@@ -150,7 +116,7 @@ test.check("kaminaric ed (server first): SIGTERM exits 0", first_tunnel.close)
 banner.close()
 
 # --- Xray-style clients -> kaminaris -> echo ----------------------------------------------
-echo = BannerEcho()
+echo = ThreadedTarget(banner_then_echo())
 server_port = free_port()
 server = Proc([KAMINARIS, addr(HOST, server_port), addr(HOST, echo.port),
                f"{WS};loglevel=debug"])
