@@ -93,10 +93,11 @@ def run(argv, env=None, timeout=10):
                           stdin=subprocess.DEVNULL)
 
 
-class EchoServer:
-    """A TCP echo server on loopback: echoes until EOF, then half-closes its side."""
+class ThreadedTarget:
+    """A TCP target on loopback that runs `handler(conn)` on a thread of its own for every
+    connection (the handler need not close it). `accepted` counts the connections."""
 
-    def __init__(self, host=HOST):
+    def __init__(self, handler, host=HOST):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -105,43 +106,6 @@ class EchoServer:
         self.host = host
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn):
-        with conn:
-            try:
-                while True:
-                    data = conn.recv(1 << 16)
-                    if not data:
-                        conn.shutdown(socket.SHUT_WR)
-                        return
-                    conn.sendall(data)
-            except OSError:
-                return
-
-    def close(self):
-        self.sock.close()
-
-
-class ThreadedTarget:
-    """A TCP target on loopback that runs `handler(conn)` on a thread of its own for every
-    connection (the handler need not close it)."""
-
-    def __init__(self, handler, host=HOST):
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.handler = handler
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -151,6 +115,7 @@ class ThreadedTarget:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.accepted += 1
             threading.Thread(target=self._run, args=(conn,), daemon=True).start()
 
     def _run(self, conn):
@@ -174,6 +139,13 @@ def banner_then_echo(banner=b""):
             conn.sendall(data)
         conn.shutdown(socket.SHUT_WR)
     return handler
+
+
+class EchoServer(ThreadedTarget):
+    """A TCP echo server on loopback: echoes until EOF, then half-closes its side."""
+
+    def __init__(self, host=HOST):
+        super().__init__(banner_then_echo(), host)
 
 
 def exchange(port, data, host=HOST, timeout=60.0, half_close=True):
@@ -209,6 +181,27 @@ def exchange(port, data, host=HOST, timeout=60.0, half_close=True):
     if error:
         raise AssertionError(f"socket error: {error[0]} ({len(received)} bytes received)")
     return bytes(received)
+
+
+def read_banner_then_echo(port, banner, data, timeout=10):
+    """An app of a server that speaks first: reads `banner` through kaminaric on `port`, then
+    sends `data` and reads the echo."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        got = b""
+        while len(got) < len(banner):
+            d = s.recv(len(banner) - len(got))
+            if not d:
+                break
+            got += d
+        assert_same(got, banner, "banner")
+        s.sendall(data)
+        echo = b""
+        while len(echo) < len(data):
+            d = s.recv(len(data) - len(echo))
+            if not d:
+                break
+            echo += d
+        assert_same(echo, data, "echo after the banner")
 
 
 def assert_same(got, want, what=""):

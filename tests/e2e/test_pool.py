@@ -8,13 +8,13 @@ out); warm connections expiring (pool_idle) and being replaced; a server that sp
 connection that waits longer than the server's handshake deadline still works."""
 
 import os
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, Tunnel,  # noqa: E402
-                     addr, assert_same, banner_then_echo, exchange, wait_port)
+                     addr, assert_same, banner_then_echo, exchange, read_banner_then_echo,
+                     wait_port)
 
 SHORT = int(os.environ.get("KAMINARI_POOL_CONNECTIONS", "1000"))
 if os.environ.get("KAMINARI_SANITIZED"):
@@ -119,23 +119,8 @@ def check_server_speaks_first(mode):
     try:
         wait_for(lambda: ready_count(t) >= 1, 10, "a warm connection")
         time.sleep(0.3)  # the banner reaches the waiting connection
-        for i in range(4):
-            with socket.create_connection(("127.0.0.1", t.client_port), timeout=10) as s:
-                got = b""
-                while not got.endswith(b"\r\n"):
-                    d = s.recv(100)
-                    if not d:
-                        break
-                    got += d
-                assert_same(got, b"SSH-2.0-banner\r\n", f"banner {i}")
-                s.sendall(b"hello")
-                echo = b""
-                while len(echo) < 5:
-                    d = s.recv(100)
-                    if not d:
-                        break
-                    echo += d
-                assert_same(echo, b"hello", f"echo {i}")
+        for _ in range(4):
+            read_banner_then_echo(t.client_port, b"SSH-2.0-banner\r\n", b"hello")
         if warm_count(t) == 0:
             raise AssertionError("no connection was warm")
     finally:

@@ -7,13 +7,12 @@ namespace's /proc/net/netstat) to see that the SYNs really carried data, and che
 mode byte for byte, a server that speaks first, and that without `tfo` nothing uses it."""
 
 import os
-import socket
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (EchoServer, Test, ThreadedTarget, Tunnel, assert_same,  # noqa: E402
-                     banner_then_echo, exchange)
+                     banner_then_echo, exchange, read_banner_then_echo)
 
 INNER = "KAMINARI_TFO_NETNS"
 
@@ -82,22 +81,7 @@ def check_server_speaks_first():
     t = Tunnel("tfo", "tfo", srv.port)
     try:
         for _ in range(3):
-            with socket.create_connection(("127.0.0.1", t.client_port), timeout=10) as s:
-                got = b""
-                while not got.endswith(b"\r\n"):
-                    d = s.recv(100)
-                    if not d:
-                        break
-                    got += d
-                assert_same(got, b"220 hello\r\n", "banner")
-                s.sendall(b"ping")
-                echo = b""
-                while len(echo) < 4:
-                    d = s.recv(100)
-                    if not d:
-                        break
-                    echo += d
-                assert_same(echo, b"ping", "echo after the banner")
+            read_banner_then_echo(t.client_port, b"220 hello\r\n", b"ping")
     finally:
         t.close()
         srv.close()
