@@ -221,7 +221,13 @@ engine::want engine::write(std::span<const std::uint8_t> data, error_code& ec, s
         ec = {};
         return want_nothing;
     }
-    return perform([&] { return SSL_write_ex(ssl_.get(), data.data(), data.size(), &n); }, ec);
+    SSL* ssl = ssl_.get();
+    if (SSL_is_server(ssl) && !SSL_is_init_finished(ssl)) {
+        // 0.5-RTT: SSL_write_ex would try to finish the handshake, which needs the client's
+        // Finished; this writes with the server's application keys, which are ready.
+        return perform([&] { return SSL_write_early_data(ssl, data.data(), data.size(), &n); }, ec);
+    }
+    return perform([&] { return SSL_write_ex(ssl, data.data(), data.size(), &n); }, ec);
 }
 
 engine::want engine::read(std::span<std::uint8_t> data, error_code& ec, std::size_t& n) {
@@ -265,6 +271,10 @@ std::size_t engine::early_data_limit() const noexcept {
 
 bool engine::early_data_accepted() const noexcept {
     return SSL_get_early_data_status(ssl_.get()) == SSL_EARLY_DATA_ACCEPTED;
+}
+
+bool engine::handshake_done() const noexcept {
+    return SSL_is_init_finished(ssl_.get()) == 1;
 }
 
 bool engine::session_reused() const noexcept {

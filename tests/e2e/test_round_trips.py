@@ -79,22 +79,26 @@ ROWS = [
     ("tcp", "", "", 2, 2, (), False),
     ("ws", WS, WS, 3, 3, (), False),
     ("tls", TLS_C, TLS_S, 3, 3, (), False),
-    ("tls+0rtt", f"{TLS_C};0rtt", TLS_S, 3, 2, (), False),
+    # 0rtt: kaminaris hands the early data to the target before the client's Finished and
+    # sends the answer right behind its own Finished (server-side 0-RTT).
+    ("tls+0rtt", f"{TLS_C};0rtt", TLS_S, 2, 2, (), False),
     ("wss", WSS_C, WSS_S, 4, 4, (), False),
-    ("wss+0rtt", f"{WSS_C};0rtt", WSS_S, 4, 3, (), False),
+    # The upgrade request is the early data and the 101 comes back at once; the app's bytes
+    # wait for the 101 (ed puts them in the request).
+    ("wss+0rtt", f"{WSS_C};0rtt", WSS_S, 3, 3, (), False),
     # TCP Fast Open: the first flight rides in the SYN, so the handshake's round trip goes.
     # Needs loopback TFO (tcp_fastopen=3), set in the network namespace this test makes.
     # Goals: one round trip less than the rows above will take once their features land.
     ("tcp+tfo", "tfo", "", 1, 1, ("tfo",), False),
     ("ws+tfo", f"{WS};tfo", WS, 2, 2, ("tfo",), False),
-    ("tls+0rtt+tfo", f"{TLS_C};0rtt;tfo", TLS_S, 2, 1, ("tfo",), False),
-    ("wss+0rtt+tfo", f"{WSS_C};0rtt;tfo", WSS_S, 3, 2, ("tfo",), False),
+    ("tls+0rtt+tfo", f"{TLS_C};0rtt;tfo", TLS_S, 1, 1, ("tfo",), False),
+    ("wss+0rtt+tfo", f"{WSS_C};0rtt;tfo", WSS_S, 2, 2, ("tfo",), False),
     # Websocket early data: the app's first bytes ride in the upgrade request.
     ("ws+ed", f"{WS};ed=2048", WS, 2, 2, ("ed",), False),
     ("ws+ed+tfo", f"{WS};ed=2048;tfo", WS, 1, 1, ("ed", "tfo"), False),
-    # Goal 2 needs kaminaris to answer an upgrade that came as TLS early data before the
-    # client's Finished (issue 11 part 1, not done): 3 today.
-    ("wss+0rtt+ed", f"{WSS_C};0rtt;ed=2048", WSS_S, 3, 2, ("ed",), False),
+    # The upgrade request with the app's bytes is the TLS early data: one round trip after TCP's.
+    ("wss+0rtt+ed", f"{WSS_C};0rtt;ed=2048", WSS_S, 2, 2, ("ed",), False),
+    ("wss+0rtt+ed+tfo", f"{WSS_C};0rtt;ed=2048;tfo", WSS_S, 1, 1, ("ed", "tfo"), False),
     # Warm: the app arrives on one of pool=4 ready connections (TCP, and TLS where used, done).
     # ws and wss: kaminaric sends the upgrade request when the app comes and the app's bytes
     # only after the 101, so they take 2 (ed in the upgrade request is to make it 1).

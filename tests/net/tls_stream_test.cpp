@@ -402,6 +402,47 @@ TEST(TlsStream, WithoutZeroRttOptionFirstBytesGoAfterHandshake) {
     }());
 }
 
+// Server-side 0-RTT: with early data accepted, the server reads the client's first bytes and
+// answers them (0.5-RTT data), even closes its side, before the client's Finished has been read;
+// the handshake completes on the server's next read, and close_notify follows it.
+TEST(TlsStream, ServerAnswersEarlyDataBeforeClientFinished) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts(true));
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        co_await prime_session(ctx, cctx, sctx);
+        auto p = make_streams(ctx, cctx, sctx);
+        auto server = [&]() -> asio::awaitable<void> {
+            CO_ASSERT_OK(co_await p.server.handshake_server());
+            EXPECT_TRUE(p.server.engine().early_data_accepted());
+            EXPECT_FALSE(p.server.engine().handshake_done());
+            EXPECT_EQ(co_await read_exactly(p.server, 5), "hello");
+            auto [wec, wn] = co_await p.server.write(bytes("reply"), {});
+            CO_ASSERT_OK(wec);
+            CO_ASSERT_OK(co_await p.server.shutdown_send()); // held back, not an error
+            EXPECT_FALSE(p.server.engine().handshake_done());
+            auto [got, end] = co_await read_to_end(p.server);
+            EXPECT_EQ(end, asio::error::eof);
+            EXPECT_EQ(std::string(got.begin(), got.end()), "more");
+            EXPECT_TRUE(p.server.engine().handshake_done());
+            auto [late_ec, late_n] = co_await p.server.write(bytes("late"), {});
+            EXPECT_EQ(late_ec, asio::error::shut_down);
+        };
+        auto client = [&]() -> asio::awaitable<void> {
+            CO_ASSERT_OK(co_await p.client.handshake_client(bytes("hello")));
+            EXPECT_TRUE(p.client.engine().early_data_accepted());
+            auto [got, end] = co_await read_to_end(p.client);
+            EXPECT_EQ(end, asio::error::eof); // close_notify, after the handshake completed
+            EXPECT_EQ(std::string(got.begin(), got.end()), "reply");
+            auto [wec, wn] = co_await p.client.write(bytes("more"), {});
+            CO_ASSERT_OK(wec);
+            co_await p.client.shutdown_send();
+        };
+        co_await (server() && client());
+    }());
+}
+
 // Like the relay, each side closes its stream when an operation fails, so the peer's pending
 // operation ends too.
 asio::awaitable<error_code> closing_on_error(stream& s, asio::awaitable<error_code> op) {

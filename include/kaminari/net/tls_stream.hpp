@@ -67,9 +67,13 @@ public:
     /// or the next layer's; asio::error::eof if the peer closes during the handshake.
     asio::awaitable<error_code> handshake_client(std::span<const std::uint8_t> first_data);
 
-    /// Server handshake. Early data the client sent is kept in the stream (at most the
-    /// server's max early data, 16 KiB by default) and returned by the next read_some() calls
-    /// before anything else. Errors as for handshake_client().
+    /// Server handshake. Without early data, or with early data rejected, it completes the
+    /// whole handshake. When the client's early data is accepted it completes as soon as the
+    /// server's flight is sent, one round trip before the client's Finished (server-side
+    /// 0-RTT): read_some() then returns the early data (replayable, see TLS 1.3 §8) and goes on
+    /// to complete the handshake, where a bad Finished is an error like a bad record; write()
+    /// sends 0.5-RTT data; shutdown_send() sends close_notify once the handshake is complete.
+    /// Errors as for handshake_client().
     asio::awaitable<error_code> handshake_server();
 
     /// Reads and decrypts at least one byte into `buf` (non-empty). Returns asio::error::eof at
@@ -117,15 +121,19 @@ private:
     asio::awaitable<error_code> fill();
     template <class Op>
     asio::awaitable<error_code> drive(Op op);
+    tls::engine::want decrypt(std::span<std::uint8_t> buf, error_code& ec, std::size_t& n);
+    asio::awaitable<void> flush_from_reader();
 
     Next next_;
     tls::engine engine_;
     asio::steady_timer wake_;         ///< cancelled to wake an operation waiting for the flag
-    std::vector<std::uint8_t> early_; ///< early data received by the server, not yet read
+    std::vector<std::uint8_t> early_; ///< early data read by handshake_server(), not yet read
     std::size_t early_pos_ = 0;
-    bool writing_ = false;   ///< the write flag: someone is encrypting/flushing to next_
-    bool waiting_ = false;   ///< someone waits on wake_ for the flag
-    bool read_eof_ = false;  ///< the peer's stream has ended
+    bool early_reading_ = false;     ///< server: early data accepted, EndOfEarlyData not yet read
+    bool shutdown_deferred_ = false; ///< close_notify waits for the handshake to complete
+    bool writing_ = false;           ///< the write flag: someone is encrypting/flushing to next_
+    bool waiting_ = false;           ///< someone waits on wake_ for the flag
+    bool read_eof_ = false;          ///< the peer's stream has ended
     error_code deferred_ec_; ///< end of stream or error met while draining records; next read
     bool write_shut_ = false;
     error_code write_error_; ///< sticky: the next layer failed a write

@@ -129,7 +129,9 @@ public:
 
     /// Encrypts up to one record of `data` (SSL_write_ex with partial writes enabled). `n` is
     /// the plaintext consumed; 0 with want_output_and_retry means "flush, then retry with the
-    /// same bytes".
+    /// same bytes". A server that accepted early data may write before the client's Finished
+    /// has arrived (0.5-RTT data, SSL_write_early_data): to a client not yet authenticated by
+    /// its Finished, right behind the server's own Finished.
     want write(std::span<const std::uint8_t> data, error_code& ec, std::size_t& n);
 
     /// Decrypts into `data` (SSL_read_ex). `n` is the plaintext produced. close_notify from the
@@ -158,6 +160,10 @@ public:
     /// After the handshake: whether the server accepted the early data sent (client) or
     /// received (server).
     bool early_data_accepted() const noexcept;
+
+    /// Whether the handshake is complete (SSL_is_init_finished). A server that accepted early
+    /// data reads and writes before it is.
+    bool handshake_done() const noexcept;
 
     /// After the handshake: whether the session was resumed.
     bool session_reused() const noexcept;

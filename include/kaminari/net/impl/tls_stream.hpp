@@ -204,15 +204,66 @@ asio::awaitable<error_code> tls_stream<Next>::handshake_server() {
                 ec = fec;
             }
         }
+        if (!ec && !finished && engine_.early_data_accepted()) {
+            // Early data accepted and the server's flight (up to its Finished) is out: the
+            // stream is usable now, one round trip before the client's Finished arrives. Reads
+            // take the early data, then finish the handshake; writes are 0.5-RTT data.
+            early_reading_ = true;
+            break;
+        }
         if (!ec && !finished && want == tls::engine::want_input_and_retry) {
             ec = co_await fill();
         }
     }
-    if (!ec) {
+    if (!ec && !early_reading_) {
         ec = co_await drive([&](error_code& e) { return engine_.handshake(e); });
     }
     unlock_write();
     co_return ec;
+}
+
+template <byte_stream Next>
+tls::engine::want tls_stream<Next>::decrypt(std::span<std::uint8_t> buf, error_code& ec,
+                                            std::size_t& n) {
+    if (!early_reading_) {
+        return engine_.read(buf, ec, n);
+    }
+    bool finished = false;
+    auto want = engine_.read_early_data(buf, ec, n, finished);
+    if (finished) {
+        // EndOfEarlyData: from here SSL_read, which reads the client's Finished first.
+        early_reading_ = false;
+        if (!ec && want == tls::engine::want_nothing) {
+            return engine_.read(buf, ec, n);
+        }
+    }
+    return want;
+}
+
+template <byte_stream Next>
+asio::awaitable<void> tls_stream<Next>::flush_from_reader() {
+    if (writing_) {
+        co_return; // a running write's flush loop sends it
+    }
+    const bool close_now = shutdown_deferred_ && engine_.handshake_done();
+    if (engine_.pending_output() == 0 && !close_now) {
+        co_return;
+    }
+    if (write_shut_ && !shutdown_deferred_) {
+        // close_notify and FIN are out: nothing may follow them.
+        discard_output();
+        co_return;
+    }
+    writing_ = true;
+    if (close_now) {
+        // The close_notify held back until the handshake completed, after what it produced
+        // (the session tickets).
+        shutdown_deferred_ = false;
+        error_code ec;
+        engine_.shutdown(ec);
+    }
+    co_await flush_locked();
+    unlock_write();
 }
 
 template <byte_stream Next>
@@ -242,19 +293,11 @@ asio::awaitable<io_result> tls_stream<Next>::read_some(std::span<std::uint8_t> b
     for (;;) {
         error_code ec;
         std::size_t n = 0;
-        auto want = engine_.read(buf, ec, n);
-        // Output made by the read (KeyUpdate answer, alert): a running write's flush loop sends
-        // it; otherwise send it now under the flag. A failure here surfaces on the write side.
-        if (engine_.pending_output() != 0 && !writing_) {
-            if (write_shut_) {
-                // close_notify and FIN are out: nothing may follow them.
-                discard_output();
-            } else {
-                writing_ = true;
-                co_await flush_locked();
-                unlock_write();
-            }
-        }
+        auto want = decrypt(buf, ec, n);
+        // Output made by the read (KeyUpdate answer, session tickets, alert): a running write's
+        // flush loop sends it; otherwise send it now under the flag. A failure here surfaces on
+        // the write side.
+        co_await flush_from_reader();
         if (ec == asio::error::eof) {
             read_eof_ = true;
             co_return io_result{ec, 0};
@@ -268,7 +311,7 @@ asio::awaitable<io_result> tls_stream<Next>::read_some(std::span<std::uint8_t> b
             // found on the way is kept and reported by the next call (and wait_readable()).
             // Only while ciphertext is here: an SSL_read that finds none would take a new
             // 16 KiB record buffer and keep it while the connection idles.
-            while (n < buf.size() && engine_.has_buffered_input()) {
+            while (!early_reading_ && n < buf.size() && engine_.has_buffered_input()) {
                 error_code more_ec;
                 std::size_t more = 0;
                 engine_.read(buf.subspan(n), more_ec, more);
@@ -294,8 +337,8 @@ asio::awaitable<io_result> tls_stream<Next>::read_some(std::span<std::uint8_t> b
         } else if (want == tls::engine::want_output_and_retry) {
             // The output buffer is full: wait for the running write to drain it.
             co_await lock_write();
-            error_code fec =
-                write_shut_ ? (discard_output(), error_code{}) : co_await flush_locked();
+            error_code fec = write_shut_ && !shutdown_deferred_ ? (discard_output(), error_code{})
+                                                                : co_await flush_locked();
             unlock_write();
             if (fec) {
                 co_return io_result{fec, 0};
@@ -332,6 +375,13 @@ asio::awaitable<error_code> tls_stream<Next>::shutdown_send() {
         co_return error_code{};
     }
     write_shut_ = true;
+    if (!engine_.handshake_done()) {
+        // 0.5-RTT: TLS has no close_notify before the handshake completes. The reader sends it
+        // once the client's Finished is in (flush_from_reader()).
+        shutdown_deferred_ = true;
+        unlock_write();
+        co_return error_code{};
+    }
     error_code ec;
     engine_.shutdown(ec);
     error_code fec = co_await flush_locked();
