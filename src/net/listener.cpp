@@ -3,6 +3,7 @@
 #include <kaminari/error.hpp>
 #include <kaminari/log.hpp>
 #include <kaminari/net/socket_options.hpp>
+#include <kaminari/net/splice.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -170,7 +171,11 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         }
         if (ec) {
             // EMFILE, ENFILE, ENOBUFS, ...: the connection stays in the backlog; wait for
-            // descriptors to free up instead of spinning or exiting.
+            // descriptors to free up instead of spinning or exiting. This worker's spare pipes
+            // go first: descriptors for connections rather than for their speed.
+            if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+                release_spare_pipes();
+            }
             if (auto more = logs->errors.next()) {
                 log::warn("accept failed: {}{}; retrying in 100 ms", ec.message(), *more);
             }

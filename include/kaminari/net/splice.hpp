@@ -17,6 +17,14 @@
 
 namespace kaminari::net {
 
+/// Closes the calling thread's spare pipes (async_splice_relay() keeps up to 16 empty ones per
+/// thread for the next connections); returns how many pipes were closed. For when descriptors
+/// run out (EMFILE): each pipe is two.
+std::size_t release_spare_pipes() noexcept;
+
+/// How many spare pipes the calling thread holds (for tests).
+std::size_t spare_pipe_count() noexcept;
+
 namespace detail {
 
 // The relay as a plain state machine on socket readiness callbacks rather than coroutines:
@@ -136,10 +144,11 @@ private:
 
 /// Relays `a` <-> `b` until both directions have ended, with the same half-close and error
 /// behaviour as relay(): end of stream shuts down the other socket's write side; an error
-/// closes both. A direction's pipe is created on its first readable event, so an idle
-/// connection holds no pipe. With a non-zero `idle_limit`, when both sockets have been quiet
-/// (per the kernel's TCP_INFO) for that long, closes them and sets `idle` in the result. The
-/// sockets must outlive the operation; cancelling it closes them. Completes with
+/// closes both. A direction's pipe is taken on its first readable event, so an idle
+/// connection holds no pipe, from the thread's spare pipes when it has one, and given back
+/// there when the direction ends with it empty. With a non-zero `idle_limit`, when both sockets
+/// have been quiet (per the kernel's TCP_INFO) for that long, closes them and sets `idle` in the
+/// result. The sockets must outlive the operation; cancelling it closes them. Completes with
 /// void(relay_result), on the sockets' executor.
 template <asio::completion_token_for<void(relay_result)> Token>
 auto async_splice_relay(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b,

@@ -1,0 +1,148 @@
+#include "kaminari/net/splice.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace kaminari::net {
+namespace {
+
+using tcp = asio::ip::tcp;
+
+// A connected pair of loopback TCP sockets.
+std::pair<tcp::socket, tcp::socket> connected_pair(asio::io_context& ctx) {
+    tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::socket a(ctx);
+    a.connect(acceptor.local_endpoint());
+    tcp::socket b = acceptor.accept();
+    return {std::move(a), std::move(b)};
+}
+
+std::string read_to_end(tcp::socket& s) {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        error_code ec;
+        std::size_t n = s.read_some(asio::buffer(buf), ec);
+        out.append(buf, n);
+        if (ec) {
+            EXPECT_EQ(ec, asio::error::eof);
+            return out;
+        }
+    }
+}
+
+// app <-> [a =splice= b] <-> target: the app sends `up` and half-closes, the target reads to
+// the end, answers `down` and half-closes, the app reads to the end.
+void exchange_through_splice(const std::string& up, const std::string& down) {
+    asio::io_context ctx;
+    auto [app, a] = connected_pair(ctx);
+    auto [b, target] = connected_pair(ctx);
+    bool done = false;
+    relay_result result;
+    async_splice_relay(a, b, std::chrono::milliseconds(0), [&](relay_result r) {
+        result = r;
+        done = true;
+    });
+    // The relay runs on this thread; the app and the target block on threads of their own.
+    std::thread writer([&] {
+        asio::write(app, asio::buffer(up));
+        app.shutdown(tcp::socket::shutdown_send);
+    });
+    std::string got_up;
+    std::thread peer([&] {
+        got_up = read_to_end(target);
+        asio::write(target, asio::buffer(down));
+        target.shutdown(tcp::socket::shutdown_send);
+    });
+    std::string got_down;
+    std::thread reader([&] { got_down = read_to_end(app); });
+    ctx.run();
+    writer.join();
+    peer.join();
+    reader.join();
+    EXPECT_TRUE(done);
+    EXPECT_EQ(got_up, up);
+    EXPECT_EQ(got_down, down);
+    EXPECT_FALSE(result.a_to_b.ec);
+    EXPECT_FALSE(result.b_to_a.ec);
+    EXPECT_EQ(result.a_to_b.bytes, up.size());
+    EXPECT_EQ(result.b_to_a.bytes, down.size());
+}
+
+TEST(Splice, EmptyPipesAreKeptForTheThreadsNextConnections) {
+    release_spare_pipes();
+    ASSERT_EQ(spare_pipe_count(), 0u);
+    exchange_through_splice("hello", "world");
+    // The target answers only after the app's direction has ended and given its empty pipe
+    // back, so the answer went through the same pipe, which is now spare.
+    EXPECT_EQ(spare_pipe_count(), 1u);
+    // The next connection takes it and gives it back, also with more than a pipe holds.
+    exchange_through_splice(std::string(3 << 20, 'u'), std::string(2 << 20, 'd'));
+    EXPECT_EQ(spare_pipe_count(), 1u);
+    EXPECT_EQ(release_spare_pipes(), 1u);
+    EXPECT_EQ(spare_pipe_count(), 0u);
+}
+
+TEST(Splice, TheThreadKeepsAtMostSixteenSparePipes) {
+    release_spare_pipes();
+    // 20 relays alive at once, each with data both ways: 40 pipes in use, then given back;
+    // the thread keeps 16 and closes the rest.
+    asio::io_context ctx;
+    constexpr int count = 20;
+    std::vector<tcp::socket> apps, targets, inner;
+    inner.reserve(2 * count);
+    int done = 0;
+    for (int i = 0; i < count; ++i) {
+        auto [app, a] = connected_pair(ctx);
+        auto [b, target] = connected_pair(ctx);
+        inner.push_back(std::move(a));
+        inner.push_back(std::move(b));
+        apps.push_back(std::move(app));
+        targets.push_back(std::move(target));
+    }
+    for (int i = 0; i < count; ++i) {
+        async_splice_relay(inner[2 * i], inner[2 * i + 1], std::chrono::milliseconds(0),
+                           [&](relay_result) { ++done; });
+        asio::write(apps[i], asio::buffer(std::string("ping")));
+        asio::write(targets[i], asio::buffer(std::string("pong")));
+    }
+    // Every direction takes a pipe for its bytes and keeps it while its stream goes on.
+    auto all_through = [&] {
+        for (int i = 0; i < count; ++i) {
+            if (targets[i].available() < 4 || apps[i].available() < 4) {
+                return false;
+            }
+        }
+        return true;
+    };
+    for (int k = 0; k < 500 && !all_through(); ++k) {
+        ctx.run_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(all_through());
+    EXPECT_EQ(spare_pipe_count(), 0u);
+    for (int i = 0; i < count; ++i) {
+        apps[i].shutdown(tcp::socket::shutdown_send);
+        targets[i].shutdown(tcp::socket::shutdown_send);
+    }
+    ctx.run();
+    EXPECT_EQ(done, count);
+    for (int i = 0; i < count; ++i) {
+        EXPECT_EQ(read_to_end(targets[i]), "ping");
+        EXPECT_EQ(read_to_end(apps[i]), "pong");
+    }
+    EXPECT_EQ(spare_pipe_count(), 16u);
+    EXPECT_EQ(release_spare_pipes(), 16u);
+}
+
+} // namespace
+} // namespace kaminari::net
