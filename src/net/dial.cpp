@@ -1,6 +1,7 @@
 #include "kaminari/net/dial.hpp"
 
 #include <kaminari/net/socket_options.hpp>
+#include <kaminari/net/splice.hpp>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -26,6 +27,9 @@ asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint
                                         bool fast_open) {
     error_code ec;
     socket.open(ep.protocol(), ec);
+    if (ec == asio::error::no_descriptors && release_spare_pipes() != 0) {
+        socket.open(ep.protocol(), ec); // out of descriptors: the spare pipes' go first
+    }
     if (ec) {
         co_return ec;
     }
