@@ -184,10 +184,27 @@ clock::duration remaining(clock::time_point deadline) {
     return std::max(clock::duration::zero(), deadline - clock::now());
 }
 
-// Runs one handshake step within what is left of the deadline; a timeout is an error.
-asio::awaitable<error_code> step(asio::awaitable<error_code> hs, clock::time_point deadline) {
-    auto r = co_await with_timeout(std::move(hs), remaining(deadline));
-    co_return r ? *r : error_code(asio::error::timed_out);
+// Runs one handshake step on `s` within what is left of the deadline; at the deadline `s` is
+// closed and the step fails with timed_out.
+template <class Stream>
+asio::awaitable<error_code> step(Stream& s, asio::awaitable<error_code> hs, clock::time_point at) {
+    const deadline limit(s.get_executor(), remaining(at), [&s] { s.close(); });
+    const error_code ec = co_await std::move(hs);
+    co_return limit.expired() ? error_code(asio::error::timed_out) : ec;
+}
+
+// Reads the app's first bytes for at most early_data_wait; nullopt when none came by then (the
+// read is cancelled; the app's socket stays usable).
+asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<std::uint8_t> buf) {
+    const deadline limit(app.get_executor(), early_data_wait, [&app] {
+        error_code ignored;
+        app.socket().cancel(ignored);
+    });
+    const io_result r = co_await app.read_some(buf);
+    if (r.ec == asio::error::operation_aborted && limit.expired()) {
+        co_return std::nullopt;
+    }
+    co_return r;
 }
 
 // The websocket client handshake on `ws` within the deadline for `req`, which is sent here
@@ -198,7 +215,7 @@ asio::awaitable<bool> client_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
                                           const client_config& cfg, clock::time_point deadline,
                                           ws_client_request& req, bool sent) {
     auto handshake = sent ? ws_read_response(ws, req) : ws_client_handshake(ws, req);
-    const error_code ec = co_await step(std::move(handshake), deadline);
+    const error_code ec = co_await step(ws, std::move(handshake), deadline);
     if (!ec && req.early_size != 0 && !req.early_echoed) {
         log::debug("#{} websocket early data not echoed; resending {} bytes as frames", id,
                    req.early_size);
@@ -237,7 +254,7 @@ asio::awaitable<bool> client_ws_upgrade(tcp_stream& app, ws_stream<Lower>& ws, s
     std::size_t first_len = 0;
     if (cfg.opts.ws->early_data != 0) {
         first = borrow_buffer(relay_min_buffer_size);
-        auto got = co_await with_timeout(app.read_some(first.span()), early_data_wait);
+        auto got = co_await read_first(app, first.span());
         // An app that half-closes at once is carried as such: the relay reads its end again.
         if (got && got->ec && got->ec != asio::error::eof) {
             log::debug("#{} app failed before sending: {}", id, got->ec.message());
@@ -296,12 +313,9 @@ asio::awaitable<error_code> wait_for_request(Lower& lower) {
             co_return ec;
         }
     }
-    auto r = co_await with_timeout(lower.wait_readable(), server_request_wait);
-    co_return r ? *r : error_code(asio::error::timed_out);
-}
-
-asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<std::uint8_t> buf) {
-    co_return co_await with_timeout(app.read_some(buf), early_data_wait);
+    const deadline limit(lower.get_executor(), server_request_wait, [&lower] { lower.close(); });
+    const error_code ec = co_await lower.wait_readable();
+    co_return limit.expired() ? error_code(asio::error::timed_out) : ec;
 }
 
 // Connects to the remote while reading the app's first bytes into `first` (borrowed here) for
@@ -449,7 +463,7 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
     tls_stream<tcp_stream> up(tcp_stream(std::move(*up_socket)), cfg.tls->make_engine());
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
-    if (auto hec = co_await step(up.handshake_client(early), deadline)) {
+    if (auto hec = co_await step(up, up.handshake_client(early), deadline)) {
         log::warn("#{} TLS handshake with {} failed: {}", id, cfg.remote.to_string(),
                   hec.message());
         up.close();
@@ -532,7 +546,7 @@ private:
         }
         tls_conn up(tcp_stream(std::move(socket)), cfg.tls->make_engine());
         const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-        if (auto hec = co_await step(up.handshake_client({}), deadline)) {
+        if (auto hec = co_await step(up, up.handshake_client({}), deadline)) {
             log::warn("pool: TLS handshake with {} failed: {}", cfg.remote.to_string(),
                       hec.message());
             up.close();
@@ -678,7 +692,7 @@ asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
     }
     deadline = std::max(deadline, clock::now() + cfg.opts.common.handshake_timeout);
     std::size_t early = 0;
-    if (auto ec = co_await step(ws_server_handshake(ws, *cfg.opts.ws, &early), deadline)) {
+    if (auto ec = co_await step(ws, ws_server_handshake(ws, *cfg.opts.ws, &early), deadline)) {
         // Probers and scanners end up here: informative, not alarming. A client that just
         // closed (a warm connection expiring mid-request) is not worth a line at info.
         const auto lv = ec == asio::error::eof ? log::level::debug : log::level::info;
@@ -728,7 +742,7 @@ asio::awaitable<void> server_tls(tcp::socket socket, std::uint64_t id, const ser
     log_accepted(id, socket);
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     tls_stream<tcp_stream> tls(tcp_stream(std::move(socket)), cfg.tls->make_engine());
-    if (auto ec = co_await step(tls.handshake_server(), deadline)) {
+    if (auto ec = co_await step(tls, tls.handshake_server(), deadline)) {
         log::info("#{} TLS handshake from {} failed: {}", id, peer_of(tls), ec.message());
         tls.close();
         co_return;
