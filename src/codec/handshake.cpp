@@ -3,7 +3,9 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include <array>
 #include <cstring>
+#include <span>
 
 namespace kaminari::codec {
 
@@ -42,11 +44,23 @@ std::string_view trim(std::string_view s) noexcept {
 }
 
 // RFC 9110 §5.6.2 tchar.
-constexpr bool is_tchar(char c) noexcept {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-        return true;
+constexpr std::array<bool, 256> tchar_table = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) {
+        t[c] = true;
     }
-    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    for (int c = 'a'; c <= 'z'; ++c) {
+        t[c] = true;
+        t[c - 'a' + 'A'] = true;
+    }
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) {
+        t[static_cast<unsigned char>(c)] = true;
+    }
+    return t;
+}();
+
+constexpr bool is_tchar(char c) noexcept {
+    return tchar_table[static_cast<unsigned char>(c)];
 }
 
 bool is_token(std::string_view s) noexcept {
@@ -102,7 +116,7 @@ struct head {
     errc err = errc::need_more;
     std::size_t size = 0;
     std::string_view first_line;
-    std::array<header_field, max_headers> fields{};
+    std::array<header_field, max_headers> fields; ///< the first `count` are set
     std::size_t count = 0;
 };
 
@@ -124,7 +138,8 @@ void split_head(std::span<const std::uint8_t> in, head& h) noexcept {
         const std::string_view line = rest.substr(0, eol);
         rest.remove_prefix(eol + 2);
         // A bare CR or LF inside a line is not HTTP/1.1 framing (RFC 9112 §2.2).
-        if (line.find_first_of("\r\n") != std::string_view::npos) {
+        if (line.find('\r') != std::string_view::npos ||
+            line.find('\n') != std::string_view::npos) {
             h.err = first ? errc::bad_request_line : errc::bad_header_line;
             return;
         }
@@ -215,6 +230,24 @@ std::string_view reason_phrase(int status) noexcept {
     }
 }
 
+// SHA-1 of a short input. OpenSSL 3's SHA1() looks the algorithm up in its provider on every
+// call (EVP_Q_digest), more than the hashing itself costs for 60 bytes: this looks it up once
+// per process and keeps one digest context per thread.
+void sha1(std::span<const unsigned char> in, unsigned char (&out)[SHA_DIGEST_LENGTH]) noexcept {
+    static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    struct context {
+        EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+        ~context() { EVP_MD_CTX_free(ctx); }
+    };
+    thread_local context local;
+    unsigned int len = 0;
+    if (md == nullptr || local.ctx == nullptr || EVP_DigestInit_ex2(local.ctx, md, nullptr) != 1 ||
+        EVP_DigestUpdate(local.ctx, in.data(), in.size()) != 1 ||
+        EVP_DigestFinal_ex(local.ctx, out, &len) != 1) {
+        SHA1(in.data(), in.size(), out); // out of memory for the cached state: the slow way
+    }
+}
+
 } // namespace
 
 sec_key make_sec_key(std::span<const std::uint8_t, sec_key_nonce_size> nonce) noexcept {
@@ -233,10 +266,10 @@ sec_accept make_sec_accept(std::string_view key) noexcept {
     if (n <= sizeof input) {
         std::memcpy(input, key.data(), key.size());
         std::memcpy(input + key.size(), ws_guid.data(), ws_guid.size());
-        SHA1(input, n, digest);
+        sha1({input, n}, digest);
     } else {
         // An over-long key can never be accepted; hash the GUID alone so the result is defined.
-        SHA1(reinterpret_cast<const unsigned char*>(ws_guid.data()), ws_guid.size(), digest);
+        sha1({reinterpret_cast<const unsigned char*>(ws_guid.data()), ws_guid.size()}, digest);
     }
     unsigned char text[sec_accept{}.size() + 1];
     EVP_EncodeBlock(text, digest, SHA_DIGEST_LENGTH);
