@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -36,6 +37,22 @@ codec::mask_key mask_key_source::next() {
 codec::mask_key next_mask_key() {
     thread_local mask_key_source source;
     return source.next();
+}
+
+std::array<std::uint8_t, 16> next_nonce() {
+    constexpr std::size_t per_batch = 16;
+    thread_local std::array<std::uint8_t, 16 * per_batch> bytes;
+    thread_local std::size_t next = per_batch;
+    if (next == per_batch) {
+        random_bytes(bytes);
+        next = 0;
+    }
+    std::array<std::uint8_t, 16> nonce;
+    std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(16 * next), 16, nonce.begin());
+    // A nonce is handed out once: wipe it from the batch.
+    std::fill_n(bytes.begin() + static_cast<std::ptrdiff_t>(16 * next), 16, std::uint8_t{0});
+    ++next;
+    return nonce;
 }
 
 } // namespace kaminari::net

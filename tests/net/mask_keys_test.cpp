@@ -29,5 +29,17 @@ TEST(MaskKeys, ThreadSourceAndRandomBytes) {
     random_bytes(std::span<std::uint8_t>()); // empty is fine
 }
 
+TEST(MaskKeys, NoncesAreFreshAcrossBatches) {
+    // 100 nonces span several batches of 16: 128-bit random values, so all distinct, and none is
+    // the wiped (all-zero) slot of a batch.
+    std::set<std::array<std::uint8_t, 16>> seen;
+    for (int i = 0; i < 100; ++i) {
+        const auto n = next_nonce();
+        EXPECT_NE(n, (std::array<std::uint8_t, 16>{}));
+        seen.insert(n);
+    }
+    EXPECT_EQ(seen.size(), 100u);
+}
+
 } // namespace
 } // namespace kaminari::net

@@ -36,4 +36,9 @@ private:
 /// locking and no per-connection batch). Throws like random_bytes().
 codec::mask_key next_mask_key();
 
+/// A fresh Sec-WebSocket-Key nonce from this thread's batch of 16 nonces (one RAND_bytes call per
+/// 16 connections; a call costs far more than the 16 bytes it makes). Throws like
+/// random_bytes().
+std::array<std::uint8_t, 16> next_nonce();
+
 } // namespace kaminari::net

@@ -10,6 +10,7 @@
 #include <kaminari/codec/base64.hpp>
 #include <kaminari/codec/frame.hpp>
 #include <kaminari/codec/handshake.hpp>
+#include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/mask_keys.hpp>
 #include <kaminari/net/stream.hpp>
 #include <kaminari/net/ws_error.hpp>
@@ -26,6 +27,11 @@
 #include <vector>
 
 namespace kaminari::net {
+
+/// Handshake heads are read into a buffer borrowed from the thread's pool (16 KiB is a size it
+/// keeps), not into a vector allocated and zeroed per connection.
+inline constexpr std::size_t head_buffer_size = 16 * 1024;
+static_assert(head_buffer_size >= codec::max_head_size);
 
 /// A client's upgrade request, made before it is sent: `bytes()` is what goes on the wire
 /// (so it can also travel as TLS 1.3 early data), `key` what the response must answer.
@@ -53,15 +59,17 @@ struct ws_client_request {
 /// Throws only if OpenSSL's RNG fails (or on allocation failure).
 inline error_code make_client_request(const ws_options& opts, ws_client_request& req,
                                       std::span<const std::uint8_t> first = {}) {
-    std::array<std::uint8_t, codec::sec_key_nonce_size> nonce{};
-    random_bytes(nonce);
-    req.key = codec::make_sec_key(nonce);
+    static_assert(codec::sec_key_nonce_size == 16);
+    req.key = codec::make_sec_key(next_nonce());
     req.first.assign(first.begin(), first.end());
     req.early_size = std::min(first.size(), opts.early_data);
     req.protocol.resize(codec::base64url_encoded_size(req.early_size));
     codec::base64url_encode(first.first(req.early_size), req.protocol);
     req.early_echoed = false;
-    req.buf.resize(codec::max_head_size);
+    // Room for the request line, the fixed headers and the variable parts; anything larger than
+    // the head limit fails below either way.
+    req.buf.resize(std::min(codec::max_head_size,
+                            512 + opts.host.size() + opts.path.size() + req.protocol.size()));
     req.len = codec::encode_request(req.buf, opts.host, opts.path, codec::to_string_view(req.key),
                                     req.protocol);
     req.buf.resize(req.len);
@@ -78,10 +86,11 @@ inline error_code make_client_request(const ws_options& opts, ws_client_request&
 /// is masked in place when the client masks.
 template <byte_stream Next>
 asio::awaitable<error_code> ws_read_response(ws_stream<Next>& ws, ws_client_request& req) {
-    std::vector<std::uint8_t> buf(codec::max_head_size);
+    const buffer_lease lease = borrow_buffer(head_buffer_size);
+    const std::span<std::uint8_t> buf = lease.span().first(codec::max_head_size);
     std::size_t have = 0;
     for (;;) {
-        auto [ec, n] = co_await ws.next_layer().read_some(std::span(buf).subspan(have));
+        auto [ec, n] = co_await ws.next_layer().read_some(buf.subspan(have));
         if (ec) {
             co_return ec;
         }
@@ -156,11 +165,12 @@ inline constexpr std::chrono::milliseconds third_party_close_linger{1000};
 template <byte_stream Next>
 asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts,
                                                 std::size_t* early_size = nullptr) {
-    std::vector<std::uint8_t> buf(codec::max_head_size);
+    const buffer_lease lease = borrow_buffer(head_buffer_size);
+    const std::span<std::uint8_t> buf = lease.span().first(codec::max_head_size);
     std::size_t have = 0;
     codec::request_result r;
     for (;;) {
-        auto [ec, n] = co_await ws.next_layer().read_some(std::span(buf).subspan(have));
+        auto [ec, n] = co_await ws.next_layer().read_some(buf.subspan(have));
         if (ec) {
             co_return ec;
         }
