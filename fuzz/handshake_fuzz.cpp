@@ -14,6 +14,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     using namespace kaminari::codec;
     const std::span<const std::uint8_t> in(data, size);
     const request_result req = parse_request(in, "example.com", "/ws");
+    // The fallback's early verdict never accepts what the full parser refuses, nor the reverse.
+    const errc verdict = classify_request(in, "example.com", "/ws");
+    if ((verdict == errc::ok) != (req.err == errc::ok)) {
+        std::abort();
+    }
     if (req.consumed > size) {
         std::abort();
     }

@@ -203,7 +203,9 @@ std::string help_text(role who) {
                 "  cert=<path>             certificate chain, PEM or DER\n"
                 "  key=<path>              private key, PEM or DER\n"
                 "  servername=<name>       instead of cert/key: a self-signed certificate\n"
-                "  ocsp=<path>             DER OCSP response to staple\n";
+                "  ocsp=<path>             DER OCSP response to staple\n"
+                "  fallback=<host:port>    ws/wss: a connection that is not a valid upgrade goes\n"
+                "                          to this web server, with the bytes it sent\n";
     }
     text += "  handshake_timeout=<s>   TLS + websocket handshake deadline (default 10)\n"
             "  idle_timeout=<s>        close a connection that moves no byte either way for\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 24> known_options{{
+constexpr std::array<known_option, 25> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -100,6 +100,7 @@ constexpr std::array<known_option, 24> known_options{{
     {"ping", false, side::both},
     {"pool", false, side::client},
     {"pool_idle", false, side::client},
+    {"fallback", false, side::server},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -467,6 +468,13 @@ server_options parse_server_options(std::string_view text) {
     const option_map map(text, side::server, o.warnings);
     o.common = parse_common(map, side::server);
     o.ws = parse_ws(map, false, o.warnings);
+    if (auto v = map.value("fallback")) {
+        if (!o.ws) {
+            o.warnings.emplace_back("ignoring 'fallback': it takes effect only with 'ws'");
+        } else {
+            o.fallback = parse_endpoint(*v, "fallback");
+        }
+    }
     if (map.has("tls")) {
         tls_server_options tls;
         const bool has_cert = map.has("cert");
@@ -541,7 +549,13 @@ std::string describe(const server_options& o) {
         }
         out += ")";
     }
-    return out.empty() ? "tcp" : out;
+    if (out.empty()) {
+        out = "tcp";
+    }
+    if (o.fallback) {
+        out += fmt::format(", fallback to {}", o.fallback->to_string());
+    }
+    return out;
 }
 
 } // namespace kaminari

@@ -261,6 +261,24 @@ TEST(CommonOptions, PingAndTfoOnBothSides) {
     EXPECT_EQ(client_error("tfo=1"), "tfo: is a flag and takes no value; expected 'tfo'");
 }
 
+TEST(ServerOptions, Fallback) {
+    auto s = parse_server_options("ws;host=a;path=/ws;fallback=127.0.0.1:8080");
+    ASSERT_TRUE(s.fallback);
+    EXPECT_EQ(s.fallback->host, "127.0.0.1");
+    EXPECT_EQ(s.fallback->port, 8080);
+    EXPECT_TRUE(s.warnings.empty());
+    EXPECT_EQ(describe(s), "ws(host=a, path=/ws), fallback to 127.0.0.1:8080");
+    EXPECT_EQ(parse_server_options("ws;host=a;path=/ws;fallback=[::1]:80").fallback->host, "::1");
+    EXPECT_FALSE(parse_server_options("ws;host=a;path=/ws").fallback);
+    // Only a websocket server can tell an upgrade from anything else.
+    auto plain = parse_server_options("fallback=127.0.0.1:80");
+    EXPECT_FALSE(plain.fallback);
+    EXPECT_EQ(plain.warnings.size(), 1u);
+    EXPECT_NE(server_error("ws;host=a;path=/ws;fallback=nowhere"), "(no error)");
+    // A server option: the client warns and ignores it.
+    EXPECT_EQ(parse_client_options("ws;host=a;path=/ws;fallback=127.0.0.1:80").warnings.size(), 1u);
+}
+
 TEST(ServerOptions, UpstreamExamples) {
     auto ws = parse_server_options("ws;host=example.com;path=/ws");
     ASSERT_TRUE(ws.ws);

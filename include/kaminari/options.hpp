@@ -5,6 +5,7 @@
 // Spaces around items, keys and values are trimmed. Keys match exactly; a repeated key is
 // allowed and the last one wins. Parsing is pure: no files are opened here.
 
+#include <kaminari/cli.hpp>
 #include <kaminari/codec/mask.hpp>
 
 #include <chrono>
@@ -99,6 +100,10 @@ struct client_options {
 struct server_options {
     std::optional<ws_options> ws;
     std::optional<tls_server_options> tls;
+    /// `fallback=<host:port>` (ws and wss): where a connection goes, with the bytes it sent,
+    /// when it is not a valid upgrade for `host` and `path` (a prober then sees that web
+    /// server). Empty: kaminaris answers 404/400 itself.
+    std::optional<endpoint> fallback;
     common_options common;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or client-side) item
 };

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <span>
@@ -422,6 +423,38 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
         }
     }
     return r;
+}
+
+errc classify_request(std::span<const std::uint8_t> in, std::string_view host,
+                      std::string_view path) noexcept {
+    const std::string_view got(reinterpret_cast<const char*>(in.data()), in.size());
+    std::size_t pos = 0;
+    // Compares the next piece of the request line; `why` when the bytes differ from it.
+    auto expect = [&](std::string_view want, errc why) {
+        const std::size_t n = std::min(want.size(), got.size() - pos);
+        if (got.compare(pos, n, want, 0, n) != 0) {
+            return why;
+        }
+        pos += n;
+        return n < want.size() ? errc::need_more : errc::ok;
+    };
+    errc e = expect("GET ", errc::bad_method);
+    if (e == errc::bad_method && !is_tchar(got.front())) {
+        e = errc::bad_request_line; // not even a method: not HTTP
+    }
+    if (e == errc::ok) {
+        e = expect(path, errc::wrong_path);
+    }
+    if (e == errc::ok) {
+        e = expect(" ", errc::wrong_path); // a longer path
+    }
+    if (e == errc::ok) {
+        e = expect("HTTP/1.1\r\n", errc::bad_http_version);
+    }
+    if (e != errc::ok) {
+        return e;
+    }
+    return parse_request(in, host, path).err;
 }
 
 int response_status(errc reason) noexcept {

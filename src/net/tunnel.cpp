@@ -673,6 +673,35 @@ asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_c
     }
 }
 
+// `fallback=`: a connection that is not a valid upgrade goes to the fallback web server with
+// the bytes it sent, and everything after is relayed as it comes, both ways, for as long as
+// either side keeps it: a prober sees that server's own answers, timeouts, limits and close.
+template <byte_stream Lower>
+asio::awaitable<void> hand_to_fallback(Lower& down, std::vector<std::uint8_t>& sent,
+                                       std::uint64_t id, const server_config& cfg,
+                                       const error_code& why) {
+    const endpoint& site = *cfg.opts.fallback;
+    log::info("#{} not a websocket upgrade from {} ({}): to the fallback {}", id, peer_of(down),
+              why.message(), site.to_string());
+    auto up_socket = co_await dial(site, cfg.opts.common.connect_timeout, id);
+    if (!up_socket) {
+        down.close();
+        co_return;
+    }
+    tcp_stream up(std::move(*up_socket));
+    if (auto w = co_await write_all(up, std::span<std::uint8_t>(sent)); w.ec) {
+        log::debug("#{} fallback {} failed: {}", id, site.to_string(), w.ec.message());
+        down.close();
+        up.close();
+        co_return;
+    }
+    const std::size_t first = sent.size();
+    std::vector<std::uint8_t>().swap(sent);
+    auto r = co_await relay(down, up, cfg.opts.common.idle_timeout);
+    r.a_to_b.bytes += first;
+    log_end(id, r);
+}
+
 // The websocket server handshake on `ws` within the deadline; false (logged, `ws` closed) when
 // it failed.
 template <byte_stream Lower>
@@ -692,7 +721,14 @@ asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
     }
     deadline = std::max(deadline, clock::now() + cfg.opts.common.handshake_timeout);
     std::size_t early = 0;
-    if (auto ec = co_await step(ws, ws_server_handshake(ws, *cfg.opts.ws, &early), deadline)) {
+    std::vector<std::uint8_t> handed;
+    auto* const to_fallback = cfg.opts.fallback ? &handed : nullptr;
+    if (auto ec = co_await step(ws, ws_server_handshake(ws, *cfg.opts.ws, &early, to_fallback),
+                                deadline)) {
+        if (to_fallback != nullptr && ec == ws_condition::handshake_failed) {
+            co_await hand_to_fallback(ws.next_layer(), handed, id, cfg, ec);
+            co_return false;
+        }
         // Probers and scanners end up here: informative, not alarming. A client that just
         // closed (a warm connection expiring mid-request) is not worth a line at info.
         const auto lv = ec == asio::error::eof ? log::level::debug : log::level::info;

@@ -102,6 +102,39 @@ TEST(Handshake, EveryTruncatedRequestNeedsMore) {
     }
 }
 
+errc classify(std::string_view in) {
+    return classify_request(as_bytes(in), "example.com", "/ws");
+}
+
+TEST(Handshake, ClassifyAcceptsOnlyAGoodRequestAndWaitsForItsPrefixes) {
+    EXPECT_EQ(classify(good_request), errc::ok);
+    for (std::size_t k = 0; k < good_request.size(); ++k) {
+        ASSERT_EQ(classify(std::string_view(good_request).substr(0, k)), errc::need_more)
+            << "prefix " << k;
+    }
+}
+
+TEST(Handshake, ClassifyDecidesAtTheFirstByteThatTells) {
+    // Each is judged on these bytes alone, before any end of the head.
+    EXPECT_EQ(classify("\x16\x03\x01\x02\x00"), errc::bad_request_line); // a TLS ClientHello
+    EXPECT_EQ(classify("\r\n"), errc::bad_request_line);
+    EXPECT_EQ(classify("P"), errc::bad_method);
+    EXPECT_EQ(classify("POST /ws HTTP/1.1\r\n"), errc::bad_method);
+    EXPECT_EQ(classify("GET /"), errc::need_more);
+    EXPECT_EQ(classify("GET / "), errc::wrong_path);
+    EXPECT_EQ(classify("GET /x"), errc::wrong_path);
+    EXPECT_EQ(classify("GET /wsx"), errc::wrong_path);
+    EXPECT_EQ(classify("GET /ws HTTP/1.0"), errc::bad_http_version);
+    EXPECT_EQ(classify("GET /ws HTTP/1.1\r\nHost: example.com\r\n"), errc::need_more);
+    // Past the request line, the complete head decides.
+    EXPECT_EQ(classify("GET /ws HTTP/1.1\r\nHost: other.example\r\n\r\n"), errc::wrong_host);
+    EXPECT_EQ(classify("GET /ws HTTP/1.1\r\nHost: example.com\r\n\r\n"), errc::missing_upgrade);
+    // A head that never ends is not ours either, once it reaches the limit.
+    std::string endless = "GET /ws HTTP/1.1\r\nHost: example.com\r\nX: ";
+    endless.resize(max_head_size, 'a');
+    EXPECT_EQ(classify(endless), errc::head_too_large);
+}
+
 TEST(Handshake, KeepsBytesAfterTheRequest) {
     const std::string with_frame = good_request + "\x82\x80\0\0\0\0pipelined";
     const auto r = parse(with_frame);

@@ -116,6 +116,17 @@ struct request_result {
 request_result parse_request(std::span<const std::uint8_t> in, std::string_view host,
                              std::string_view path) noexcept;
 
+/// For a server with a fallback site: whether the bytes read so far (`in`) can still become an
+/// upgrade request for `host` and `path`, decided at the earliest byte that tells. `need_more`:
+/// they may still. `ok`: a complete, valid request (parse_request() accepts it). An error: they
+/// will not, and why. The request line of a valid upgrade is exactly `GET <path> HTTP/1.1`, so
+/// a differing byte there is enough: `bad_request_line` for a first byte that cannot start a
+/// method (not HTTP at all), `bad_method`, `wrong_path`, `bad_http_version`; past the line, the
+/// complete head decides (parse_request()'s errors, including `wrong_host`), and
+/// `head_too_large` when max_head_size bytes hold no end of the head.
+errc classify_request(std::span<const std::uint8_t> in, std::string_view host,
+                      std::string_view path) noexcept;
+
 /// The HTTP status a server answers for a parse_request() outcome: 101 for ok, else 400, 404,
 /// 426 or 431.
 int response_status(errc reason) noexcept;

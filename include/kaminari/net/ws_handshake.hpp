@@ -162,9 +162,15 @@ inline constexpr std::chrono::milliseconds third_party_close_linger{1000};
 /// closes) and returns the codec::errc (equal to `ws_condition::handshake_failed`). Also
 /// returns the next layer's error, or `asio::error::eof` when the client closes first. The
 /// caller closes the stream on error. `ws`, `opts` and `early_size` must outlive the call.
+///
+/// With `handed` (a server with a fallback site): nothing is answered to a request that is not
+/// a valid upgrade; as soon as the bytes show it will not be one (codec::classify_request()),
+/// they are copied to `*handed` and the reason is returned, for the caller to pass the
+/// connection on with them.
 template <byte_stream Next>
 asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts,
-                                                std::size_t* early_size = nullptr) {
+                                                std::size_t* early_size = nullptr,
+                                                std::vector<std::uint8_t>* handed = nullptr) {
     const buffer_lease lease = borrow_buffer(head_buffer_size);
     const std::span<std::uint8_t> buf = lease.span().first(codec::max_head_size);
     std::size_t have = 0;
@@ -175,6 +181,17 @@ asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_op
             co_return ec;
         }
         have += n;
+        if (handed != nullptr) {
+            const codec::errc verdict =
+                codec::classify_request(std::span(buf.data(), have), opts.host, opts.path);
+            if (verdict == codec::errc::need_more) {
+                continue;
+            }
+            if (verdict != codec::errc::ok) {
+                handed->assign(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(have));
+                co_return error_code(verdict);
+            }
+        }
         r = codec::parse_request(std::span(buf.data(), have), opts.host, opts.path);
         if (r.err != codec::errc::need_more) {
             break; // a full buffer is head_too_large, never need_more
