@@ -1,0 +1,77 @@
+# `cmake --install`: both binaries, their manual pages, the systemd template
+# units, example configurations and the Debian copyright/changelog, under GNUInstallDirs.
+#
+#   <prefix>/bin/kaminaric, kaminaris
+#   <prefix>/share/man/man1/kaminaric.1.gz, kaminaris.1.gz
+#   <prefix>/lib/systemd/system/kaminaric@.service, kaminaris@.service   (KAMINARI_SYSTEMD_UNITDIR)
+#   <prefix>/share/doc/kaminari/examples/client.conf, server.conf
+#   <prefix>/share/doc/kaminari/copyright, changelog.gz
+#
+# Nothing goes to /etc: the units read /etc/kaminari/<instance>.conf, which the administrator
+# writes (from the examples).
+
+include(GNUInstallDirs)
+
+set(KAMINARI_SYSTEMD_UNITDIR "lib/systemd/system" CACHE STRING
+    "Where the systemd units go: relative to the install prefix (systemd reads both \
+/usr/lib/systemd/system and /usr/local/lib/systemd/system), or absolute")
+
+# Directories the install creates (share/doc/kaminari/examples, ...) get 0755 whatever the umask.
+set(CMAKE_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ
+    GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
+
+install(TARGETS kaminaric kaminaris RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# Compressed at build time with gzip -9n (no name, no time stamp: the same bytes on every build),
+# as Debian policy wants manual pages and changelogs.
+find_program(KAMINARI_GZIP gzip REQUIRED)
+set(kaminari_gz_files)
+foreach(src man/kaminaric.1 man/kaminaris.1 packaging/changelog)
+    get_filename_component(name ${src} NAME)
+    set(out ${CMAKE_CURRENT_BINARY_DIR}/dist/${name}.gz)
+    add_custom_command(OUTPUT ${out}
+        COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_CURRENT_BINARY_DIR}/dist
+        COMMAND ${KAMINARI_GZIP} -9nc ${PROJECT_SOURCE_DIR}/${src} > ${out}
+        DEPENDS ${PROJECT_SOURCE_DIR}/${src} VERBATIM)
+    list(APPEND kaminari_gz_files ${out})
+endforeach()
+add_custom_target(kaminari_dist ALL DEPENDS ${kaminari_gz_files})
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/dist/kaminaric.1.gz
+              ${CMAKE_CURRENT_BINARY_DIR}/dist/kaminaris.1.gz
+        DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES packaging/copyright ${CMAKE_CURRENT_BINARY_DIR}/dist/changelog.gz
+        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES etc/kaminari/client.conf etc/kaminari/server.conf
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+
+# The units name the installed binaries by absolute path, and the prefix is only known when the
+# install runs (cpack installs under /usr whatever this build was configured with), so they are
+# written from their templates at install time, into a directory of their own per destination
+# (installs to different places may run at once).
+install(CODE "
+    set(prefix \"\${CMAKE_INSTALL_PREFIX}\")
+    set(KAMINARI_FULL_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
+    set(KAMINARI_EXAMPLES_DIR \"${CMAKE_INSTALL_DOCDIR}/examples\")
+    set(unitdir \"${KAMINARI_SYSTEMD_UNITDIR}\")
+    foreach(var KAMINARI_FULL_BINDIR KAMINARI_EXAMPLES_DIR unitdir)
+        if(NOT IS_ABSOLUTE \"\${\${var}}\")
+            set(\${var} \"\${prefix}/\${\${var}}\")
+        endif()
+    endforeach()
+    string(MD5 key \"\$ENV{DESTDIR}|\${prefix}\")
+    set(staging \"${CMAKE_CURRENT_BINARY_DIR}/dist/units-\${key}\")
+    foreach(app kaminaric kaminaris)
+        configure_file(\"${PROJECT_SOURCE_DIR}/systemd/\${app}@.service.in\"
+                       \"\${staging}/\${app}@.service\" @ONLY)
+        file(INSTALL DESTINATION \"\${unitdir}\" TYPE FILE
+             PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
+             FILES \"\${staging}/\${app}@.service\")
+    endforeach()
+")
+
+# The Debian changelog names the version that is packaged.
+file(STRINGS packaging/changelog kaminari_changelog_head LIMIT_COUNT 1)
+if(NOT kaminari_changelog_head MATCHES "^kaminari \\(${PROJECT_VERSION}\\) ")
+    message(WARNING "packaging/changelog starts with '${kaminari_changelog_head}', not version "
+                    "${PROJECT_VERSION}: add an entry for it")
+endif()
