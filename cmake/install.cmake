@@ -1,4 +1,4 @@
-# `cmake --install`: both binaries, their manual pages, the systemd template
+# `cmake --install` and `cpack -G DEB`: both binaries, their manual pages, the systemd template
 # units, example configurations and the Debian copyright/changelog, under GNUInstallDirs.
 #
 #   <prefix>/bin/kaminaric, kaminaris
@@ -75,3 +75,32 @@ if(NOT kaminari_changelog_head MATCHES "^kaminari \\(${PROJECT_VERSION}\\) ")
     message(WARNING "packaging/changelog starts with '${kaminari_changelog_head}', not version "
                     "${PROJECT_VERSION}: add an entry for it")
 endif()
+
+# cpack -G DEB (in the build directory): kaminari_<version>_<arch>.deb for Debian 12, installed
+# under /usr, with Depends computed by dpkg-shlibdeps from the libraries the binaries link.
+# No maintainer scripts: installing creates no user, enables and starts no service.
+set(CPACK_PACKAGE_NAME kaminari)
+set(CPACK_PACKAGE_VENDOR "The kaminari (C++) authors")
+set(KAMINARI_DEB_MAINTAINER
+    "kaminari maintainers <maintainers@users.noreply.r-seed-2595f622.example>"
+    CACHE STRING "Maintainer field of the .deb: 'Name <email>'")
+set(CPACK_PACKAGE_CONTACT "${KAMINARI_DEB_MAINTAINER}")
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${KAMINARI_DEB_MAINTAINER}")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "websocket/TLS tunnel for TCP, usable as a SIP003 plugin")
+# The summary above is the first line of Description; this is the rest.
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
+    "kaminaric accepts plain TCP and carries it to kaminaris over TCP, websocket,
+TLS or websocket over TLS (wss); kaminaris hands it on as plain TCP to its
+target. Both run standalone, under systemd (template units kaminaric@.service
+and kaminaris@.service reading /etc/kaminari/<instance>.conf), or as
+shadowsocks SIP003 plugins. A C++20 port of kaminari.")
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_STRIP_FILES ON)
+set(CPACK_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS ${CMAKE_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS})
+set(CPACK_GENERATOR DEB)
+set(CPACK_SOURCE_GENERATOR "")
+include(CPack)

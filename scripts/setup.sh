@@ -3,7 +3,7 @@
 #   scripts/setup.sh build   compilers and libraries
 #   scripts/setup.sh test    build + the real peers the end-to-end and interop tests run, and
 #                            the tools the operations tests use (groff, man, systemd-analyze,
-#                            strace)
+#                            strace, dpkg-shlibdeps for cpack, lintian)
 #   scripts/setup.sh bench   test + the benchmark tools
 # Idempotent and silent when everything is already there. Run as root (or with sudo).
 set -euo pipefail
@@ -12,7 +12,7 @@ build=(cmake make g++ clang clang-format libboost1.81-dev libssl-dev libfmt-dev 
        openssl python3 ca-certificates)
 test=(python3-websockets nginx-light haproxy stunnel4 shadowsocks-libev shadowsocks-v2ray-plugin
       curl socat iperf3 iproute2
-      groff-base man-db systemd strace)
+      groff-base man-db systemd strace dpkg-dev lintian)
 bench=(libbenchmark-dev gnuplot-nox)
 
 want=("${build[@]}")
