@@ -16,7 +16,8 @@ set(KAMINARI_SYSTEMD_UNITDIR "lib/systemd/system" CACHE STRING
     "Where the systemd units go: relative to the install prefix (systemd reads both \
 /usr/lib/systemd/system and /usr/local/lib/systemd/system), or absolute")
 
-# Directories the install creates (share/doc/kaminari/examples, ...) get 0755 whatever the umask.
+# Directories the install creates (share/doc/kaminari/examples, ...) get 0755 (less what the
+# umask takes away; the package's are set to 0755 before packaging, see below).
 set(CMAKE_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ
     GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 
@@ -101,6 +102,8 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS ${CMAKE_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS})
+# mkdir() applies the umask to those: set 0755 on the staged directories before packaging.
+set(CPACK_PRE_BUILD_SCRIPTS ${CMAKE_CURRENT_LIST_DIR}/cpack_directory_modes.cmake)
 set(CPACK_GENERATOR DEB)
 set(CPACK_SOURCE_GENERATOR "")
 include(CPack)

@@ -57,8 +57,9 @@ def installed():
 
 
 def build_package(out):
+    # Under a strict umask: the package's directories must still be 0755.
     sh([CPACK, "-G", "DEB", "--config", os.path.join(BUILD, "CPackConfig.cmake"), "-B", out],
-       timeout=600, cwd=BUILD)
+       timeout=600, cwd=BUILD, preexec_fn=lambda: os.umask(0o077))
     debs = [f for f in os.listdir(out) if f.endswith(".deb")]
     assert len(debs) == 1, f"cpack made {debs}"
     return os.path.join(out, debs[0])
@@ -104,6 +105,7 @@ def contents(deb):
         perms, owner, _size, _date, _time, path = line.split(None, 5)
         path = path.split(" -> ")[0].lstrip(".").rstrip("/") or "/"
         assert owner == "root/root", line
+        assert perms in ("drwxr-xr-x", "-rw-r--r--", "-rwxr-xr-x"), line
         (dirs if perms.startswith("d") else files).add(path)
     assert files == EXPECTED_FILES, (f"extra: {sorted(files - EXPECTED_FILES)}; "
                                      f"missing: {sorted(EXPECTED_FILES - files)}")
@@ -199,7 +201,8 @@ def main():
               deb)
         check("Depends covers every NEEDED shared library", depends_cover_needed_libraries, deb,
               tmp)
-        check("contents: exactly the expected files, owned by root", contents, deb)
+        check("contents: exactly the expected files, owned by root, modes 0755/0644", contents,
+              deb)
         check("no maintainer scripts, no conffiles", no_maintainer_scripts, deb)
         check("lintian: no errors", lintian_clean, deb)
         try:
