@@ -83,6 +83,16 @@ def binaries_run(root):
         assert r.returncode == 0 and r.stdout.startswith(prog + " "), r
 
 
+def man_pages_name_the_version(root):
+    """The .TH line of each page names the version the binary prints."""
+    for prog in ("kaminaric", "kaminaris"):
+        version = subprocess.run([os.path.join(root, "bin", prog), "--version"],
+                                 capture_output=True, text=True, timeout=10).stdout.split()[-1]
+        with gzip.open(os.path.join(root, f"share/man/man1/{prog}.1.gz"), "rt") as f:
+            th = next(line for line in f if line.startswith(".TH "))
+        assert f'"kaminari {version}"' in th, f"{prog}.1: {th.strip()} (binary: {version})"
+
+
 def units_name(root, prefix):
     for prog in ("kaminaric", "kaminaris"):
         with open(os.path.join(root, f"lib/systemd/system/{prog}@.service")) as f:
@@ -124,6 +134,7 @@ def main():
         check("--prefix: the installed binaries run", binaries_run, prefix)
         check("--prefix: the units name <prefix>/bin", units_name, prefix, prefix)
         check("the manual pages render without a groff warning", man_pages_render, prefix)
+        check("the manual pages name the binaries' version", man_pages_name_the_version, prefix)
 
         destdir = os.path.join(tmp, "destdir")
         install("/usr", destdir)
