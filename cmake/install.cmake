@@ -48,7 +48,7 @@ install(FILES etc/kaminari/client.conf etc/kaminari/server.conf
 # The units name the installed binaries by absolute path, and the prefix is only known when the
 # install runs (cpack installs under /usr whatever this build was configured with), so they are
 # written from their templates at install time, into a directory of their own per destination
-# (installs to different places may run at once).
+# (installs to different places may run at once) that is removed again.
 install(CODE "
     set(prefix \"\${CMAKE_INSTALL_PREFIX}\")
     set(KAMINARI_FULL_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
@@ -68,6 +68,7 @@ install(CODE "
              PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
              FILES \"\${staging}/\${app}@.service\")
     endforeach()
+    file(REMOVE_RECURSE \"\${staging}\")
 ")
 
 # The Debian changelog names the version that is packaged.
