@@ -63,6 +63,13 @@ asio::awaitable<void> log_hangups(asio::signal_set& hangups, std::string_view wh
     }
 }
 
+struct hangup_ignored_at_exit {
+    hangup_ignored_at_exit() = default;
+    hangup_ignored_at_exit(const hangup_ignored_at_exit&) = delete;
+    hangup_ignored_at_exit& operator=(const hangup_ignored_at_exit&) = delete;
+    ~hangup_ignored_at_exit() { std::signal(SIGHUP, SIG_IGN); }
+};
+
 template <class Config>
 int serve(const invocation& inv, const Config& cfg, const std::string& transport) {
     if (inv.sip003) {
@@ -84,6 +91,9 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
             rt.stop();
         }
     });
+    // Destroying a signal_set puts back the default action, which for SIGHUP is to die: this
+    // guard, destroyed right after `hangups`, ignores it again for the rest of the shutdown.
+    const hangup_ignored_at_exit keep_ignoring;
     asio::signal_set hangups(rt.main_context(), SIGHUP);
     constexpr std::string_view on_hangup =
         std::is_same_v<Config, net::client_config>
