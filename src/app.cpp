@@ -51,6 +51,25 @@ asio::awaitable<void> watch_parent(pid_t parent, net::runtime& rt) {
     }
 }
 
+// SIGHUP (`systemctl reload`, a closed terminal) must never stop the process: each one is
+// logged, saying what it does, and serving goes on.
+asio::awaitable<void> log_hangups(asio::signal_set& hangups, std::string_view what) {
+    for (;;) {
+        auto [ec, sig] = co_await hangups.async_wait(net::use_tuple);
+        if (ec) {
+            co_return;
+        }
+        log::info("received SIGHUP; {}", what);
+    }
+}
+
+struct hangup_ignored_at_exit {
+    hangup_ignored_at_exit() = default;
+    hangup_ignored_at_exit(const hangup_ignored_at_exit&) = delete;
+    hangup_ignored_at_exit& operator=(const hangup_ignored_at_exit&) = delete;
+    ~hangup_ignored_at_exit() { std::signal(SIGHUP, SIG_IGN); }
+};
+
 template <class Config>
 int serve(const invocation& inv, const Config& cfg, const std::string& transport) {
     if (inv.sip003) {
@@ -72,6 +91,15 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
             rt.stop();
         }
     });
+    // Destroying a signal_set puts back the default action, which for SIGHUP is to die: this
+    // guard, destroyed right after `hangups`, ignores it again for the rest of the shutdown.
+    const hangup_ignored_at_exit keep_ignoring;
+    asio::signal_set hangups(rt.main_context(), SIGHUP);
+    constexpr std::string_view on_hangup =
+        std::is_same_v<Config, net::client_config>
+            ? "nothing to reload; going on"
+            : "certificate reload is not implemented yet; ignoring";
+    asio::co_spawn(rt.main_context(), log_hangups(hangups, on_hangup), asio::detached);
     auto listeners = net::bind_listeners(rt.main_context(), inv.local, cfg.opts.common.tfo);
 
     log::info("listen: {}", inv.local.to_string());
@@ -164,6 +192,8 @@ int app_main(role who, int argc, char** argv) noexcept {
     log::set_program(program_name(who));
     // A peer closing mid-write must surface as EPIPE on that connection, not kill the process.
     std::signal(SIGPIPE, SIG_IGN);
+    // SIGHUP never stops either program: ignored until serve() logs each one.
+    std::signal(SIGHUP, SIG_IGN);
     try {
         return run(who, argc, argv);
     } catch (const config_error& e) {

@@ -222,6 +222,7 @@ std::string help_text(role who) {
             "SIP003: with no addresses on the command line and SS_REMOTE_HOST, SS_REMOTE_PORT,\n"
             "SS_LOCAL_HOST, SS_LOCAL_PORT set, those and SS_PLUGIN_OPTIONS are used.\n"
             "\n"
+            "signals:     SIGINT, SIGTERM stop (exit 0); SIGHUP is logged and ignored\n"
             "exit status: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (bind, files),\n"
             "             2 bad arguments or options\n";
     return text;
