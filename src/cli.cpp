@@ -205,7 +205,10 @@ std::string help_text(role who) {
                 "  servername=<name>       instead of cert/key: a self-signed certificate\n"
                 "  ocsp=<path>             DER OCSP response to staple\n"
                 "  fallback=<host:port>    ws/wss: a connection that is not a valid upgrade goes\n"
-                "                          to this web server, with the bytes it sent\n";
+                "                          to this web server, with the bytes it sent\n"
+                "  proxy_protocol          every connection starts with a PROXY protocol v1/v2\n"
+                "                          header (HAProxy send-proxy, nginx proxy_protocol);\n"
+                "                          one without is refused\n";
     }
     text += "  handshake_timeout=<s>   TLS + websocket handshake deadline (default 10)\n"
             "  idle_timeout=<s>        close a connection that moves no byte either way for\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 25> known_options{{
+constexpr std::array<known_option, 26> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -101,6 +101,7 @@ constexpr std::array<known_option, 25> known_options{{
     {"pool", false, side::client},
     {"pool_idle", false, side::client},
     {"fallback", false, side::server},
+    {"proxy_protocol", true, side::server},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -468,6 +469,7 @@ server_options parse_server_options(std::string_view text) {
     const option_map map(text, side::server, o.warnings);
     o.common = parse_common(map, side::server);
     o.ws = parse_ws(map, false, o.warnings);
+    o.proxy_protocol = map.has("proxy_protocol");
     if (auto v = map.value("fallback")) {
         if (!o.ws) {
             o.warnings.emplace_back("ignoring 'fallback': it takes effect only with 'ws'");
@@ -554,6 +556,9 @@ std::string describe(const server_options& o) {
     }
     if (o.fallback) {
         out += fmt::format(", fallback to {}", o.fallback->to_string());
+    }
+    if (o.proxy_protocol) {
+        out += ", behind a PROXY protocol balancer";
     }
     return out;
 }

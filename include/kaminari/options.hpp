@@ -104,6 +104,10 @@ struct server_options {
     /// when it is not a valid upgrade for `host` and `path` (a prober then sees that web
     /// server). Empty: kaminaris answers 404/400 itself.
     std::optional<endpoint> fallback;
+    /// `proxy_protocol`: every connection starts with a PROXY protocol header (v1 or v2, from a
+    /// load balancer: HAProxy `send-proxy`, nginx `proxy_protocol on`); the client address it
+    /// carries is logged; a connection without a valid one is refused. Off: never guessed.
+    bool proxy_protocol = false;
     common_options common;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or client-side) item
 };

@@ -4,6 +4,7 @@
 #include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/dial.hpp>
 #include <kaminari/net/pool.hpp>
+#include <kaminari/net/proxy_header.hpp>
 #include <kaminari/net/relay.hpp>
 #include <kaminari/net/socket_options.hpp>
 #include <kaminari/net/splice.hpp>
@@ -789,9 +790,11 @@ asio::awaitable<void> server_tls(tcp::socket socket, std::uint64_t id, const ser
 
 } // namespace
 
-// As client_connection(): one coroutine per transport.
-asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
-                                        const server_config& cfg) {
+namespace {
+
+// One coroutine per transport, as client_connection().
+asio::awaitable<void> server_transport(tcp::socket socket, std::uint64_t id,
+                                       const server_config& cfg) {
     if (cfg.tls) {
         return server_tls(std::move(socket), id, cfg);
     }
@@ -799,6 +802,34 @@ asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
         return server_ws(std::move(socket), id, cfg);
     }
     return tcp_tunnel(std::move(socket), id, cfg);
+}
+
+// `proxy_protocol`: the load balancer's PROXY header first, then the connection as usual. The
+// client's address it names is logged; without a valid header the connection is refused.
+asio::awaitable<void> server_behind_proxy(tcp::socket socket, std::uint64_t id,
+                                          const server_config& cfg) {
+    auto [ec, h] = co_await read_proxy_header(socket, cfg.opts.common.handshake_timeout);
+    if (ec || h.st != codec::proxy_header::status::ok) {
+        log::info("#{} no valid PROXY header from {}: {}; closing", id, peer_of(socket),
+                  ec ? ec.message() : std::string(h.reason));
+        co_return;
+    }
+    if (log::enabled(log::level::debug)) {
+        log::debug("#{} client {} (PROXY v{} from {})", id,
+                   h.source.empty() ? std::string("(not given)") : h.source, h.version,
+                   peer_of(socket));
+    }
+    co_await server_transport(std::move(socket), id, cfg);
+}
+
+} // namespace
+
+asio::awaitable<void> server_connection(tcp::socket socket, std::uint64_t id,
+                                        const server_config& cfg) {
+    if (cfg.opts.proxy_protocol) {
+        return server_behind_proxy(std::move(socket), id, cfg);
+    }
+    return server_transport(std::move(socket), id, cfg);
 }
 
 } // namespace kaminari::net
