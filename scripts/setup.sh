@@ -10,7 +10,7 @@ set -euo pipefail
 
 build=(cmake make g++ clang clang-format libboost1.81-dev libssl-dev libfmt-dev libgtest-dev
        openssl python3 ca-certificates)
-test=(python3-websockets nginx-light haproxy stunnel4 shadowsocks-libev shadowsocks-v2ray-plugin
+test=(python3-websockets python3-prometheus-client nginx-light haproxy stunnel4 shadowsocks-libev shadowsocks-v2ray-plugin
       libnginx-mod-stream curl socat iperf3 iproute2
       groff-base man-db systemd strace dpkg-dev lintian)
 bench=(libbenchmark-dev gnuplot-nox)

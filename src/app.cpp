@@ -3,6 +3,7 @@
 #include <kaminari/error.hpp>
 #include <kaminari/log.hpp>
 #include <kaminari/net/listener.hpp>
+#include <kaminari/net/metrics.hpp>
 #include <kaminari/net/tunnel.hpp>
 #include <kaminari/options.hpp>
 
@@ -61,6 +62,17 @@ asio::awaitable<void> log_hangups(asio::signal_set& hangups, std::string_view wh
         }
         log::info("received SIGHUP; {}", what);
     }
+}
+
+template <class Config>
+constexpr role who_of(const Config&) noexcept {
+    return std::is_same_v<Config, net::client_config> ? role::client : role::server;
+}
+
+// The transport in one word, for the metrics' labels.
+template <class Options>
+std::string transport_kind(const Options& o) {
+    return o.ws ? (o.tls ? "wss" : "ws") : (o.tls ? "tls" : "tcp");
 }
 
 struct hangup_ignored_at_exit {
@@ -139,6 +151,16 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
         rt.stop();
     };
     net::serve_listeners(std::move(listeners), rt, handler, cfg.opts.common.max_conns, on_loop_end);
+    if (cfg.opts.common.metrics) {
+        try {
+            net::metrics::start_server(rt, *cfg.opts.common.metrics, program_name(who_of(cfg)),
+                                       transport_kind(cfg.opts));
+        } catch (const std::exception& e) {
+            log::error("metrics: cannot listen on {}: {}", cfg.opts.common.metrics->to_string(),
+                       e.what());
+            return 1;
+        }
+    }
 
     if (inv.sip003) {
         asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);

@@ -219,6 +219,7 @@ std::string help_text(role who) {
             "                          when nothing at all comes back within s more\n"
             "  tfo                     TCP Fast Open: the client's first bytes ride in the\n"
             "                          SYN (needs net.ipv4.tcp_fastopen=3 on both hosts)\n"
+            "  metrics=<ip:port>       serve Prometheus metrics at http://ip:port/metrics\n"
             "  threads=<n>             worker threads (default: one per core)\n"
             "  loglevel=<level>        error, warn, info (default) or debug\n"
             "\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 26> known_options{{
+constexpr std::array<known_option, 27> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -102,6 +102,7 @@ constexpr std::array<known_option, 26> known_options{{
     {"pool_idle", false, side::client},
     {"fallback", false, side::server},
     {"proxy_protocol", true, side::server},
+    {"metrics", false, side::both},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -304,6 +305,9 @@ common_options parse_common(const option_map& map, side me) {
         c.max_conns = parse_max_conns(*v);
     }
     c.tfo = map.has("tfo");
+    if (auto v = map.value("metrics")) {
+        c.metrics = parse_endpoint(*v, "metrics");
+    }
     if (auto v = map.value("ping")) {
         c.ping = parse_seconds("ping", *v);
     }

@@ -74,6 +74,8 @@ struct common_options {
     /// `ping=<seconds>` (ws and wss): a connection with no traffic either way for this long
     /// sends a ping; one that then receives nothing at all for as long again is closed. 0: off.
     std::chrono::milliseconds ping{0};
+    /// `metrics=<ip:port>`: serve Prometheus metrics at http://ip:port/metrics. Empty: off.
+    std::optional<endpoint> metrics;
 };
 
 /// `pool=<n>`: warm connections kept open to the server (see net/pool.hpp).

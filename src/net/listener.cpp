@@ -2,6 +2,7 @@
 
 #include <kaminari/error.hpp>
 #include <kaminari/log.hpp>
+#include <kaminari/net/metrics.hpp>
 #include <kaminari/net/socket_options.hpp>
 #include <kaminari/net/splice.hpp>
 
@@ -184,6 +185,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
             continue;
         }
         if (!rt.begin_connection(max_conns)) {
+            metrics::add(metrics::refused);
             // At the cap: refuse now (the client reads end of stream at once) rather than
             // leave it in the backlog, where it would wait with no answer.
             if (auto more = logs->refusals.next()) {
@@ -194,6 +196,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
             continue;
         }
         // TCP_NODELAY and keepalive came with the socket: it inherits the listener's options.
+        metrics::add(metrics::accepted);
         const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed) + 1;
         std::optional<asio::awaitable<void>> connection;
         try {

@@ -3,6 +3,7 @@
 #include <kaminari/log.hpp>
 #include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/dial.hpp>
+#include <kaminari/net/metrics.hpp>
 #include <kaminari/net/pool.hpp>
 #include <kaminari/net/proxy_header.hpp>
 #include <kaminari/net/relay.hpp>
@@ -63,6 +64,12 @@ void log_accepted(std::uint64_t id, const tcp::socket& s) {
 }
 
 void log_end(std::uint64_t id, const relay_result& r) {
+    metrics::add(metrics::closed);
+    metrics::add(metrics::bytes_upstream, r.a_to_b.bytes);
+    metrics::add(metrics::bytes_downstream, r.b_to_a.bytes);
+    if (r.idle) {
+        metrics::add(metrics::idle_closed);
+    }
     if (!log::enabled(log::level::debug)) {
         return;
     }
@@ -163,6 +170,7 @@ asio::awaitable<std::optional<tcp::socket>> dial(const endpoint& remote,
                                                  dial_options opts = {}) {
     auto [ec, socket] = co_await connect_remote(remote, limit, opts);
     if (ec) {
+        metrics::add(metrics::connect_failed);
         log::warn("#{} connect to {} failed: {}", id, remote.to_string(), ec.message());
         co_return std::nullopt;
     }
@@ -223,6 +231,7 @@ asio::awaitable<bool> client_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
     }
     req = ws_client_request{};
     if (ec) {
+        metrics::add(metrics::websocket_failed);
         log::warn("#{} websocket handshake with {} failed: {}", id, cfg.remote.to_string(),
                   ec.message());
         ws.close();
@@ -375,6 +384,7 @@ asio::awaitable<void> client_tcp_fast_open(tcp::socket socket, std::uint64_t id,
         tcp_stream remote(std::move(*up));
         auto w = co_await write_all(remote, first.span().first(first_len));
         if (w.ec) {
+            metrics::add(metrics::connect_failed);
             log::warn("#{} connect to {} failed: {}", id, cfg.remote.to_string(), w.ec.message());
             co_return;
         }
@@ -465,6 +475,7 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
     if (auto hec = co_await step(up, up.handshake_client(early), deadline)) {
+        metrics::add(metrics::tls_failed);
         log::warn("#{} TLS handshake with {} failed: {}", id, cfg.remote.to_string(),
                   hec.message());
         up.close();
@@ -533,6 +544,7 @@ private:
     static asio::awaitable<std::optional<tcp_stream>> open_tcp(const client_config& cfg) {
         auto [ec, socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
         if (ec) {
+            metrics::add(metrics::connect_failed);
             log::debug("pool: connect to {} failed: {}", cfg.remote.to_string(), ec.message());
             co_return std::nullopt;
         }
@@ -542,12 +554,14 @@ private:
     static asio::awaitable<std::optional<tls_conn>> open_tls(const client_config& cfg) {
         auto [ec, socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
         if (ec) {
+            metrics::add(metrics::connect_failed);
             log::debug("pool: connect to {} failed: {}", cfg.remote.to_string(), ec.message());
             co_return std::nullopt;
         }
         tls_conn up(tcp_stream(std::move(socket)), cfg.tls->make_engine());
         const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
         if (auto hec = co_await step(up, up.handshake_client({}), deadline)) {
+            metrics::add(metrics::tls_failed);
             log::warn("pool: TLS handshake with {} failed: {}", cfg.remote.to_string(),
                       hec.message());
             up.close();
@@ -733,6 +747,7 @@ asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
         // Probers and scanners end up here: informative, not alarming. A client that just
         // closed (a warm connection expiring mid-request) is not worth a line at info.
         const auto lv = ec == asio::error::eof ? log::level::debug : log::level::info;
+        metrics::add(metrics::websocket_failed);
         log::print(lv, "#{} websocket handshake from {} failed: {}", id, peer_of(ws), ec.message());
         ws.close();
         co_return false;
@@ -780,6 +795,7 @@ asio::awaitable<void> server_tls(tcp::socket socket, std::uint64_t id, const ser
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     tls_stream<tcp_stream> tls(tcp_stream(std::move(socket)), cfg.tls->make_engine());
     if (auto ec = co_await step(tls, tls.handshake_server(), deadline)) {
+        metrics::add(metrics::tls_failed);
         log::info("#{} TLS handshake from {} failed: {}", id, peer_of(tls), ec.message());
         tls.close();
         co_return;

@@ -1,0 +1,158 @@
+"""`metrics=<ip:port>`: both programs serve Prometheus metrics. Scraped with a real Prometheus
+client parser (python3-prometheus-client) before and after known traffic: accepted and closed
+connections, bytes each way, refusals at max_conns, failed websocket handshakes and connects,
+the active gauge; anything but `GET /metrics` gets 404."""
+
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, addr, assert_same,
+                     exchange, free_port, wait_port)
+
+test = Test(deadline=120)
+WS = "ws;host=example.com;path=/ws"
+echo = EchoServer()
+
+s_metrics, c_metrics = free_port(), free_port()
+s_port, c_port = free_port(), free_port()
+server = Proc([KAMINARIS, addr(HOST, s_port), addr(HOST, echo.port),
+               f"{WS};metrics={addr(HOST, s_metrics)}"])
+wait_port(s_port, proc=server)
+client = Proc([KAMINARIC, addr(HOST, c_port), addr(HOST, s_port),
+               f"{WS};metrics={addr(HOST, c_metrics)};max_conns=3"])
+wait_port(c_port, proc=client)
+wait_port(s_metrics, proc=server)
+wait_port(c_metrics, proc=client)
+
+
+def scrape(port):
+    """{(name, frozenset(extra labels)): value} from one scrape."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as r:
+        if r.status != 200 or not r.headers["Content-Type"].startswith("text/plain"):
+            raise AssertionError(f"status {r.status}, {r.headers['Content-Type']}")
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            for must in ("program", "transport"):
+                if must not in labels:
+                    raise AssertionError(f"{sample.name} without a {must} label")
+            if labels["transport"] != "ws":
+                raise AssertionError(f"transport label {labels['transport']}")
+            rest = frozenset((k, v) for k, v in labels.items() if k not in ("program", "transport"))
+            out[(sample.name, rest)] = sample.value
+    return out
+
+
+def delta(before, after, name, **labels):
+    key = (name, frozenset(labels.items()))
+    if key not in after:
+        raise AssertionError(f"no series {key}: {sorted(after)}")
+    return after[key] - before.get(key, 0)
+
+
+def counts_traffic():
+    time.sleep(0.5)  # the start-up probes' connections (wait_port) have ended
+    before_s, before_c = scrape(s_metrics), scrape(c_metrics)
+    sent = 0
+    for i in range(20):
+        data = os.urandom(1000 * (i + 1))
+        assert_same(exchange(c_port, data), data, f"connection {i}")
+        sent += len(data)
+    time.sleep(0.3)  # the last connections' ends are counted
+    after_s, after_c = scrape(s_metrics), scrape(c_metrics)
+    for name, b, a in (("kaminaric", before_c, after_c), ("kaminaris", before_s, after_s)):
+        got = {
+            "accepted": delta(b, a, "kaminari_connections_accepted_total"),
+            "closed": delta(b, a, "kaminari_connections_closed_total"),
+            "up": delta(b, a, "kaminari_bytes_total", direction="upstream"),
+            "down": delta(b, a, "kaminari_bytes_total", direction="downstream"),
+        }
+        want = {"accepted": 20, "closed": 20, "up": sent, "down": sent}
+        if got != want:
+            raise AssertionError(f"{name}: {got}, expected {want}")
+        if a[("kaminari_connections_active", frozenset())] != 0:
+            raise AssertionError(f"{name}: active {a[('kaminari_connections_active', frozenset())]}")
+
+
+def counts_refusals_and_failures():
+    before_s, before_c = scrape(s_metrics), scrape(c_metrics)
+    # max_conns=3 on kaminaric: 3 held open, the 4th and 5th refused.
+    held = [socket.create_connection((HOST, c_port), timeout=10) for _ in range(3)]
+    time.sleep(0.3)
+    active = scrape(c_metrics)[("kaminari_connections_active", frozenset())]
+    extra = [socket.create_connection((HOST, c_port), timeout=10) for _ in range(2)]
+    for s in extra:
+        if s.recv(1) != b"":
+            raise AssertionError("a connection over max_conns was served")
+        s.close()
+    for s in held:
+        s.close()
+    # A websocket request for another path: a failed handshake at kaminaris.
+    with socket.create_connection((HOST, s_port), timeout=10) as s:
+        s.sendall(b"GET /nope HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        s.recv(4096)
+    time.sleep(0.3)
+    after_s, after_c = scrape(s_metrics), scrape(c_metrics)
+    if active != 3:
+        raise AssertionError(f"active gauge {active} with 3 connections held")
+    if delta(before_c, after_c, "kaminari_connections_refused_total") != 2:
+        raise AssertionError(f"refused: {delta(before_c, after_c, 'kaminari_connections_refused_total')}")
+    if delta(before_s, after_s, "kaminari_handshake_failures_total", kind="websocket") != 1:
+        raise AssertionError("websocket handshake failure not counted")
+
+
+def counts_connect_failures():
+    # kaminaric towards a port where nothing listens: every connect fails.
+    dead, port, mport = free_port(), free_port(), free_port()
+    bad = Proc([KAMINARIC, addr(HOST, port), addr(HOST, dead),
+                f"{WS};metrics={addr(HOST, mport)}"])
+    try:
+        wait_port(mport, proc=bad)
+        wait_port(port, proc=bad)  # a connection of its own: its connect fails too
+        time.sleep(0.3)
+        first = scrape(mport)[("kaminari_handshake_failures_total",
+                               frozenset({("kind", "connect")}))]
+        for _ in range(2):
+            with socket.create_connection((HOST, port), timeout=10) as s:
+                s.sendall(b"x")
+                try:
+                    s.recv(1)
+                except ConnectionResetError:
+                    pass  # closed with the byte unread
+        time.sleep(0.3)
+        got = scrape(mport)[("kaminari_handshake_failures_total",
+                             frozenset({("kind", "connect")}))]
+        if got - first != 2:
+            raise AssertionError(f"connect failures counted: {got - first}, expected 2")
+    finally:
+        bad.stop()
+
+
+def other_paths_404():
+    for path in ("/", "/metricsx", "/other"):
+        try:
+            urllib.request.urlopen(f"http://{HOST}:{s_metrics}{path}", timeout=10)
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                raise AssertionError(f"{path}: {e.code}")
+        else:
+            raise AssertionError(f"{path}: not 404")
+
+
+test.check("20 connections: accepted, closed and bytes each way counted on both sides",
+           counts_traffic)
+test.check("max_conns refusals, the active gauge and a failed websocket handshake counted",
+           counts_refusals_and_failures)
+test.check("a failed connect to the remote counted", counts_connect_failures)
+test.check("anything but GET /metrics gets 404", other_paths_404)
+test.check("kaminaric SIGTERM exits 0", lambda: client.stop() == 0 or 1 / 0)
+test.check("kaminaris SIGTERM exits 0", lambda: server.stop() == 0 or 1 / 0)
+echo.close()
+test.done()
