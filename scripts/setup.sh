@@ -10,7 +10,7 @@ build=(cmake make g++ clang clang-format libboost1.81-dev libssl-dev libfmt-dev 
        openssl python3 ca-certificates)
 test=(python3-websockets nginx-light haproxy stunnel4 shadowsocks-libev shadowsocks-v2ray-plugin
       curl socat iperf3 iproute2)
-bench=(libbenchmark-dev gnuplot-nox)
+bench=(libbenchmark-dev gnuplot-nox valgrind)
 
 want=("${build[@]}")
 case "${1:-build}" in
