@@ -20,15 +20,20 @@ Each kind of handshake in a fresh pair of relays:
   mixed    what a connection costs when C connections are in flight (--concurrency, 50): a
            native run (no valgrind: it slows the relays and so changes how connections
            overlap) of --mixed-conns connections after 2 x C warm-up ones counts the full and
-           resumed handshakes in kaminaris's debug log; the row is x * full + (1 - x) *
-           resumed with x the share of full handshakes.
+           resumed handshakes in kaminaris's debug log, --share-rounds times per build (the
+           builds take turns); the row is x * full + (1 - x) * resumed with x the mean share
+           of full handshakes.
 
 Options are the tunnel benchmark's tls setup: client `tls;sni=bench.local;insecure`, server
 `tls;servername=bench.local` (self-signed P-256), `threads=1` on both (fewer threads to count;
 the work per connection is the same), on 127.0.0.1.
 
+With --syscalls, also the system calls per connection of each relay for full and resumed
+handshakes: a native run, one connection at a time, `perf stat -e raw_syscalls:sys_enter -p`
+on each relay (a tracepoint, exact; the kernel's work goes with it).
+
   python3 bench/handshake_cost.py BUILD_DIR [BASELINE_DIR] [--conns N] [--warmup W]
-                                  [--concurrency C] [--mixed-conns M] [--keep DIR]
+                                  [--concurrency C] [--mixed-conns M] [--syscalls] [--keep DIR]
 
 With two build dirs the first is "after", the second "before" (the baseline), and the table
 gives after/before. Needs valgrind (callgrind_control, vgdb) and a C compiler for the shim.
@@ -43,6 +48,7 @@ import glob
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -250,8 +256,8 @@ def measure(build, mode, conns, warmup, shim, workdir):
 def full_share(build, conns, concurrency, workdir):
     """The share of full handshakes among `conns` connections with `concurrency` in flight,
     natively (not under valgrind, which slows the relays and so changes how many connections
-    overlap) and with the relays' default threads, counted from kaminaris's debug log after a warm-up of 2 x concurrency
-    connections."""
+    overlap) and with the relays' default threads, counted from kaminaris's debug log after a
+    warm-up of 2 x concurrency connections."""
     outdir = tempfile.mkdtemp(prefix=f"{os.path.basename(build.rstrip('/'))}-share-",
                               dir=workdir)
     echo = Echo()
@@ -275,6 +281,57 @@ def full_share(build, conns, concurrency, workdir):
         new, resumed = handshake_kinds(slog, offset)
         return new / max(1, new + resumed)
     finally:
+        for p in (client, server):
+            if p is not None:
+                stop(p)
+        echo.close()
+
+
+def syscalls(build, mode, conns, warmup, shim, workdir):
+    """(client, server) system calls per connection, natively, one connection at a time:
+    `perf stat -e raw_syscalls:sys_enter` on each relay (a tracepoint: exact, and available
+    where hardware counters are not). The kernel's share of the work, which callgrind does
+    not see, goes with the number of system calls."""
+    outdir = tempfile.mkdtemp(prefix=f"{os.path.basename(build.rstrip('/'))}-sys-{mode}-",
+                              dir=workdir)
+    echo = Echo()
+    sport, cport = free_port(), free_port()
+    env = {"LD_PRELOAD": shim} if mode == "full" else None
+    server = start(os.path.join(build, "kaminaris"), sport, echo.port, SERVER_OPTS, outdir,
+                   "kaminaris", counted=False)
+    client, perfs = None, []
+    try:
+        wait_listening(sport, server)
+        client = start(os.path.join(build, "kaminaric"), cport, sport, CLIENT_OPTS, outdir,
+                       "kaminaric", env, counted=False)
+        wait_listening(cport, client)
+        for _ in range(warmup):
+            one_connection(cport)
+        time.sleep(0.5)
+        for p in (client, server):
+            out = os.path.join(outdir, f"perf-{p.pid}.txt")
+            perfs.append((out, subprocess.Popen(
+                ["perf", "stat", "-x,", "-o", out, "-e", "raw_syscalls:sys_enter", "-p",
+                 str(p.pid)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True)))
+        time.sleep(1.0)  # attached
+        for _ in range(conns):
+            one_connection(cport)
+        time.sleep(0.5)
+        counts = []
+        for out, perf in perfs:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=30)
+            with open(out) as f:
+                m = re.search(r"^(\d+),[^,]*,raw_syscalls:sys_enter", f.read(), re.M)
+            if not m:
+                raise RuntimeError(f"no syscall count in {out}")
+            counts.append(int(m.group(1)) / conns)
+        return tuple(counts)
+    finally:
+        for _, perf in perfs:
+            if perf.poll() is None:
+                perf.kill()
         for p in (client, server):
             if p is not None:
                 stop(p)
@@ -321,6 +378,10 @@ def main():
                     help="connections in flight for the mixed row; 0: no mixed row (50)")
     ap.add_argument("--mixed-conns", type=int, default=2000,
                     help="connections whose handshakes are counted for the mixed row (2000)")
+    ap.add_argument("--share-rounds", type=int, default=3,
+                    help="native runs per build for the mixed row's share, averaged (3)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also system calls per connection (perf stat tracepoint, native)")
     ap.add_argument("--keep", metavar="DIR",
                     help="keep the callgrind dumps and logs in DIR (for callgrind_annotate)")
     args = ap.parse_args()
@@ -334,7 +395,7 @@ def main():
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="kaminari-hs-", dir=args.keep)
-    res, share = {}, {}
+    res, share, shares, sc = {}, {}, {}, {}
     try:
         shim = build_shim(workdir)
         for mode in modes:
@@ -343,11 +404,21 @@ def main():
                 c, s = res[(label, mode)]
                 print(f"# {label} {mode}: client {c:,.0f} server {s:,.0f} instructions/conn",
                       file=sys.stderr, flush=True)
+        if args.syscalls:
+            for mode in modes:
+                for label, build in builds:
+                    sc[(label, mode)] = syscalls(build, mode, args.conns, args.warmup, shim,
+                                                 workdir)
         if args.concurrency > 0:
-            for label, build in builds:
-                share[label] = full_share(build, args.mixed_conns, args.concurrency, workdir)
-                print(f"# {label}: {share[label]:.1%} full handshakes at c={args.concurrency}",
-                      file=sys.stderr, flush=True)
+            # Rounds alternate the builds (A B B A ...), so the machine's drift hits both.
+            shares = {label: [] for label, _ in builds}
+            for r in range(args.share_rounds):
+                for label, build in (builds if r % 2 == 0 else builds[::-1]):
+                    x = full_share(build, args.mixed_conns, args.concurrency, workdir)
+                    shares[label].append(x)
+                    print(f"# {label}: {x:.1%} full handshakes at c={args.concurrency}",
+                          file=sys.stderr, flush=True)
+            share = {label: sum(v) / len(v) for label, v in shares.items()}
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -360,7 +431,8 @@ def main():
           f"counted over {args.conns} connections after {args.warmup}")
     if share:
         print(f"mixed: {args.mixed_conns} connections with {args.concurrency} in flight (native "
-              f"run), share x of full handshakes; instructions = x*full + (1-x)*resumed")
+              f"runs, {args.share_rounds} per build), x = mean share of full handshakes "
+              f"(min-max); instructions = x*full + (1-x)*resumed")
     for label, build in builds:
         print(f"  {label}: {describe(build)}")
     head = "| handshake | relay | " + " | ".join(label for label, _ in builds)
@@ -376,9 +448,17 @@ def main():
             if args.baseline:
                 row += f" | {vals[0] / vals[1]:.3f}"
             print(row + " |")
+    for mode in modes if sc else ():
+        for i, relay in enumerate(("client", "server")):
+            vals = [sc[(label, mode)][i] for label, _ in builds]
+            row = f"| {mode} | syscalls {relay} | " + " | ".join(f"{v:.1f}" for v in vals)
+            if args.baseline:
+                row += f" | {vals[0] / vals[1]:.3f}"
+            print(row + " |")
     if share:
         row = "| mixed | full handshakes | " + " | ".join(
-            f"{share[label]:.1%}" for label, _ in builds)
+            f"{share[label]:.1%} ({min(shares[label]):.1%}-{max(shares[label]):.1%})"
+            for label, _ in builds)
         print(row + (" | |" if args.baseline else " |"))
 
 
