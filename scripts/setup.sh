@@ -13,7 +13,7 @@ build=(cmake make g++ clang clang-format libboost1.81-dev libssl-dev libfmt-dev 
 test=(python3-websockets python3-prometheus-client nginx-light haproxy stunnel4 shadowsocks-libev shadowsocks-v2ray-plugin
       libnginx-mod-stream curl socat iperf3 iproute2
       groff-base man-db systemd strace dpkg-dev lintian)
-bench=(libbenchmark-dev gnuplot-nox)
+bench=(libbenchmark-dev gnuplot-nox valgrind)
 
 want=("${build[@]}")
 case "${1:-build}" in

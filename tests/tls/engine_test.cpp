@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace kaminari::tls {
 namespace {
@@ -336,6 +337,30 @@ TEST(Engine, ReusedTicketGetsNoEarlyData) {
     }
     EXPECT_TRUE(accepted[0]);
     EXPECT_FALSE(accepted[1]); // OpenSSL's anti-replay: a ticket's early data is accepted once
+}
+
+// Connections that start together each need a ticket of their own: a burst as large as the
+// tickets the previous one left all resume (a cache of 16 sessions resumed 16 of them).
+TEST(Engine, BurstOfConnectionsAllResume) {
+    trust_only(shared_pki().ca_pem);
+    client_context cctx(client_opts("test.example"));
+    server_context sctx(server_opts());
+    auto run_burst = [&](std::size_t n, bool resumed) {
+        std::vector<engine> clients;
+        for (std::size_t i = 0; i < n; ++i) {
+            clients.push_back(cctx.make_engine()); // all take their session before any ends
+        }
+        for (auto& c : clients) {
+            engine s = sctx.make_engine();
+            auto r = pump_handshake(c, s);
+            ASSERT_FALSE(r.client) << r.client.message();
+            EXPECT_EQ(c.session_reused(), resumed);
+            drain(c);
+        }
+    };
+    ASSERT_NO_FATAL_FAILURE(run_burst(40, false));
+    ASSERT_GE(cctx.sessions().size(), 40u);
+    ASSERT_NO_FATAL_FAILURE(run_burst(40, true));
 }
 
 TEST(Engine, Tls12HandshakeAndResumption) {

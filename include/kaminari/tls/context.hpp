@@ -20,10 +20,16 @@ namespace kaminari::tls {
 /// The client's sessions, kept per process for resumption and 0-RTT, filled by OpenSSL's
 /// new-session callback. Holds at most `capacity` sessions, newest last.
 ///
+/// A TLS 1.3 ticket serves one connection and each connection brings one (two after a full
+/// handshake), so the cache has to hold a ticket for each connection that starts while others
+/// are in flight. With 16, at 50 connections in flight 2-7 % of the handshakes were full ones
+/// (a full one costs the client twice a resumed one's CPU), at 200 in flight 11-35 %; with 256,
+/// under 0.5 % and 3-5 % (bench/handshake_cost.py, bench/README.md).
+///
 /// Thread safety: all members may be called concurrently (one mutex).
 class session_cache {
 public:
-    static constexpr std::size_t capacity = 16;
+    static constexpr std::size_t capacity = 256;
 
     /// Stores `session` (dropping the oldest when full).
     void put(ssl_session_ptr session);
