@@ -64,6 +64,44 @@ asio::awaitable<void> log_hangups(asio::signal_set& hangups, std::string_view wh
     }
 }
 
+// kaminaris with cert= and key=: reads them (and ocsp=) again; new handshakes use them. A file
+// that is missing, unreadable or does not match keeps the old certificate in service.
+void reload_certificate(tls::reloadable_server_context& tls, std::string_view why) {
+    if (auto err = tls.reload()) {
+        log::error("{}: keeping the certificate in service (serial {}): {}", why, tls.serial(),
+                   *err);
+        return;
+    }
+    log::info("{}: certificate reloaded (serial {}); new handshakes use it", why, tls.serial());
+}
+
+asio::awaitable<void> reload_on_hangup(asio::signal_set& hangups,
+                                       tls::reloadable_server_context& tls) {
+    for (;;) {
+        auto [ec, sig] = co_await hangups.async_wait(net::use_tuple);
+        if (ec) {
+            co_return;
+        }
+        reload_certificate(tls, "SIGHUP");
+    }
+}
+
+// `reload=<s>`: certbot's deploy hook is not always set up, so the files are watched too.
+asio::awaitable<void> watch_certificate(tls::reloadable_server_context& tls,
+                                        std::chrono::milliseconds every) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        timer.expires_after(every);
+        auto [ec] = co_await timer.async_wait(net::use_tuple);
+        if (ec) {
+            co_return;
+        }
+        if (tls.files_changed()) {
+            reload_certificate(tls, "certificate files changed");
+        }
+    }
+}
+
 template <class Config>
 constexpr role who_of(const Config&) noexcept {
     return std::is_same_v<Config, net::client_config> ? role::client : role::server;
@@ -83,7 +121,7 @@ struct hangup_ignored_at_exit {
 };
 
 template <class Config>
-int serve(const invocation& inv, const Config& cfg, const std::string& transport) {
+int serve(const invocation& inv, Config& cfg, const std::string& transport) {
     if (inv.sip003) {
         // Before anything is bound: a host that dies from here on is noticed.
         prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -110,8 +148,22 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
     constexpr std::string_view on_hangup =
         std::is_same_v<Config, net::client_config>
             ? "nothing to reload; going on"
-            : "certificate reload is not implemented yet; ignoring";
-    asio::co_spawn(rt.main_context(), log_hangups(hangups, on_hangup), asio::detached);
+            : "no certificate files to reload (tcp, ws, or servername=); going on";
+    if constexpr (std::is_same_v<Config, net::server_config>) {
+        if (cfg.tls && cfg.tls->from_files()) {
+            asio::co_spawn(rt.main_context(), reload_on_hangup(hangups, cfg.tls.value()),
+                           asio::detached);
+            if (cfg.opts.tls->reload.count() != 0) {
+                asio::co_spawn(rt.main_context(),
+                               watch_certificate(cfg.tls.value(), cfg.opts.tls->reload),
+                               asio::detached);
+            }
+        } else {
+            asio::co_spawn(rt.main_context(), log_hangups(hangups, on_hangup), asio::detached);
+        }
+    } else {
+        asio::co_spawn(rt.main_context(), log_hangups(hangups, on_hangup), asio::detached);
+    }
     auto listeners = net::bind_listeners(rt.main_context(), inv.local, cfg.opts.common.tfo);
 
     log::info("listen: {}", inv.local.to_string());

@@ -204,6 +204,8 @@ std::string help_text(role who) {
                 "  key=<path>              private key, PEM or DER\n"
                 "  servername=<name>       instead of cert/key: a self-signed certificate\n"
                 "  ocsp=<path>             DER OCSP response to staple\n"
+                "  reload=<s>              reread cert, key and ocsp when they change, checked\n"
+                "                          every s seconds (SIGHUP always rereads them)\n"
                 "  fallback=<host:port>    ws/wss: a connection that is not a valid upgrade goes\n"
                 "                          to this web server, with the bytes it sent\n"
                 "  proxy_protocol          every connection starts with a PROXY protocol v1/v2\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 27> known_options{{
+constexpr std::array<known_option, 28> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -103,6 +103,7 @@ constexpr std::array<known_option, 27> known_options{{
     {"fallback", false, side::server},
     {"proxy_protocol", true, side::server},
     {"metrics", false, side::both},
+    {"reload", false, side::server},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -505,9 +506,17 @@ server_options parse_server_options(std::string_view text) {
         if (auto ocsp = map.value("ocsp")) {
             tls.ocsp = *ocsp;
         }
+        if (auto v = map.value("reload")) {
+            tls.reload = parse_seconds("reload", *v);
+            if (tls.cert.empty() && tls.reload.count() != 0) {
+                o.warnings.emplace_back(
+                    "ignoring 'reload': a servername= certificate has no files to watch");
+                tls.reload = std::chrono::milliseconds(0);
+            }
+        }
         o.tls = std::move(tls);
     } else {
-        map.warn_unused({"cert", "key", "servername", "ocsp"}, "tls", o.warnings);
+        map.warn_unused({"cert", "key", "servername", "ocsp", "reload"}, "tls", o.warnings);
     }
     return o;
 }

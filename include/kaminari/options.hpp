@@ -54,6 +54,9 @@ struct tls_server_options {
     std::string key;
     std::string servername;
     std::string ocsp;
+    /// `reload=<seconds>`: check the files this often and reload them when they change (as
+    /// SIGHUP does); 0 = only on SIGHUP.
+    std::chrono::milliseconds reload{0};
 };
 
 /// Settings shared by both programs.

@@ -8,6 +8,7 @@
 #include <kaminari/net/stream.hpp>
 #include <kaminari/options.hpp>
 #include <kaminari/tls/context.hpp>
+#include <kaminari/tls/reloadable.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -28,7 +29,7 @@ struct client_config {
 struct server_config {
     endpoint remote;
     server_options opts;
-    std::optional<tls::server_context> tls; ///< set when opts.tls is
+    std::optional<tls::reloadable_server_context> tls; ///< set when opts.tls is
 };
 
 /// kaminaric's warm connections (`pool=<n>`): one pool per worker, each on its worker's thread.
