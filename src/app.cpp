@@ -6,16 +6,23 @@
 #include <kaminari/net/metrics.hpp>
 #include <kaminari/net/tunnel.hpp>
 #include <kaminari/options.hpp>
+#include <kaminari/tls/context.hpp>
+#include <kaminari/tls/self_signed.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
+#include <openssl/pem.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <fcntl.h>
+#include <filesystem>
 #include <string_view>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -224,12 +231,74 @@ int serve(const invocation& inv, Config& cfg, const std::string& transport) {
     return status.load();
 }
 
+// `kaminaris --gen-cert <name> <dir>`: a key and self-signed certificate that stay across
+// restarts (servername= makes a new key at each start), and the pin= a client can use. The
+// directory is made if missing; existing files are never overwritten; the key is 0600.
+int generate_certificate(const std::string& name, const std::string& dir) {
+    const tls::certificate_and_key made = tls::make_self_signed(name);
+    const auto pem = [](auto write) {
+        BIO* bio = BIO_new(BIO_s_mem());
+        if (bio == nullptr || write(bio) != 1) {
+            BIO_free(bio);
+            throw startup_error("--gen-cert: OpenSSL could not encode the certificate");
+        }
+        char* data = nullptr;
+        const long n = BIO_get_mem_data(bio, &data);
+        std::string out(data, static_cast<std::size_t>(n));
+        BIO_free(bio);
+        return out;
+    };
+    const std::string cert = pem([&](BIO* b) { return PEM_write_bio_X509(b, made.cert.get()); });
+    const std::string key = pem([&](BIO* b) {
+        return PEM_write_bio_PrivateKey(b, made.key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+    });
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+        throw startup_error(fmt::format("--gen-cert: cannot create '{}': {}", dir, ec.message()));
+    }
+    const auto write_new = [](const std::string& path, const std::string& text) {
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            throw startup_error(
+                fmt::format("--gen-cert: cannot create '{}': {}", path, std::strerror(errno)));
+        }
+        std::size_t off = 0;
+        while (off < text.size()) {
+            const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+            if (n <= 0) {
+                const int err = errno;
+                ::close(fd);
+                throw startup_error(
+                    fmt::format("--gen-cert: cannot write '{}': {}", path, std::strerror(err)));
+            }
+            off += static_cast<std::size_t>(n);
+        }
+        ::close(fd);
+    };
+    const std::string cert_path = (std::filesystem::path(dir) / (name + ".pem")).string();
+    const std::string key_path = (std::filesystem::path(dir) / (name + ".key")).string();
+    if (std::filesystem::exists(cert_path) || std::filesystem::exists(key_path)) {
+        throw startup_error(fmt::format("--gen-cert: '{}' or '{}' exists already; not overwriting",
+                                        cert_path, key_path));
+    }
+    write_new(key_path, key);
+    write_new(cert_path, cert);
+    std::fprintf(stderr, "kaminaris: wrote %s and %s (0600)\n", cert_path.c_str(),
+                 key_path.c_str());
+    std::printf("pin=%s\n", tls::spki_pin(made.cert.get()).c_str());
+    return 0;
+}
+
 int run(role who, int argc, char** argv) {
     std::vector<std::string_view> args(argv + (argc > 0 ? 1 : 0), argv + argc);
     const invocation inv = parse_invocation(args, who, real_env);
     if (inv.what == invocation::action::help) {
         std::fputs(help_text(who).c_str(), stdout);
         return 0;
+    }
+    if (inv.what == invocation::action::gen_cert) {
+        return generate_certificate(inv.gen_name, inv.gen_dir);
     }
     if (inv.what == invocation::action::version) {
         std::printf("%s %s\n", program_name(who), KAMINARI_VERSION);

@@ -84,6 +84,18 @@ std::optional<std::string> real_env(const char* name) {
 invocation parse_invocation(std::span<const std::string_view> args, role who,
                             const env_lookup& env) {
     invocation inv;
+    if (!args.empty() && args[0] == "--gen-cert") {
+        if (who != role::server) {
+            throw config_error("--gen-cert: only kaminaris makes certificates");
+        }
+        if (args.size() != 3 || args[1].empty() || args[2].empty()) {
+            throw config_error("--gen-cert: expected '--gen-cert <name> <dir>'");
+        }
+        inv.what = invocation::action::gen_cert;
+        inv.gen_name = std::string(args[1]);
+        inv.gen_dir = std::string(args[2]);
+        return inv;
+    }
     const bool have_env = env("SS_REMOTE_HOST") && env("SS_REMOTE_PORT") && env("SS_LOCAL_HOST") &&
                           env("SS_LOCAL_PORT");
     std::vector<std::string_view> positional;
@@ -166,7 +178,7 @@ std::string help_text(role who) {
         "{0} {1} - websocket/TLS tunnel {2}\n"
         "\n"
         "usage: {0} <local> <remote> [<options>]\n"
-        "       {0} --help | --version\n"
+        "       {0} --help | --version\n{6}"
         "\n"
         "{3}\n"
         "\n"
@@ -182,7 +194,10 @@ std::string help_text(role who) {
                : "Accepts tcp, ws, tls or wss on <local>; sends plain TCP to <remote>.",
         client ? "ws;host=example.com;path=/ws;tls;sni=example.com"
                : "ws;host=example.com;path=/ws;tls;cert=cert.pem;key=key.pem",
-        client ? "to send" : "to accept");
+        client ? "to send" : "to accept",
+        client ? ""
+               : "       kaminaris --gen-cert <name> <dir>   write <dir>/<name>.pem and .key (a\n"
+                 "               self-signed ECDSA P-256 certificate) and print its pin=\n");
     if (client) {
         text += "  mask=skip|fixed|standard  frame masking: zero key (default), one key per\n"
                 "                          connection, or a new key per frame\n"
@@ -193,6 +208,9 @@ std::string help_text(role who) {
                 "  alpn=<a,b>              ALPN protocols offered, e.g. http/1.1\n"
                 "  0rtt                    send the first bytes as TLS 1.3 early data\n"
                 "  insecure                do not verify the server certificate\n"
+                "  ca=<path>               trust exactly the CAs in this PEM bundle\n"
+                "  pin=<b64>[,<b64>]       the server's key must have one of these pins\n"
+                "                          (kaminaris --gen-cert prints its pin)\n"
                 "  connect_timeout=<s>     connect deadline in seconds (default 10)\n"
                 "  pool=<n>                keep n connections to the server open and ready\n"
                 "                          (TCP and TLS done): an app starts on one\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 28> known_options{{
+constexpr std::array<known_option, 30> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -104,6 +104,8 @@ constexpr std::array<known_option, 28> known_options{{
     {"proxy_protocol", true, side::server},
     {"metrics", false, side::both},
     {"reload", false, side::server},
+    {"ca", false, side::client},
+    {"pin", false, side::client},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -219,6 +221,37 @@ std::string_view mask_name(codec::mask_mode m) noexcept {
         return "standard";
     }
     return "?";
+}
+
+// `pin=`: comma-separated base64 SHA-256 digests (44 characters, standard alphabet, one `=`).
+std::vector<std::string> parse_pins(std::string_view v) {
+    std::vector<std::string> pins;
+    while (true) {
+        const std::size_t comma = v.find(',');
+        std::string_view one = v.substr(0, comma);
+        while (!one.empty() && one.front() == ' ') {
+            one.remove_prefix(1);
+        }
+        while (!one.empty() && one.back() == ' ') {
+            one.remove_suffix(1);
+        }
+        const bool ok = one.size() == 44 && one[43] == '=' &&
+                        std::all_of(one.begin(), one.end() - 1, [](char c) {
+                            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                                   (c >= '0' && c <= '9') || c == '+' || c == '/';
+                        });
+        if (!ok) {
+            throw config_error(fmt::format(
+                "pin: '{}' is not a pin; expected the base64 SHA-256 of the server's public key "
+                "(44 characters, e.g. from 'kaminaris --gen-cert')",
+                one));
+        }
+        pins.emplace_back(one);
+        if (comma == std::string_view::npos) {
+            return pins;
+        }
+        v.remove_prefix(comma + 1);
+    }
 }
 
 std::chrono::milliseconds parse_seconds(std::string_view key, std::string_view v) {
@@ -462,9 +495,20 @@ client_options parse_client_options(std::string_view text) {
         }
         tls.early_data = map.has("0rtt");
         tls.insecure = map.has("insecure");
+        if (auto ca = map.value("ca")) {
+            tls.ca = *ca;
+        }
+        if (auto pins = map.value("pin")) {
+            tls.pins = parse_pins(*pins);
+        }
+        if (tls.insecure && (!tls.ca.empty() || !tls.pins.empty())) {
+            throw config_error(fmt::format(
+                "insecure: contradicts '{}'; drop 'insecure' to verify the server that way",
+                tls.ca.empty() ? "pin=" : "ca="));
+        }
         o.tls = std::move(tls);
     } else {
-        map.warn_unused({"sni", "alpn", "0rtt", "insecure"}, "tls", o.warnings);
+        map.warn_unused({"sni", "alpn", "0rtt", "insecure", "ca", "pin"}, "tls", o.warnings);
     }
     return o;
 }

@@ -30,8 +30,11 @@ endpoint parse_endpoint(std::string_view text, std::string_view what);
 enum class role { client, server };
 
 struct invocation {
-    enum class action { run, help, version };
+    enum class action { run, help, version, gen_cert };
     action what = action::run;
+    /// `kaminaris --gen-cert <name> <dir>`: the certificate's name and where its files go.
+    std::string gen_name;
+    std::string gen_dir;
     endpoint local;  ///< where this process listens
     endpoint remote; ///< where it connects for every accepted connection
     std::string options;

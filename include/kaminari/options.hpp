@@ -46,6 +46,11 @@ struct tls_client_options {
     std::vector<std::string> alpn;
     bool early_data = false;
     bool insecure = false;
+    /// `ca=<path>`: trust exactly the CAs in this PEM bundle (not the system's store).
+    std::string ca;
+    /// `pin=<base64 sha256 of the SubjectPublicKeyInfo>[,...]`: the server's leaf key must be
+    /// one of these; without `ca` the chain need not verify (the name still must match).
+    std::vector<std::string> pins;
 };
 
 /// Server TLS settings (`tls`, `cert=`+`key=` or `servername=`, `ocsp=`).

@@ -178,6 +178,12 @@ void use_certificate(SSL_CTX* ctx, const std::vector<x509_ptr>& certs, const evp
     }
 }
 
+// `pin=`: the pins, reached from the verify callback through the SSL_CTX's ex data.
+int pin_index() {
+    static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
 int on_new_session(SSL* ssl, SSL_SESSION* session) {
     auto* cache = static_cast<session_cache*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
     if (cache == nullptr) {
@@ -287,6 +293,43 @@ std::vector<unsigned char> alpn_wire_format(const std::vector<std::string>& prot
     return wire;
 }
 
+// The chain is checked as usual, then the leaf's key against the pins. With pins and no `ca=`
+// the chain need not verify (a self-signed server is fine): only the name check and the pin
+// count. The failure says which key the server has, so a changed key can be told from a typo.
+int detail::verify_with_pins(int preverify_ok, X509_STORE_CTX* store) {
+    SSL* ssl =
+        static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    const auto* policy = static_cast<const client_context::pin_policy*>(
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), pin_index()));
+    if (policy == nullptr) {
+        return preverify_ok;
+    }
+    const int depth = X509_STORE_CTX_get_error_depth(store);
+    const int err = X509_STORE_CTX_get_error(store);
+    if (!preverify_ok) {
+        const bool name_error =
+            err == X509_V_ERR_HOSTNAME_MISMATCH || err == X509_V_ERR_IP_ADDRESS_MISMATCH;
+        if (name_error || policy->with_ca) {
+            return 0; // the name always counts; with ca= the chain does too
+        }
+        // Pins alone: chain errors do not count. Clear them so the handshake goes on.
+        X509_STORE_CTX_set_error(store, X509_V_OK);
+    }
+    if (depth != 0) {
+        return 1;
+    }
+    X509* leaf = X509_STORE_CTX_get_current_cert(store);
+    const std::string pin = leaf != nullptr ? spki_pin(leaf) : std::string();
+    for (const std::string& p : policy->pins) {
+        if (p == pin) {
+            return 1;
+        }
+    }
+    log::warn("tls: the server's key has pin={}, which is not one of the pins given", pin);
+    X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
 client_context::client_context(const tls_client_options& opts)
     : opts_(opts)
     , sessions_(std::make_unique<session_cache>()) {
@@ -302,9 +345,24 @@ client_context::client_context(const tls_client_options& opts)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
         log::warn("tls: 'insecure' is set: the server's certificate is not verified");
     } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-        checked("loading the system trust store",
-                [&] { return SSL_CTX_set_default_verify_paths(ctx); });
+        if (!opts_.ca.empty()) {
+            // Exactly these CAs: not the system store, not SSL_CERT_FILE/SSL_CERT_DIR.
+            ERR_clear_error();
+            if (SSL_CTX_load_verify_locations(ctx, opts_.ca.c_str(), nullptr) != 1) {
+                throw startup_error(
+                    file_error("ca", opts_.ca, "holds no usable CA certificate", take_error()));
+            }
+        } else {
+            checked("loading the system trust store",
+                    [&] { return SSL_CTX_set_default_verify_paths(ctx); });
+        }
+        if (!opts_.pins.empty()) {
+            pins_ = std::make_unique<pin_policy>(pin_policy{opts_.pins, !opts_.ca.empty()});
+            SSL_CTX_set_ex_data(ctx, pin_index(), pins_.get());
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, detail::verify_with_pins);
+        } else {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+        }
     }
 
     if (!opts_.alpn.empty()) {
@@ -417,6 +475,26 @@ void server_context::set_max_early_data(std::uint32_t bytes) {
 
 engine server_context::make_engine() const {
     return engine(ctx_.get(), role::server);
+}
+
+std::string spki_pin(X509* cert) {
+    X509_PUBKEY* key = X509_get_X509_PUBKEY(cert);
+    unsigned char* der = nullptr;
+    const int n = key != nullptr ? i2d_X509_PUBKEY(key, &der) : -1;
+    if (n <= 0) {
+        return {};
+    }
+    unsigned char digest[32];
+    unsigned int len = 0;
+    const bool ok =
+        EVP_Digest(der, static_cast<std::size_t>(n), digest, &len, EVP_sha256(), nullptr) == 1;
+    OPENSSL_free(der);
+    if (!ok) {
+        return {};
+    }
+    unsigned char text[45];
+    EVP_EncodeBlock(text, digest, 32);
+    return std::string(reinterpret_cast<const char*>(text), 44);
 }
 
 } // namespace kaminari::tls

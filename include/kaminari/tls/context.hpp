@@ -53,6 +53,14 @@ private:
 /// `early_data`.
 ///
 /// Thread safety: after construction, make_engine() may be called from any thread.
+/// The pin of a certificate's key, as `pin=` takes it: base64 of the SHA-256 of its DER
+/// SubjectPublicKeyInfo (HPKP's pin-sha256). Empty if OpenSSL fails.
+std::string spki_pin(X509* cert);
+
+namespace detail {
+int verify_with_pins(int preverify_ok, X509_STORE_CTX* store);
+}
+
 class client_context {
 public:
     /// Builds the SSL_CTX. Throws config_error for an ALPN entry that is empty or longer than
@@ -73,9 +81,16 @@ public:
     const tls_client_options& options() const noexcept { return opts_; }
     session_cache& sessions() const noexcept { return *sessions_; }
 
+    /// `pin=` and whether `ca=` is given too (public for the verify callback).
+    struct pin_policy {
+        std::vector<std::string> pins; ///< `pin=`
+        bool with_ca = false;          ///< `ca=` given too: the chain must verify as well
+    };
+
 private:
     tls_client_options opts_;
     std::unique_ptr<session_cache> sessions_; // stable address for the callback; outlives ctx_
+    std::unique_ptr<pin_policy> pins_;        // for the verify callback (SSL_CTX ex data)
     ssl_ctx_ptr ctx_;
 };
 
