@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 30> known_options{{
+constexpr std::array<known_option, 31> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -86,8 +86,8 @@ constexpr std::array<known_option, 30> known_options{{
     {"alpn", false, side::client},
     {"0rtt", true, side::client},
     {"insecure", true, side::client},
-    {"cert", false, side::server},
-    {"key", false, side::server},
+    {"cert", false, side::both},
+    {"key", false, side::both},
     {"servername", false, side::server},
     {"ocsp", false, side::server},
     {"loglevel", false, side::both},
@@ -106,6 +106,7 @@ constexpr std::array<known_option, 30> known_options{{
     {"reload", false, side::server},
     {"ca", false, side::client},
     {"pin", false, side::client},
+    {"client_ca", false, side::server},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -501,6 +502,15 @@ client_options parse_client_options(std::string_view text) {
         if (auto pins = map.value("pin")) {
             tls.pins = parse_pins(*pins);
         }
+        const bool has_cert = map.has("cert");
+        if (has_cert != map.has("key")) {
+            throw config_error(has_cert ? "tls: 'cert=' needs 'key=<path>'"
+                                        : "tls: 'key=' needs 'cert=<path>'");
+        }
+        if (has_cert) {
+            tls.cert = *map.value("cert");
+            tls.key = *map.value("key");
+        }
         if (tls.insecure && (!tls.ca.empty() || !tls.pins.empty())) {
             throw config_error(fmt::format(
                 "insecure: contradicts '{}'; drop 'insecure' to verify the server that way",
@@ -508,7 +518,8 @@ client_options parse_client_options(std::string_view text) {
         }
         o.tls = std::move(tls);
     } else {
-        map.warn_unused({"sni", "alpn", "0rtt", "insecure", "ca", "pin"}, "tls", o.warnings);
+        map.warn_unused({"sni", "alpn", "0rtt", "insecure", "ca", "pin", "cert", "key"}, "tls",
+                        o.warnings);
     }
     return o;
 }
@@ -550,6 +561,9 @@ server_options parse_server_options(std::string_view text) {
         if (auto ocsp = map.value("ocsp")) {
             tls.ocsp = *ocsp;
         }
+        if (auto v = map.value("client_ca")) {
+            tls.client_ca = *v;
+        }
         if (auto v = map.value("reload")) {
             tls.reload = parse_seconds("reload", *v);
             if (tls.cert.empty() && tls.reload.count() != 0) {
@@ -560,7 +574,8 @@ server_options parse_server_options(std::string_view text) {
         }
         o.tls = std::move(tls);
     } else {
-        map.warn_unused({"cert", "key", "servername", "ocsp", "reload"}, "tls", o.warnings);
+        map.warn_unused({"cert", "key", "servername", "ocsp", "reload", "client_ca"}, "tls",
+                        o.warnings);
     }
     return o;
 }

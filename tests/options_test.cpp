@@ -188,11 +188,11 @@ TEST(ClientOptions, BadInputNamesTheOption) {
 TEST(ClientOptions, KeysMatchExactlyAndTyposWarn) {
     // The original matches keys by prefix; `hostname=` must not be read as `host=`.
     EXPECT_EQ(client_error("ws;hostname=a;path=/"), "ws: missing 'host=<host>'");
-    auto o = parse_client_options("ws;host=a;path=/;hostname=b;cert=x.pem");
+    auto o = parse_client_options("ws;host=a;path=/;hostname=b;ocsp=x.der");
     EXPECT_EQ(o.ws->host, "a");
     ASSERT_EQ(o.warnings.size(), 2u);
     EXPECT_EQ(o.warnings[0], "ignoring unknown option 'hostname'");
-    EXPECT_EQ(o.warnings[1], "ignoring 'cert': it is a server option");
+    EXPECT_EQ(o.warnings[1], "ignoring 'ocsp': it is a server option");
 
     auto unused = parse_client_options("host=a;sni=b");
     ASSERT_EQ(unused.warnings.size(), 2u);

@@ -51,6 +51,9 @@ struct tls_client_options {
     /// `pin=<base64 sha256 of the SubjectPublicKeyInfo>[,...]`: the server's leaf key must be
     /// one of these; without `ca` the chain need not verify (the name still must match).
     std::vector<std::string> pins;
+    /// `cert=<path>`, `key=<path>`: a client certificate, for servers that ask (`client_ca`).
+    std::string cert;
+    std::string key;
 };
 
 /// Server TLS settings (`tls`, `cert=`+`key=` or `servername=`, `ocsp=`).
@@ -62,6 +65,8 @@ struct tls_server_options {
     /// `reload=<seconds>`: check the files this often and reload them when they change (as
     /// SIGHUP does); 0 = only on SIGHUP.
     std::chrono::milliseconds reload{0};
+    /// `client_ca=<path>`: require a client certificate signed by a CA in this PEM bundle.
+    std::string client_ca;
 };
 
 /// Settings shared by both programs.

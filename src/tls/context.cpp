@@ -154,17 +154,18 @@ evp_pkey_ptr load_private_key(const std::string& path) {
     return key;
 }
 
-void use_certificate(SSL_CTX* ctx, const std::vector<x509_ptr>& certs, const evp_pkey_ptr& key,
-                     const tls_server_options& opts) {
+void use_certificate_files(SSL_CTX* ctx, const std::vector<x509_ptr>& certs,
+                           const evp_pkey_ptr& key, const std::string& cert_path,
+                           const std::string& key_path) {
     error_code ec;
     call(ec, [&] { return SSL_CTX_use_certificate(ctx, certs.front().get()); });
     if (ec) {
-        throw startup_error(file_error("cert", opts.cert, "cannot be used", ec));
+        throw startup_error(file_error("cert", cert_path, "cannot be used", ec));
     }
     for (std::size_t i = 1; i < certs.size(); ++i) {
         call(ec, [&] { return SSL_CTX_add1_chain_cert(ctx, certs[i].get()); });
         if (ec) {
-            throw startup_error(file_error("cert", opts.cert, "has a bad chain certificate", ec));
+            throw startup_error(file_error("cert", cert_path, "has a bad chain certificate", ec));
         }
     }
     call(ec, [&] { return SSL_CTX_use_PrivateKey(ctx, key.get()); });
@@ -173,9 +174,14 @@ void use_certificate(SSL_CTX* ctx, const std::vector<x509_ptr>& certs, const evp
     }
     if (ec) {
         throw startup_error(
-            file_error("key", opts.key,
-                       "does not match the certificate in " + option_text("cert", opts.cert), ec));
+            file_error("key", key_path,
+                       "does not match the certificate in " + option_text("cert", cert_path), ec));
     }
+}
+
+void use_certificate(SSL_CTX* ctx, const std::vector<x509_ptr>& certs, const evp_pkey_ptr& key,
+                     const tls_server_options& opts) {
+    use_certificate_files(ctx, certs, key, opts.cert, opts.key);
 }
 
 // `pin=`: the pins, reached from the verify callback through the SSL_CTX's ex data.
@@ -365,6 +371,12 @@ client_context::client_context(const tls_client_options& opts)
         }
     }
 
+    if (!opts_.cert.empty()) {
+        // A client certificate, for servers that require one (kaminaris client_ca=).
+        use_certificate_files(ctx, load_certificates(opts_.cert), load_private_key(opts_.key),
+                              opts_.cert, opts_.key);
+    }
+
     if (!opts_.alpn.empty()) {
         std::vector<unsigned char> wire = alpn_wire_format(opts_.alpn);
         // SSL_CTX_set_alpn_protos returns 0 on success.
@@ -440,6 +452,24 @@ server_context::server_context(const tls_server_options& opts) {
     } else {
         throw config_error(
             "tls: missing certificate; expected 'cert=<path>;key=<path>' or 'servername=<name>'");
+    }
+
+    if (!opts.client_ca.empty()) {
+        // Mutual TLS: a client without a certificate from these CAs fails the handshake.
+        ERR_clear_error();
+        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(opts.client_ca.c_str());
+        if (names == nullptr ||
+            SSL_CTX_load_verify_locations(ctx, opts.client_ca.c_str(), nullptr) != 1) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            throw startup_error(file_error("client_ca", opts.client_ca,
+                                           "holds no usable CA certificate", take_error()));
+        }
+        SSL_CTX_set_client_CA_list(ctx, names); // takes ownership
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+        // Resumed sessions carry the verified client: their id context must be set.
+        static constexpr unsigned char sid_ctx[] = "kaminaris";
+        checked("session id context",
+                [&] { return SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1); });
     }
 
     if (!opts.ocsp.empty()) {

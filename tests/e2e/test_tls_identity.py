@@ -93,22 +93,24 @@ def server(cert, key):
     return port
 
 
-def attempt(server_port, client_opts, ok):
+def attempt(server_port, client_opts, ok, count=1):
     """Starts kaminaric with client_opts, makes one exchange; `ok`: it must pass, else fail.
     Returns the client's log."""
     port = free_port()
     c = Proc([KAMINARIC, addr(HOST, port), addr(HOST, server_port), client_opts])
     try:
         wait_port(port, proc=c)
-        data = os.urandom(5000)
-        try:
-            got = exchange(port, data, timeout=10)
-        except (AssertionError, OSError):
-            got = b""
-        if ok:
-            assert_same(got, data, client_opts)
-        elif got:
-            raise AssertionError(f"{client_opts}: got {len(got)} bytes, expected a refusal")
+        for _ in range(count):  # later ones resume the TLS session
+            data = os.urandom(5000)
+            try:
+                got = exchange(port, data, timeout=10)
+            except (AssertionError, OSError):
+                got = b""
+            if ok:
+                assert_same(got, data, client_opts)
+            elif got:
+                raise AssertionError(f"{client_opts}: got {len(got)} bytes, expected a refusal")
+            time.sleep(0.1)
         time.sleep(0.1)
         return c.stderr_text()
     finally:
@@ -167,12 +169,42 @@ def ca_and_pin():
 test.check("ca= and pin= together: both must hold", ca_and_pin)
 
 
+def mutual_tls():
+    # kaminaris client_ca=: only clients with a certificate from our CA get through.
+    port = free_port()
+    p = Proc([KAMINARIS, addr(HOST, port), addr(HOST, echo.port),
+              f"tls;cert={issued[0]};key={issued[1]};client_ca={ca[0]}"])
+    wait_port(port, proc=p)
+    servers.append(p)
+    good = issue(ca, "client.example")
+    stranger = issue(other_ca, "stranger.example")
+    base = f"tls;sni=example.com;ca={ca[0]}"
+    log = attempt(port, f"{base};cert={good[0]};key={good[1]};loglevel=debug", ok=True, count=3)
+    if "TLS session resumed" not in log:
+        raise AssertionError(f"sessions with a client certificate did not resume:\n{log}")
+    attempt(port, base, ok=False)
+    attempt(port, f"{base};cert={stranger[0]};key={stranger[1]}", ok=False)
+    time.sleep(0.3)
+    log = p.stderr_text()
+    if "peer did not return a certificate" not in log:
+        raise AssertionError(f"no reason for the client without a certificate:\n{log}")
+    if "certificate verify failed" not in log and "unable to get local issuer" not in log:
+        raise AssertionError(f"no reason for the stranger's certificate:\n{log}")
+
+
+test.check("client_ca= (mutual TLS): our client certificate works, also resumed; none, or "
+           "another CA's, fails with the reason in kaminaris's log", mutual_tls)
+
+
 def refused_at_start():
     for opts, code, needle in (
             (f"tls;sni=a;insecure;pin={'A' * 43}=", 2, "insecure: contradicts 'pin='"),
             (f"tls;sni=a;insecure;ca={ca[0]}", 2, "insecure: contradicts 'ca='"),
             ("tls;sni=a;pin=notapin", 2, "pin: 'notapin' is not a pin"),
-            ("tls;sni=a;ca=/nonexistent/ca.pem", 1, "/nonexistent/ca.pem")):
+            ("tls;sni=a;ca=/nonexistent/ca.pem", 1, "/nonexistent/ca.pem"),
+            ("tls;sni=a;cert=/nonexistent/c.pem", 2, "tls: 'cert=' needs 'key=<path>'"),
+            ("tls;sni=a;cert=/nonexistent/c.pem;key=/nonexistent/k.pem", 1,
+             "/nonexistent/")):
         r = run([KAMINARIC, addr(HOST, free_port()), addr(HOST, free_port()), opts])
         if r.returncode != code or needle not in r.stderr:
             raise AssertionError(f"{opts}: exit {r.returncode}, {r.stderr!r}")
