@@ -5,6 +5,7 @@
 #include <kaminari/net/listener.hpp>
 #include <kaminari/net/metrics.hpp>
 #include <kaminari/net/tunnel.hpp>
+#include <kaminari/net/udp_client.hpp>
 #include <kaminari/options.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -113,6 +114,13 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
             : "certificate reload is not implemented yet; ignoring";
     asio::co_spawn(rt.main_context(), log_hangups(hangups, on_hangup), asio::detached);
     auto listeners = net::bind_listeners(rt.main_context(), inv.local, cfg.opts.common.tfo);
+    // `udp`: kaminaric also takes UDP on its local address (destroyed before the runtime).
+    std::shared_ptr<net::udp_client> udp;
+    if constexpr (std::is_same_v<Config, net::client_config>) {
+        if (cfg.opts.common.udp) {
+            udp = net::start_udp_client(rt.main_context(), inv.local, cfg);
+        }
+    }
 
     log::info("listen: {}", inv.local.to_string());
     log::info("remote: {}", inv.remote.to_string());
@@ -166,6 +174,9 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
         asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);
     }
     rt.run();
+    if (udp) {
+        net::stop_udp_client(*udp);
+    }
     if (pools) {
         net::stop_client_pools(*pools);
     }
