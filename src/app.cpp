@@ -113,14 +113,15 @@ int serve(const invocation& inv, const Config& cfg, const std::string& transport
             ? "nothing to reload; going on"
             : "certificate reload is not implemented yet; ignoring";
     asio::co_spawn(rt.main_context(), log_hangups(hangups, on_hangup), asio::detached);
-    auto listeners = net::bind_listeners(rt.main_context(), inv.local, cfg.opts.common.tfo);
-    // `udp`: kaminaric also takes UDP on its local address (destroyed before the runtime).
+    // `udp`: kaminaric also takes UDP on its local address (destroyed before the runtime),
+    // bound before TCP listens: whoever sees the TCP port open can send UDP to it.
     std::shared_ptr<net::udp_client> udp;
     if constexpr (std::is_same_v<Config, net::client_config>) {
         if (cfg.opts.common.udp) {
             udp = net::start_udp_client(rt.main_context(), inv.local, cfg);
         }
     }
+    auto listeners = net::bind_listeners(rt.main_context(), inv.local, cfg.opts.common.tfo);
 
     log::info("listen: {}", inv.local.to_string());
     log::info("remote: {}", inv.remote.to_string());

@@ -66,6 +66,22 @@ def tcp_beside_udp(transport):
         t.close()
 
 
+def over_ipv6():
+    """::1 on every hop: kaminaric's UDP socket, the tunnel, kaminaris's socket to the target."""
+    echo6 = UdpEcho("::1")
+    t = UdpTunnel("ws", echo6.port, host="::1")
+    try:
+        sizes = sizes_for(500)
+        answered, lost, corrupt, reordered = exchange(t.local, sizes)
+        if (answered, lost, corrupt, reordered) != (len(sizes), 0, 0, 0):
+            raise AssertionError(f"{answered} answered, {lost} lost, {corrupt} corrupt, "
+                                 f"{reordered} reordered\n{t.logs()}")
+    finally:
+        t.close()
+        echo6.close()
+
+
+test.check("ws over ::1: 500 datagrams, none lost", over_ipv6)
 for transport in TRANSPORTS:
     test.check(f"{transport}: {COUNT} datagrams 1..65507 bytes, whole, in order, none lost",
                run, transport)
