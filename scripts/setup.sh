@@ -2,7 +2,8 @@
 # Installs, with apt-get, exactly the Debian 12 packages that are missing for a purpose:
 #   scripts/setup.sh build   compilers and libraries
 #   scripts/setup.sh test    build + the real peers the end-to-end and interop tests run, and
-#                            the tools the operations tests use (groff, man, systemd-analyze,
+#                            (dnsmasq-base: the binary only, no system service that would take
+#                            port 53), the tools the operations tests use (groff, man, systemd-analyze,
 #                            strace, dpkg-shlibdeps for cpack, lintian)
 #   scripts/setup.sh bench   test + the benchmark tools
 # Idempotent and silent when everything is already there. Run as root (or with sudo).
@@ -11,7 +12,7 @@ set -euo pipefail
 build=(cmake make g++ clang clang-format libboost1.81-dev libssl-dev libfmt-dev libgtest-dev
        openssl python3 ca-certificates)
 test=(python3-websockets python3-prometheus-client nginx-light haproxy stunnel4 shadowsocks-libev shadowsocks-v2ray-plugin
-      libnginx-mod-stream curl socat iperf3 iproute2
+      libnginx-mod-stream curl socat iperf3 iproute2 dnsmasq-base dnsutils
       groff-base man-db systemd strace dpkg-dev lintian)
 bench=(libbenchmark-dev gnuplot-nox valgrind)
 

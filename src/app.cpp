@@ -5,6 +5,7 @@
 #include <kaminari/net/listener.hpp>
 #include <kaminari/net/metrics.hpp>
 #include <kaminari/net/tunnel.hpp>
+#include <kaminari/net/udp_client.hpp>
 #include <kaminari/options.hpp>
 #include <kaminari/tls/context.hpp>
 #include <kaminari/tls/self_signed.hpp>
@@ -171,6 +172,14 @@ int serve(const invocation& inv, Config& cfg, const std::string& transport) {
     } else {
         asio::co_spawn(rt.main_context(), log_hangups(hangups, on_hangup), asio::detached);
     }
+    // `udp`: kaminaric also takes UDP on its local address (destroyed before the runtime),
+    // bound before TCP listens: whoever sees the TCP port open can send UDP to it.
+    std::shared_ptr<net::udp_client> udp;
+    if constexpr (std::is_same_v<Config, net::client_config>) {
+        if (cfg.opts.common.udp) {
+            udp = net::start_udp_client(rt.main_context(), inv.local, cfg);
+        }
+    }
     auto listeners = net::bind_listeners(rt.main_context(), inv.local, cfg.opts.common.tfo);
 
     log::info("listen: {}", inv.local.to_string());
@@ -225,6 +234,9 @@ int serve(const invocation& inv, Config& cfg, const std::string& transport) {
         asio::co_spawn(rt.main_context(), watch_parent(parent_at_start, rt), asio::detached);
     }
     rt.run();
+    if (udp) {
+        net::stop_udp_client(*udp);
+    }
     if (pools) {
         net::stop_client_pools(*pools);
     }

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 31> known_options{{
+constexpr std::array<known_option, 33> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -98,6 +98,8 @@ constexpr std::array<known_option, 31> known_options{{
     {"max_conns", false, side::both},
     {"tfo", true, side::both},
     {"ping", false, side::both},
+    {"udp", true, side::both},
+    {"udp_timeout", false, side::both},
     {"pool", false, side::client},
     {"pool_idle", false, side::client},
     {"fallback", false, side::server},
@@ -346,6 +348,10 @@ common_options parse_common(const option_map& map, side me) {
     if (auto v = map.value("ping")) {
         c.ping = parse_seconds("ping", *v);
     }
+    c.udp = map.has("udp");
+    if (auto v = map.value("udp_timeout")) {
+        c.udp_timeout = parse_seconds("udp_timeout", *v);
+    }
     if (me == side::client) {
         if (auto v = map.value("connect_timeout")) {
             c.connect_timeout = parse_seconds("connect_timeout", *v);
@@ -460,6 +466,23 @@ std::vector<option_item> split_options(std::string_view text) {
     return out;
 }
 
+// `udp` needs a transport that can tell a UDP association from a TCP connection: the
+// upgrade request's header (ws, wss) or the marker inside TLS (tls).
+template <class Opts>
+void check_udp(Opts& o) {
+    if (o.common.udp && !o.ws && !o.tls) {
+        throw config_error("udp: plain tcp cannot carry UDP; expected 'ws' or 'tls' with it");
+    }
+    if (!o.common.udp && o.common.udp_timeout != std::chrono::seconds(60)) {
+        o.warnings.emplace_back("ignoring 'udp_timeout': it applies with 'udp' only");
+    }
+}
+
+// ", udp (idle 60 s)" when `udp` is on.
+std::string describe_udp(const common_options& c) {
+    return c.udp ? fmt::format(", udp (idle {} s)", c.udp_timeout.count() / 1000.0) : std::string();
+}
+
 client_options parse_client_options(std::string_view text) {
     client_options o;
     const option_map map(text, side::client, o.warnings);
@@ -521,6 +544,7 @@ client_options parse_client_options(std::string_view text) {
         map.warn_unused({"sni", "alpn", "0rtt", "insecure", "ca", "pin", "cert", "key"}, "tls",
                         o.warnings);
     }
+    check_udp(o);
     return o;
 }
 
@@ -577,6 +601,7 @@ server_options parse_server_options(std::string_view text) {
         map.warn_unused({"cert", "key", "servername", "ocsp", "reload", "client_ca"}, "tls",
                         o.warnings);
     }
+    check_udp(o);
     return o;
 }
 
@@ -606,6 +631,7 @@ std::string describe(const client_options& o) {
     if (o.common.tfo) {
         out += ", tfo";
     }
+    out += describe_udp(o.common);
     return out;
 }
 
@@ -632,6 +658,7 @@ std::string describe(const server_options& o) {
     if (o.proxy_protocol) {
         out += ", behind a PROXY protocol balancer";
     }
+    out += describe_udp(o.common);
     return out;
 }
 

@@ -261,6 +261,28 @@ TEST(CommonOptions, PingAndTfoOnBothSides) {
     EXPECT_EQ(client_error("tfo=1"), "tfo: is a flag and takes no value; expected 'tfo'");
 }
 
+TEST(CommonOptions, UdpOnBothSides) {
+    auto c = parse_client_options("ws;host=a;path=/;udp;udp_timeout=5");
+    EXPECT_TRUE(c.common.udp);
+    EXPECT_EQ(c.common.udp_timeout, std::chrono::milliseconds(5'000));
+    EXPECT_TRUE(c.warnings.empty());
+    EXPECT_EQ(describe(c), "ws(host=a, path=/, mask=skip), udp (idle 5 s)");
+    auto s = parse_server_options("tls;servername=a;udp");
+    EXPECT_TRUE(s.common.udp);
+    EXPECT_EQ(s.common.udp_timeout, std::chrono::milliseconds(60'000)); // the default
+    EXPECT_FALSE(parse_server_options("ws;host=a;path=/").common.udp);
+    // Plain tcp cannot tell a UDP association from a TCP connection.
+    EXPECT_EQ(client_error("udp"),
+              "udp: plain tcp cannot carry UDP; expected 'ws' or 'tls' with it");
+    EXPECT_EQ(server_error("udp;udp_timeout=3"),
+              "udp: plain tcp cannot carry UDP; expected 'ws' or 'tls' with it");
+    EXPECT_EQ(parse_client_options("ws;host=a;path=/;udp_timeout=5").warnings.size(), 1u);
+    EXPECT_EQ(server_error("ws;host=a;path=/;udp;udp_timeout=0"),
+              "udp_timeout: '0' is not a duration; expected seconds between 0 and 86400, e.g. "
+              "'udp_timeout=10'");
+    EXPECT_EQ(client_error("tls;udp=1"), "udp: is a flag and takes no value; expected 'udp'");
+}
+
 TEST(ServerOptions, Fallback) {
     auto s = parse_server_options("ws;host=a;path=/ws;fallback=127.0.0.1:8080");
     ASSERT_TRUE(s.fallback);

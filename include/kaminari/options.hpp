@@ -89,6 +89,13 @@ struct common_options {
     std::chrono::milliseconds ping{0};
     /// `metrics=<ip:port>`: serve Prometheus metrics at http://ip:port/metrics. Empty: off.
     std::optional<endpoint> metrics;
+    /// `udp` (ws, wss, tls): also carry UDP (SIP003u). kaminaric listens for UDP on its local
+    /// address, one tunnel connection per client source address; kaminaris sends each
+    /// association's datagrams to its remote from a UDP socket of its own.
+    bool udp = false;
+    /// `udp_timeout=<seconds>`: a UDP association with no datagram either way for this long
+    /// ends (its socket and connection close).
+    std::chrono::milliseconds udp_timeout{60'000};
 };
 
 /// `pool=<n>`: warm connections kept open to the server (see net/pool.hpp).

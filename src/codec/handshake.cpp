@@ -293,8 +293,8 @@ bool is_valid_sec_key(std::string_view key) noexcept {
 }
 
 std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
-                           std::string_view path, std::string_view key,
-                           std::string_view protocol) noexcept {
+                           std::string_view path, std::string_view key, std::string_view protocol,
+                           bool udp) noexcept {
     writer w(out);
     w << "GET " << path << " HTTP/1.1\r\n"
       << "Host: " << host << "\r\n"
@@ -304,6 +304,9 @@ std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
       << "Sec-WebSocket-Version: 13\r\n";
     if (!protocol.empty()) {
         w << "Sec-WebSocket-Protocol: " << protocol << "\r\n";
+    }
+    if (udp) {
+        w << udp_header << ": 1\r\n";
     }
     w << half_close_header << ": 1\r\n\r\n";
     return w.result();
@@ -366,6 +369,8 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
             ++key_count;
         } else if (iequals(f.name, half_close_header)) {
             r.half_close = f.value == "1";
+        } else if (iequals(f.name, udp_header)) {
+            r.udp = f.value == "1";
         } else if (iequals(f.name, "Sec-WebSocket-Protocol")) {
             protocol = f.value;
             ++protocol_count;

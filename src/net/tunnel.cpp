@@ -11,6 +11,7 @@
 #include <kaminari/net/splice.hpp>
 #include <kaminari/net/timeout.hpp>
 #include <kaminari/net/tls_stream.hpp>
+#include <kaminari/net/udp_server.hpp>
 #include <kaminari/net/ws_handshake.hpp>
 #include <kaminari/net/ws_stream.hpp>
 
@@ -718,10 +719,11 @@ asio::awaitable<void> hand_to_fallback(Lower& down, std::vector<std::uint8_t>& s
 }
 
 // The websocket server handshake on `ws` within the deadline; false (logged, `ws` closed) when
-// it failed.
+// it failed. `*udp` is set when the request opened a UDP association (`udp`).
 template <byte_stream Lower>
 asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id,
-                                          const server_config& cfg, clock::time_point deadline) {
+                                          const server_config& cfg, clock::time_point deadline,
+                                          bool* udp) {
     // A client's warm connection (pool=) says nothing until an app arrives: its request's first
     // byte may take up to server_request_wait, and the handshake deadline starts from there.
     if (auto ec = co_await wait_for_request(ws.next_layer())) {
@@ -738,7 +740,7 @@ asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
     std::size_t early = 0;
     std::vector<std::uint8_t> handed;
     auto* const to_fallback = cfg.opts.fallback ? &handed : nullptr;
-    if (auto ec = co_await step(ws, ws_server_handshake(ws, *cfg.opts.ws, &early, to_fallback),
+    if (auto ec = co_await step(ws, ws_server_handshake(ws, *cfg.opts.ws, &early, to_fallback, udp),
                                 deadline)) {
         if (to_fallback != nullptr && ec == ws_condition::handshake_failed) {
             co_await hand_to_fallback(ws.next_layer(), handed, id, cfg, ec);
@@ -762,11 +764,20 @@ template <byte_stream Lower>
 asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const server_config& cfg,
                                     clock::time_point deadline) {
     if (!cfg.opts.ws) {
+        if (cfg.opts.common.udp) { // the first bytes tell a UDP association (udp_server.hpp)
+            co_await serve_tls_udp_or_tcp(lower, id, cfg);
+            co_return;
+        }
         co_await server_relay(lower, id, cfg);
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::server);
-    if (co_await server_ws_handshake(ws, id, cfg, deadline)) {
+    bool udp = false;
+    if (co_await server_ws_handshake(ws, id, cfg, deadline, &udp)) {
+        if (udp) {
+            co_await serve_udp_association(ws, id, cfg);
+            co_return;
+        }
         co_await server_relay(ws, id, cfg);
     }
 }
@@ -777,7 +788,12 @@ asio::awaitable<void> server_ws(tcp::socket socket, std::uint64_t id, const serv
     log_accepted(id, socket);
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     ws_stream<tcp_stream> ws(tcp_stream(std::move(socket)), codec::role::server);
-    if (!co_await server_ws_handshake(ws, id, cfg, deadline)) {
+    bool udp = false;
+    if (!co_await server_ws_handshake(ws, id, cfg, deadline, &udp)) {
+        co_return;
+    }
+    if (udp) {
+        co_await serve_udp_association(ws, id, cfg);
         co_return;
     }
     auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);

@@ -70,6 +70,28 @@ TEST(Handshake, HalfCloseAnnouncedOnlyByItsHeader) {
     }
 }
 
+TEST(Handshake, UdpAssociationOnlyByItsHeader) {
+    EXPECT_FALSE(parse(good_request).udp); // a TCP connection, as before `udp` existed
+    for (const auto& [line, udp] :
+         std::initializer_list<std::pair<std::string, bool>>{{"Kaminari-Udp: 1\r\n", true},
+                                                             {"kaminari-udp:1\r\n", true},
+                                                             {"Kaminari-Udp: 0\r\n", false},
+                                                             {"Kaminari-Udp: true\r\n", false},
+                                                             {"Kaminari-Udpx: 1\r\n", false}}) {
+        std::string req = good_request;
+        req.insert(req.size() - 2, line);
+        const auto r = parse(req);
+        EXPECT_EQ(r.err, errc::ok) << line;
+        EXPECT_EQ(r.udp, udp) << line;
+    }
+    std::array<std::uint8_t, 512> out{};
+    const std::size_t n = encode_request(out, "example.com", "/ws", sample_key, {}, true);
+    std::string ours = good_request;
+    ours.insert(ours.size() - 2, "Kaminari-Udp: 1\r\nKaminari-Half-Close: 1\r\n");
+    EXPECT_EQ(as_string(std::span(out.data(), n)), ours);
+    EXPECT_TRUE(parse(ours).udp);
+}
+
 TEST(Handshake, EncodesRequest) {
     std::array<std::uint8_t, 512> out{};
     const std::size_t n = encode_request(out, "example.com", "/ws", sample_key);

@@ -82,15 +82,21 @@ bool is_valid_sec_key(std::string_view key) noexcept;
 /// a server lingers before closing towards them (see ws_stream::set_close_linger).
 inline constexpr std::string_view half_close_header = "Kaminari-Half-Close";
 
+/// The request header (`Kaminari-Udp: 1`) by which kaminaric opens a UDP association (`udp`):
+/// the stream then carries length-prefixed datagrams (codec/udp_frame.hpp) for the server's
+/// UDP target. Same host, same path: a request without it is a TCP connection as before, and a
+/// prober that does not send it sees nothing new.
+inline constexpr std::string_view udp_header = "Kaminari-Udp";
+
 /// Writes the client's upgrade request into `out`:
 /// `GET <path> HTTP/1.1`, Host, `Upgrade: websocket`, `Connection: Upgrade`,
-/// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`, `Kaminari-Half-Close: 1`, and
+/// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`, `Kaminari-Half-Close: 1`,
 /// `Sec-WebSocket-Protocol: <protocol>` when `protocol` is not empty (early data: the base64url
-/// of the bytes, see base64url_encode()). Returns the bytes written, or 0 when `out` is too
-/// small (its contents are then undefined).
+/// of the bytes, see base64url_encode()), and `Kaminari-Udp: 1` when `udp`. Returns the bytes
+/// written, or 0 when `out` is too small (its contents are then undefined).
 std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
                            std::string_view path, std::string_view key,
-                           std::string_view protocol = {}) noexcept;
+                           std::string_view protocol = {}, bool udp = false) noexcept;
 
 /// Result of parse_request().
 struct request_result {
@@ -98,6 +104,7 @@ struct request_result {
     std::size_t consumed = 0;   ///< length of the head when it was complete; else 0
     std::string_view key;       ///< Sec-WebSocket-Key, pointing into the input, when ok
     bool half_close = false;    ///< `Kaminari-Half-Close: 1` was sent (a kaminaric client)
+    bool udp = false;           ///< `Kaminari-Udp: 1` was sent: a UDP association
     /// When ok: the Sec-WebSocket-Protocol value that carries early data (see the top of this
     /// file), pointing into the input; empty when the request carries none. Decode it with
     /// base64_decode() into early_data_size bytes, and echo it with encode_accept_response().

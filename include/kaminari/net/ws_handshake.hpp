@@ -55,10 +55,11 @@ struct ws_client_request {
 /// Makes the request for `opts.host` and `opts.path` with a fresh random Sec-WebSocket-Key.
 /// `first` (copied; may be empty) are the app's first bytes: up to `opts.early_data` of them
 /// go into the request as early data, the rest are sent after the 101 (ws_read_response()).
+/// With `udp` the request opens a UDP association (`Kaminari-Udp: 1`, codec::udp_header).
 /// Returns `codec::errc::head_too_large` when the request does not fit codec::max_head_size.
 /// Throws only if OpenSSL's RNG fails (or on allocation failure).
 inline error_code make_client_request(const ws_options& opts, ws_client_request& req,
-                                      std::span<const std::uint8_t> first = {}) {
+                                      std::span<const std::uint8_t> first = {}, bool udp = false) {
     static_assert(codec::sec_key_nonce_size == 16);
     req.key = codec::make_sec_key(next_nonce());
     req.first.assign(first.begin(), first.end());
@@ -71,7 +72,7 @@ inline error_code make_client_request(const ws_options& opts, ws_client_request&
     req.buf.resize(std::min(codec::max_head_size,
                             512 + opts.host.size() + opts.path.size() + req.protocol.size()));
     req.len = codec::encode_request(req.buf, opts.host, opts.path, codec::to_string_view(req.key),
-                                    req.protocol);
+                                    req.protocol, udp);
     req.buf.resize(req.len);
     return req.len == 0 ? error_code(codec::errc::head_too_large) : error_code{};
 }
@@ -167,10 +168,13 @@ inline constexpr std::chrono::milliseconds third_party_close_linger{1000};
 /// a valid upgrade; as soon as the bytes show it will not be one (codec::classify_request()),
 /// they are copied to `*handed` and the reason is returned, for the caller to pass the
 /// connection on with them.
+///
+/// `udp`, when given, is set to whether the request opened a UDP association
+/// (`Kaminari-Udp: 1`); it is left alone on error.
 template <byte_stream Next>
-asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts,
-                                                std::size_t* early_size = nullptr,
-                                                std::vector<std::uint8_t>* handed = nullptr) {
+asio::awaitable<error_code>
+ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts, std::size_t* early_size = nullptr,
+                    std::vector<std::uint8_t>* handed = nullptr, bool* udp = nullptr) {
     const buffer_lease lease = borrow_buffer(head_buffer_size);
     const std::span<std::uint8_t> buf = lease.span().first(codec::max_head_size);
     std::size_t have = 0;
@@ -228,6 +232,9 @@ asio::awaitable<error_code> ws_server_handshake(ws_stream<Next>& ws, const ws_op
     }
     if (early_size != nullptr) {
         *early_size = r.early_data_size;
+    }
+    if (udp != nullptr) {
+        *udp = r.udp;
     }
     auto [ec, n] = co_await ws.next_layer().write({}, std::span(out.data(), len));
     co_return ec;
