@@ -7,8 +7,9 @@ secs=${1:-30}
 bash scripts/setup.sh build
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DKAMINARI_BUILD_FUZZ=ON -DKAMINARI_BUILD_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target options_fuzz frame_decoder_fuzz handshake_fuzz base64_fuzz
-for target in options frame_decoder handshake base64; do
+cmake --build build-fuzz -j"$(nproc)" --target options_fuzz frame_decoder_fuzz handshake_fuzz base64_fuzz \
+    mux_cool_fuzz
+for target in options frame_decoder handshake base64 mux_cool; do
     work=$(mktemp -d)
     cp fuzz/corpus/$target/* "$work"/
     echo "fuzz: $target for ${secs}s"
