@@ -205,7 +205,9 @@ std::string help_text(role who) {
                 "  servername=<name>       instead of cert/key: a self-signed certificate\n"
                 "  ocsp=<path>             DER OCSP response to staple\n"
                 "  fallback=<host:port>    ws/wss: a connection that is not a valid upgrade goes\n"
-                "                          to this web server, with the bytes it sent\n";
+                "                          to this web server, with the bytes it sent\n"
+                "  mux=on|off              ws/wss: serve v2ray's Mux.Cool (v2ray-plugin clients'\n"
+                "                          default), recognised by its first bytes (default on)\n";
     }
     text += "  handshake_timeout=<s>   TLS + websocket handshake deadline (default 10)\n"
             "  idle_timeout=<s>        close a connection that moves no byte either way for\n"

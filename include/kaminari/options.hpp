@@ -104,6 +104,10 @@ struct server_options {
     /// when it is not a valid upgrade for `host` and `path` (a prober then sees that web
     /// server). Empty: kaminaris answers 404/400 itself.
     std::optional<endpoint> fallback;
+    /// `mux=on|off` (ws and wss): recognise v2ray's Mux.Cool from a connection's first bytes
+    /// and serve its sessions (net/mux_server.hpp). On by default; `off` (or `0`) relays every
+    /// connection as a plain stream.
+    bool mux = true;
     common_options common;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or client-side) item
 };

@@ -42,6 +42,9 @@ constexpr bool is_domain_char(std::uint8_t c) noexcept {
            c == '_' || c == '-';
 }
 
+// detect() for a stream that must start with a New frame head.
+verdict detect_new(std::span<const std::uint8_t> p) noexcept;
+
 } // namespace
 
 std::string_view to_string(error e) noexcept {
@@ -174,7 +177,35 @@ parse_step parser::feed(std::span<const std::uint8_t> in) noexcept {
     return {error::ok, take, event::none};
 }
 
-verdict detect(std::span<const std::uint8_t> p) noexcept {
+verdict detect(std::span<const std::uint8_t> stream) noexcept {
+    // v2ray's client ends a session whose first payload failed (its app closed at once) with
+    // End and no New before it, so a connection may open with End frames.
+    std::size_t off = 0;
+    for (std::size_t ends = 0;; ++ends) {
+        const std::span<const std::uint8_t> p = stream.subspan(off);
+        if (p.size() < 2) {
+            return p.empty() || p[0] <= (max_meta_size >> 8) ? verdict::need_more : verdict::plain;
+        }
+        if (load_u16be(p.data()) != 4) {
+            return detect_new(p);
+        }
+        // metaLen 4: no New fits; only End as v2ray writes it (no data bit; error or not).
+        if (p.size() < end_frame_size) {
+            return p.size() <= at_status || p[at_status] == static_cast<std::uint8_t>(status::end)
+                       ? verdict::need_more
+                       : verdict::plain;
+        }
+        if (p[at_status] != static_cast<std::uint8_t>(status::end) ||
+            (p[at_option] != 0 && p[at_option] != option_error) || ends == max_leading_ends) {
+            return verdict::plain;
+        }
+        off += end_frame_size;
+    }
+}
+
+namespace {
+
+verdict detect_new(std::span<const std::uint8_t> p) noexcept {
     const std::size_t n = p.size();
     // metaLen: at most 512, so the first byte is at most 2.
     if (n < 1) {
@@ -240,6 +271,8 @@ verdict detect(std::span<const std::uint8_t> p) noexcept {
     }
     return verdict::mux;
 }
+
+} // namespace
 
 void encode_keep_head(std::span<std::uint8_t, keep_head_size> out, std::uint16_t id,
                       std::uint16_t length) noexcept {

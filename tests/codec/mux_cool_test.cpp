@@ -300,6 +300,33 @@ TEST(MuxCool, DetectsNewFramesFromTheirFirstBytes) {
     EXPECT_EQ(detect(v6), verdict::mux);
 }
 
+TEST(MuxCool, DetectsNewAfterEndFrames) {
+    // v2ray's client ends a session whose app closed before its first payload with End (and
+    // the error bit) without a New: a connection may open with such End frames.
+    const bytes end_err = {0x00, 0x04, 0x00, 0x01, 0x03, 0x02};
+    const bytes end_ok = {0x00, 0x04, 0x00, 0x02, 0x03, 0x00};
+    const bytes v4 = {0x00, 0x0c, 0x00, 0x03, 0x01, 0x00, 0x01, 0x00, 0x00, 0x01, 1, 2, 3, 4};
+    const bytes wire = cat({end_err, end_ok, v4});
+    EXPECT_EQ(detect(wire), verdict::mux);
+    for (std::size_t n = 0; n < 12 + 10; ++n) {
+        EXPECT_EQ(detect(std::span(wire).first(n)), verdict::need_more) << n;
+    }
+    EXPECT_EQ(detect(cat({end_err, {0x00, 0x04, 0x00, 0x02, 0x02}})), verdict::plain); // Keep
+    EXPECT_EQ(detect(cat({end_err, {0x00, 0x04, 0x00, 0x02, 0x03, 0x01}})), verdict::plain);
+    EXPECT_EQ(detect(cat({end_err, {0x41}})), verdict::plain);
+    bytes many;
+    for (std::size_t i = 0; i < max_leading_ends; ++i) {
+        many = cat({many, end_err});
+    }
+    EXPECT_EQ(detect(cat({many, v4})), verdict::mux);
+    EXPECT_EQ(detect(cat({many, end_err, v4})), verdict::plain);
+    // The parser takes such a stream as it is: End for a session it does not know.
+    const parsed r = parse_in_chunks(wire, 1, 1);
+    ASSERT_EQ(r.err, error::ok);
+    ASSERT_EQ(r.frames.size(), 3u);
+    EXPECT_EQ(r.frames[2].st, status::new_session);
+}
+
 TEST(MuxCool, DetectRejectsEverythingElse) {
     const std::string http = "GET / HTTP/1.1\r\n";
     const std::span<const std::uint8_t> http_bytes(

@@ -163,12 +163,18 @@ enum class verdict : std::uint8_t {
     plain,     ///< anything else
 };
 
+/// End frames a Mux.Cool stream may open with before its first New (see detect()).
+inline constexpr std::size_t max_leading_ends = 32;
+
 /// Decides from a stream's first bytes whether it is Mux.Cool: the stream must open with the
-/// head of a New frame as a v2ray or Xray client writes it: metaLen at most 512, status New,
+/// head of a New frame as a v2ray or Xray client writes it, after at most max_leading_ends
+/// End frames (`00 04 id id 03 00|02`: v2ray's client sends End without New for a session
+/// whose app closed before its first payload): metaLen at most 512, status New,
 /// option 0x00 or 0x01 (no data or data; never error, no other bit), network TCP or UDP, and
 /// an address of type IPv4, IPv6 or domain (1 to 255 characters of [0-9A-Za-z._-]) that fits
 /// in metaLen. Returns plain at the first byte that rules this out, mux once the address
-/// type has arrived and, for a domain, the name (at most 266 bytes), need_more before either.
+/// type has arrived and, for a domain, the name (at most 32 x 6 + 266 bytes), need_more
+/// before either.
 /// For uniformly random
 /// bytes (a shadowsocks salt) the chance of `mux` is about 1.4e-11; see the README.
 verdict detect(std::span<const std::uint8_t> prefix) noexcept;
