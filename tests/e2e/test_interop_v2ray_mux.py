@@ -532,6 +532,30 @@ def raw_plain_ws_still_plain():
     ws.close()
 
 
+def raw_silent_client_target_first():
+    # A plain client that is not kaminaric and sends nothing, with a target that speaks first:
+    # plain after the 1 s grace (a Mux.Cool client would have sent its New by then).
+    banner = b"220 target ready\r\n"
+    target = ThreadedTarget(banner_then_echo(banner))
+    server, port = kaminaris(target.port)
+    try:
+        ws = RawWs(port)
+        start = time.monotonic()
+        ws.s.settimeout(10)
+        op, payload = ws._frame()
+        elapsed = time.monotonic() - start
+        assert_same(payload, banner, "banner")
+        if not 0.9 <= elapsed <= 3:
+            raise AssertionError(f"banner after {elapsed:.2f}s, not after the 1 s grace")
+        ws.send(b"echo me")
+        op, payload = ws._frame()
+        assert_same(payload, b"echo me", "echo")
+        ws.close()
+    finally:
+        server.kill()
+        target.close()
+
+
 test.check("raw: End half-closes; the target's reply follows, then End", raw_half_close)
 test.check("raw: Keep for an unknown session gets End; End and KeepAlive ignored",
            raw_unknown_sessions)
@@ -541,6 +565,8 @@ test.check("raw: sessions opened and never used end with the websocket", raw_unu
 test.check("raw: a target down for one session, the other goes on", raw_target_down)
 test.check("raw: malformed frames close that connection only", raw_malformed_ends_only_that_connection)
 test.check("raw: a plain stream with a Mux.Cool-like start stays plain", raw_plain_ws_still_plain)
+test.check("raw: a silent plain client, a target that speaks first: plain after 1 s",
+           raw_silent_client_target_first)
 test.check("kaminaris: SIGTERM exits 0", lambda: srv.stop() == 0 or (_ for _ in ()).throw(
     AssertionError("exit code")))
 echo.close()

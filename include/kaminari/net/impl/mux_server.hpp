@@ -34,16 +34,19 @@ inline asio::awaitable<void> mux_sleep(std::chrono::milliseconds d) {
 inline asio::awaitable<void> mux_give_up(tcp_stream& target, std::chrono::milliseconds grace,
                                          std::chrono::milliseconds idle) {
     using namespace asio::experimental::awaitable_operators;
+    // An error (the cancellation when the client's bytes came first) ends this at once.
     if (idle.count() > 0) {
-        auto r = co_await (target.wait_readable() || mux_sleep(idle));
-        if (r.index() == 1) {
+        const auto r = co_await (target.wait_readable() || mux_sleep(idle));
+        if (r.index() == 1 || std::get<0>(r)) {
             co_return;
         }
     } else {
-        (void)co_await target.wait_readable();
+        const error_code ec = co_await target.wait_readable();
+        if (ec) {
+            co_return;
+        }
     }
-    if (grace.count() > 0 && (co_await asio::this_coro::cancellation_state).cancelled() ==
-                                 asio::cancellation_type::none) {
+    if (grace.count() > 0) {
         co_await mux_sleep(grace);
     }
 }
