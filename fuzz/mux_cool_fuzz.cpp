@@ -85,17 +85,19 @@ void feed_raw(const std::uint8_t* data, std::size_t size) {
     }
 }
 
+constexpr std::size_t max_detect = max_leading_ends * end_frame_size + 266;
+
 void detect_monotonic(const std::uint8_t* data, std::size_t size) {
     verdict decided = verdict::need_more;
-    for (std::size_t n = 0; n <= std::min<std::size_t>(size, 300); ++n) {
+    for (std::size_t n = 0; n <= std::min<std::size_t>(size, max_detect); ++n) {
         const verdict v = detect({data, n});
         if (decided != verdict::need_more && v != decided) {
             std::abort();
         }
         decided = v;
     }
-    // A verdict needs at most 266 bytes.
-    if (size >= 266 && detect({data, size}) == verdict::need_more) {
+    // A verdict needs at most 32 End frames and a New head.
+    if (size >= max_detect && detect({data, size}) == verdict::need_more) {
         std::abort();
     }
 }
