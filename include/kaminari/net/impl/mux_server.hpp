@@ -247,7 +247,8 @@ asio::awaitable<error_code> mux_connection<Lower>::write_locked(std::span<std::u
     if (ec && !st_->ended) {
         log::debug("#{} Mux.Cool: writing to the client failed: {}", id_, ec.message());
         st_->ended = true;
-        ws_.close(); // the reader's read fails, and the connection ends
+        ws_.close();               // the reader's read fails, and the connection ends
+        st_->reader_wake.cancel(); // or its wait for queue room
     }
     co_return ec;
 }
