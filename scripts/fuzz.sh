@@ -8,8 +8,8 @@ bash scripts/setup.sh build
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DKAMINARI_BUILD_FUZZ=ON -DKAMINARI_BUILD_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target options_fuzz frame_decoder_fuzz handshake_fuzz base64_fuzz \
-    proxy_protocol_fuzz udp_frame_fuzz
-for target in options frame_decoder handshake base64 proxy_protocol udp_frame; do
+    proxy_protocol_fuzz udp_frame_fuzz mux_cool_fuzz
+for target in options frame_decoder handshake base64 proxy_protocol udp_frame mux_cool; do
     work=$(mktemp -d)
     cp fuzz/corpus/$target/* "$work"/
     echo "fuzz: $target for ${secs}s"

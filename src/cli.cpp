@@ -231,7 +231,9 @@ std::string help_text(role who) {
                 "                          to this web server, with the bytes it sent\n"
                 "  proxy_protocol          every connection starts with a PROXY protocol v1/v2\n"
                 "                          header (HAProxy send-proxy, nginx proxy_protocol);\n"
-                "                          one without is refused\n";
+                "                          one without is refused\n"
+                "  mux=on|off              ws/wss: serve v2ray's Mux.Cool (v2ray-plugin clients'\n"
+                "                          default), recognised by its first bytes (default on)\n";
     }
     text += "  handshake_timeout=<s>   TLS + websocket handshake deadline (default 10)\n"
             "  idle_timeout=<s>        close a connection that moves no byte either way for\n"

@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 33> known_options{{
+constexpr std::array<known_option, 34> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -109,6 +109,7 @@ constexpr std::array<known_option, 33> known_options{{
     {"ca", false, side::client},
     {"pin", false, side::client},
     {"client_ca", false, side::server},
+    {"mux", false, side::server},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -313,6 +314,24 @@ std::size_t parse_early_data(std::string_view v) {
             max_ws_early_data));
     }
     return n;
+}
+
+// kaminaris `mux=`: on or off; a number as v2ray-plugin takes it (0 off, 1 to 1024 on), so a
+// v2ray-plugin server's options work unchanged.
+bool parse_server_mux(std::string_view v) {
+    if (v == "on") {
+        return true;
+    }
+    if (v == "off") {
+        return false;
+    }
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc{} || end != v.data() + v.size() || n > 1024) {
+        throw config_error(fmt::format(
+            "mux: '{}' is not on or off; expected 'on' (default), 'off' or 0 to 1024", v));
+    }
+    return n != 0;
 }
 
 void check_loglevel(std::string_view v) {
@@ -561,6 +580,12 @@ server_options parse_server_options(std::string_view text) {
             o.fallback = parse_endpoint(*v, "fallback");
         }
     }
+    if (auto v = map.value("mux")) {
+        o.mux = parse_server_mux(*v);
+        if (!o.ws) {
+            o.warnings.emplace_back("ignoring 'mux': it takes effect only with 'ws'");
+        }
+    }
     if (map.has("tls")) {
         tls_server_options tls;
         const bool has_cert = map.has("cert");
@@ -659,6 +684,9 @@ std::string describe(const server_options& o) {
         out += ", behind a PROXY protocol balancer";
     }
     out += describe_udp(o.common);
+    if (o.ws && !o.mux) {
+        out += ", mux off";
+    }
     return out;
 }
 

@@ -301,6 +301,25 @@ TEST(ServerOptions, Fallback) {
     EXPECT_EQ(parse_client_options("ws;host=a;path=/ws;fallback=127.0.0.1:80").warnings.size(), 1u);
 }
 
+TEST(ServerOptions, Mux) {
+    // On by default; `off`, `0`, and v2ray-plugin's numbers.
+    EXPECT_TRUE(parse_server_options("ws;host=a;path=/ws").mux);
+    EXPECT_EQ(describe(parse_server_options("ws;host=a;path=/ws")), "ws(host=a, path=/ws)");
+    auto off = parse_server_options("ws;host=a;path=/ws;mux=off");
+    EXPECT_FALSE(off.mux);
+    EXPECT_TRUE(off.warnings.empty());
+    EXPECT_EQ(describe(off), "ws(host=a, path=/ws), mux off");
+    EXPECT_FALSE(parse_server_options("ws;host=a;path=/ws;mux=0").mux);
+    EXPECT_TRUE(parse_server_options("ws;host=a;path=/ws;mux=on").mux);
+    EXPECT_TRUE(parse_server_options("ws;host=a;path=/ws;mux=8").mux);
+    EXPECT_EQ(server_error("ws;host=a;path=/ws;mux=yes"),
+              "mux: 'yes' is not on or off; expected 'on' (default), 'off' or 0 to 1024");
+    EXPECT_EQ(server_error("ws;host=a;path=/ws;mux=1025"),
+              "mux: '1025' is not on or off; expected 'on' (default), 'off' or 0 to 1024");
+    // Mux.Cool rides on the websocket only.
+    EXPECT_EQ(parse_server_options("mux=off").warnings.size(), 1u);
+}
+
 TEST(ServerOptions, UpstreamExamples) {
     auto ws = parse_server_options("ws;host=example.com;path=/ws");
     ASSERT_TRUE(ws.ws);

@@ -130,6 +130,10 @@ struct server_options {
     /// load balancer: HAProxy `send-proxy`, nginx `proxy_protocol on`); the client address it
     /// carries is logged; a connection without a valid one is refused. Off: never guessed.
     bool proxy_protocol = false;
+    /// `mux=on|off` (ws and wss): recognise v2ray's Mux.Cool from a connection's first bytes
+    /// and serve its sessions (net/mux_server.hpp). On by default; `off` (or `0`) relays every
+    /// connection as a plain stream.
+    bool mux = true;
     common_options common;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or client-side) item
 };

@@ -4,6 +4,7 @@
 #include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/dial.hpp>
 #include <kaminari/net/metrics.hpp>
+#include <kaminari/net/mux_server.hpp>
 #include <kaminari/net/pool.hpp>
 #include <kaminari/net/proxy_header.hpp>
 #include <kaminari/net/relay.hpp>
@@ -683,7 +684,13 @@ asio::awaitable<void> server_relay(Lower& down, std::uint64_t id, const server_c
     }
     tcp_stream up(std::move(*up_socket));
     if constexpr (is_ws_stream<Lower>) {
-        log_end(id, co_await ws_relay(down, up, down, cfg.opts.common, id));
+        const auto mux = co_await serve_if_mux(down, up, id, cfg);
+        if (mux.handled) {
+            co_return;
+        }
+        auto r = co_await ws_relay(down, up, down, cfg.opts.common, id);
+        r.a_to_b.bytes += mux.forwarded;
+        log_end(id, r);
     } else {
         log_end(id, co_await relay(down, up, cfg.opts.common.idle_timeout));
     }
@@ -802,7 +809,13 @@ asio::awaitable<void> server_ws(tcp::socket socket, std::uint64_t id, const serv
         co_return;
     }
     tcp_stream target(std::move(*up));
-    log_end(id, co_await ws_relay(ws, target, ws, cfg.opts.common, id));
+    const auto mux = co_await serve_if_mux(ws, target, id, cfg);
+    if (mux.handled) {
+        co_return;
+    }
+    auto r = co_await ws_relay(ws, target, ws, cfg.opts.common, id);
+    r.a_to_b.bytes += mux.forwarded;
+    log_end(id, r);
 }
 
 // tls and wss.

@@ -132,6 +132,10 @@ public:
     /// default): no wait.
     void set_close_linger(std::chrono::milliseconds linger) noexcept { close_linger_ = linger; }
 
+    /// The linger set by set_close_linger(): non-zero for a peer that is not kaminari (the
+    /// server handshake sets it when the client did not announce `Kaminari-Half-Close`).
+    std::chrono::milliseconds close_linger() const noexcept { return close_linger_; }
+
     /// Bytes already read from the next layer that belong to the websocket stream (what
     /// followed the HTTP head in the handshake's last read). read_some() decodes them before
     /// reading from the next layer. Called by the handshake functions; copies `bytes`.
