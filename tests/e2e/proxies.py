@@ -7,30 +7,53 @@ from harness import Proc, Test, free_port, wait_port, HOST
 from tunnel_suite import run_suite
 
 
-def start_nginx(upstream_port, path="/ws", tls=None):
-    """nginx proxying websocket upgrades on `path` to upstream_port; other paths get 404.
-    `tls=(cert, key)` makes it terminate TLS with that certificate."""
-    d = tempfile.mkdtemp(prefix="kaminari-nginx-")
+def start_nginx_with(server_block, module=None, prefix="kaminari-nginx-"):
+    """nginx in the foreground with one worker, its pid, logs and temp files in a directory of
+    its own, serving `server_block` (the text inside `http { }`, or a whole `stream { }` block
+    when `module` names the dynamic module it needs). `server_block` may use `{port}` (a free
+    loopback port, returned) and `{dir}`. Returns (proc, port)."""
+    d = tempfile.mkdtemp(prefix=prefix)
     port = free_port()
-    listen = f"{HOST}:{port}"
-    if tls:
-        cert, key = tls
-        listen += (f" ssl;\n        ssl_certificate {cert};\n        ssl_certificate_key {key};"
-                   "\n        ssl_protocols TLSv1.2 TLSv1.3")
-    conf = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 2048; }}
-http {{
+    block = server_block.replace("{port}", str(port)).replace("{dir}", d)
+    if module:
+        body = block
+        head = f"load_module /usr/lib/nginx/modules/{module};\n"
+    else:
+        head = ""
+        body = f"""http {{
     access_log off;
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+{block}
+}}"""
+    conf = f"""{head}daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 2048; }}
+{body}
+"""
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(conf)
+    proc = Proc(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
+                 os.path.join(d, "error.log")])
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def start_nginx(upstream_port, path="/ws", tls=None):
+    """nginx proxying websocket upgrades on `path` to upstream_port; other paths get 404.
+    `tls=(cert, key)` makes it terminate TLS with that certificate."""
+    listen = f"{HOST}:{{port}}"
+    if tls:
+        cert, key = tls
+        listen += (f" ssl;\n        ssl_certificate {cert};\n        ssl_certificate_key {key};"
+                   "\n        ssl_protocols TLSv1.2 TLSv1.3")
+    return start_nginx_with(f"""
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     server {{
         listen {listen};
@@ -45,15 +68,7 @@ http {{
             proxy_buffering off;
         }}
         location / {{ return 404; }}
-    }}
-}}
-"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    proc = Proc(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
-                 os.path.join(d, "error.log")])
-    wait_port(port, proc=proc)
-    return proc, port
+    }}""")
 
 
 def start_haproxy(upstream_port):

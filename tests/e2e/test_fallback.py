@@ -18,6 +18,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import (HOST, KAMINARIS, EchoServer, Proc, Test, Tunnel, addr, assert_same, exchange,
                      free_port, wait_port)
+from proxies import start_nginx_with
 
 test = Test(deadline=240)
 WS = "ws;host=example.com;path=/ws"
@@ -47,36 +48,13 @@ threading.Thread(target=python_site.serve_forever, daemon=True).start()
 
 
 def start_nginx_site():
-    d = tempfile.mkdtemp(prefix="kaminari-fallback-nginx-")
-    port = free_port()
-    conf = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+    return start_nginx_with(f"""
     server {{
-        listen {HOST}:{port};
+        listen {HOST}:{{port}};
         server_name example.com;
         root {site};
         keepalive_timeout 60s;
-    }}
-}}
-"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    proc = Proc(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
-                 os.path.join(d, "error.log")])
-    wait_port(port, proc=proc)
-    return proc, port
+    }}""", prefix="kaminari-fallback-nginx-")
 
 
 nginx, nginx_port = start_nginx_site()

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, addr, assert_same,
                      exchange, free_port, wait_port)
+from proxies import start_nginx_with
 
 SANITIZED = bool(os.environ.get("KAMINARI_SANITIZED"))
 HALF = 150 if SANITIZED else 500  # connections before and after the kill
@@ -62,31 +63,14 @@ backend be
 
 
 def start_nginx_stream(backend):
-    d = tempfile.mkdtemp(prefix="kaminari-nginx-pp-")
-    port = free_port()
-    conf = f"""
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-stream {{
+    return start_nginx_with(f"""stream {{
     server {{
-        listen {HOST}:{port};
+        listen {HOST}:{{port}};
         proxy_pass {HOST}:{backend};
         proxy_protocol on;
         proxy_half_close on;
     }}
-}}
-"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    proc = Proc(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"), "-e",
-                 os.path.join(d, "error.log")])
-    wait_port(port, proc=proc)
-    return proc, port
+}}""", module="ngx_stream_module.so", prefix="kaminari-nginx-pp-")
 
 
 def raw_client_port(port):
