@@ -45,8 +45,13 @@ std::string read_to_end(tcp::socket& s) {
 // the end, answers `down` and half-closes, the app reads to the end.
 void exchange_through_splice(const std::string& up, const std::string& down) {
     asio::io_context ctx;
-    auto [app, a] = connected_pair(ctx);
-    auto [b, target] = connected_pair(ctx);
+    // Named sockets, not structured bindings: clang 14 cannot capture those in a lambda.
+    auto front = connected_pair(ctx);
+    auto back = connected_pair(ctx);
+    tcp::socket& app = front.first;
+    tcp::socket& a = front.second;
+    tcp::socket& b = back.first;
+    tcp::socket& target = back.second;
     bool done = false;
     relay_result result;
     async_splice_relay(a, b, std::chrono::milliseconds(0), [&](relay_result r) {
