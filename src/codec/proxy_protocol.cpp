@@ -56,13 +56,24 @@ std::string format_source(int family, const void* addr, std::uint16_t port) {
 
 proxy_header parse_v1(std::string_view in) {
     const std::size_t crlf = in.substr(0, v1_max).find("\r\n");
+    if (crlf == std::string_view::npos && in.size() >= v1_max) {
+        return fail(1, "v1 line longer than 107 bytes");
+    }
+    // Printable ASCII up to the CRLF (a NUL would end an address early for inet_pton, and a
+    // header must not be accepted whole yet refused in part); the CR of a CRLF still to come
+    // may end the bytes so far.
+    const std::size_t end = crlf == std::string_view::npos ? in.size() : crlf;
+    for (std::size_t i = 0; i < end; ++i) {
+        const auto u = static_cast<unsigned char>(in[i]);
+        if (u >= 0x20 && u <= 0x7e) {
+            continue;
+        }
+        if (crlf == std::string_view::npos && i + 1 == in.size() && in[i] == '\r') {
+            continue;
+        }
+        return fail(1, "v1 line with a control or non-ASCII byte");
+    }
     if (crlf == std::string_view::npos) {
-        if (in.size() >= v1_max) {
-            return fail(1, "v1 line longer than 107 bytes");
-        }
-        if (in.find('\n') != std::string_view::npos) {
-            return fail(1, "v1 line with a bare LF");
-        }
         return more(1, in.size() + 1);
     }
     proxy_header h;

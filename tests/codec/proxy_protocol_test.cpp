@@ -81,9 +81,14 @@ TEST(ProxyProtocol, V1Malformed) {
              "PROXY TCP4 192.0.2.7 198.51.100.1 0443 443\r\n",    // leading zero
              "PROXY UDP4 192.0.2.7 198.51.100.1 51234 443\r\n",   // not a v1 protocol
              "PROXY TCP4 192.0.2.7\n",                            // bare LF
+             "PROXY TCP4 192.0.2.7\t198.51.100.1 51234 443\r\n",
          }) {
         EXPECT_EQ(parse(bad).st, status::invalid) << bad;
     }
+    // A NUL would end the address early for inet_pton; the whole line was accepted while a
+    // prefix of it was refused (found by the fuzzer).
+    using namespace std::string_view_literals;
+    EXPECT_EQ(parse("PROXY TCP4 192.0.2.7\0 198.51.100.1 51234 443\r\n"sv).st, status::invalid);
     // No CRLF within 107 bytes.
     EXPECT_EQ(parse("PROXY TCP4 " + std::string(120, '1')).st, status::invalid);
 }
