@@ -18,6 +18,7 @@ import time
 
 from harness import (HOST, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, assert_same,
                      banner_then_echo, exchange, free_port, read_banner_then_echo, wait_port)
+from fault_kit import wait_for
 from pki import Pki
 
 test = Test(deadline=500)
@@ -47,15 +48,6 @@ def sessions_by_connection(log):
     for conn, _ in re.findall(r"#(\d+) Mux\.Cool session (\d+) opened", log):
         out[conn] = out.get(conn, 0) + 1
     return out
-
-
-def wait_for(cond, what, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} within {timeout}s")
 
 
 def echo_all(port, data, timeout=60):
@@ -444,7 +436,8 @@ def raw_session_limit():
     ws.send(keep(1, b"first") + keep(128, b"last"))
     frames = collect(ws, lambda f: len(echoed(f, 1)) >= 5 and len(echoed(f, 128)) >= 4)
     assert_same(echoed(frames, 1) + echoed(frames, 128), b"firstlast", "sessions 1 and 128")
-    wait_for(lambda: "refusing session 129" in srv.stderr_text(), "a log line for the refusal")
+    wait_for(lambda: "refusing session 129" in srv.stderr_text(), 10.0,
+             "a log line for the refusal")
     ws.close()
 
 
@@ -453,9 +446,9 @@ def raw_unused_sessions():
     before = echo.accepted
     ws = RawWs(srv_port)
     ws.send(b"".join(new(i) for i in range(1, 11)))
-    wait_for(lambda: echo.accepted >= before + 10, "10 target connections")
+    wait_for(lambda: echo.accepted >= before + 10, 10.0, "10 target connections")
     ws.close()
-    wait_for(lambda: re.search(r"Mux\.Cool closed: 10 sessions", srv.stderr_text()),
+    wait_for(lambda: re.search(r"Mux\.Cool closed: 10 sessions", srv.stderr_text()), 10.0,
              "the connection's end with its 10 sessions")
 
 
