@@ -141,6 +141,23 @@ def banner_then_echo(banner=b""):
     return handler
 
 
+def start_file_server(size=8 << 20):
+    """A threaded HTTP server on loopback serving /blob.bin, `size` random bytes.
+    Returns (server, the bytes); server.server_address[1] is its port, shutdown() stops it."""
+    import functools
+    import http.server
+    import tempfile
+    root = tempfile.mkdtemp(prefix="kaminari-web-")
+    blob = os.urandom(size)
+    with open(os.path.join(root, "blob.bin"), "wb") as f:
+        f.write(blob)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    web = http.server.ThreadingHTTPServer((HOST, 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    return web, blob
+
+
 class EchoServer(ThreadedTarget):
     """A TCP echo server on loopback: echoes until EOF, then half-closes its side."""
 

@@ -2,31 +2,21 @@
 curl fetching a multi-MiB file through SOCKS5, byte-exact, in every transport; escaped plugin
 options; the v2ray-plugin client against kaminaris; no plugin left behind."""
 
-import functools
 import hashlib
-import http.server
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
-from harness import KAMINARIC, KAMINARIS, Proc, Test, free_port, wait_port, HOST
+from harness import KAMINARIC, KAMINARIS, Proc, Test, free_port, start_file_server, wait_port, HOST
 
 test = Test(deadline=400)
 METHOD = "chacha20-ietf-poly1305"
 PASSWORD = "kaminari-test"
 
 # A local HTTP server with a random file.
-web_root = tempfile.mkdtemp(prefix="kaminari-web-")
-payload = os.urandom(8 << 20)
-with open(os.path.join(web_root, "blob.bin"), "wb") as f:
-    f.write(payload)
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=web_root)
-http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-web = http.server.ThreadingHTTPServer((HOST, 0), handler)
-threading.Thread(target=web.serve_forever, daemon=True).start()
+web, payload = start_file_server()
 web_port = web.server_address[1]
 
 

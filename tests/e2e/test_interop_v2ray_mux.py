@@ -17,7 +17,8 @@ import threading
 import time
 
 from harness import (HOST, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, assert_same,
-                     banner_then_echo, exchange, free_port, read_banner_then_echo, wait_port)
+                     banner_then_echo, exchange, free_port, read_banner_then_echo,
+                     start_file_server, wait_port)
 from fault_kit import wait_for
 from pki import Pki
 
@@ -215,17 +216,7 @@ PASSWORD = "kaminari-test"
 
 
 def ss_mode(name, client_opts, server_opts):
-    import functools
-    import http.server
-    import tempfile
-    web_root = tempfile.mkdtemp(prefix="kaminari-web-")
-    payload = os.urandom(8 << 20)
-    with open(os.path.join(web_root, "blob.bin"), "wb") as f:
-        f.write(payload)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=web_root)
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    web = http.server.ThreadingHTTPServer((HOST, 0), handler)
-    threading.Thread(target=web.serve_forever, daemon=True).start()
+    web, payload = start_file_server()
     public = free_port()
     socks = free_port()
     server = Proc(["ss-server", "-s", HOST, "-p", str(public), "-k", PASSWORD, "-m", METHOD,
