@@ -4,7 +4,8 @@
 //     consumes within its input and at least one byte until an error, data never exceeds the
 //     frame's length, errors are sticky; and detect() on every prefix never says `mux` for a
 //     stream whose first frame the parser rejects;
-//  2. detect() is monotonic: once a prefix is decided, longer prefixes keep the verdict;
+//  2. detect() is monotonic: once a prefix is decided, longer prefixes keep the verdict; a
+//     prefix of End frames only (only_leading_ends()) is undecided;
 //  3. round trip: frames built by the encoders from the input, parsed back at input-chosen
 //     splits, give the same sessions, statuses and payload.
 
@@ -92,6 +93,11 @@ void detect_monotonic(const std::uint8_t* data, std::size_t size) {
     for (std::size_t n = 0; n <= std::min<std::size_t>(size, max_detect); ++n) {
         const verdict v = detect({data, n});
         if (decided != verdict::need_more && v != decided) {
+            std::abort();
+        }
+        // End frames only: still undecided (serve_if_mux() takes them as Mux.Cool only when
+        // waiting longer is pointless).
+        if (only_leading_ends({data, n}) && v != verdict::need_more) {
             std::abort();
         }
         decided = v;

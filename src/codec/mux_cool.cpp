@@ -203,6 +203,21 @@ verdict detect(std::span<const std::uint8_t> stream) noexcept {
     }
 }
 
+bool only_leading_ends(std::span<const std::uint8_t> prefix) noexcept {
+    if (prefix.empty() || prefix.size() % end_frame_size != 0 ||
+        prefix.size() / end_frame_size > max_leading_ends) {
+        return false;
+    }
+    for (std::size_t off = 0; off < prefix.size(); off += end_frame_size) {
+        const auto p = prefix.subspan(off, end_frame_size);
+        if (load_u16be(p.data()) != 4 || p[at_status] != static_cast<std::uint8_t>(status::end) ||
+            (p[at_option] != 0 && p[at_option] != option_error)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 namespace {
 
 verdict detect_new(std::span<const std::uint8_t> p) noexcept {

@@ -327,6 +327,32 @@ TEST(MuxCool, DetectsNewAfterEndFrames) {
     EXPECT_EQ(r.frames[2].st, status::new_session);
 }
 
+TEST(MuxCool, OnlyLeadingEndsIsWholeEndFramesAndNothingElse) {
+    const bytes end_err = {0x00, 0x04, 0x00, 0x01, 0x03, 0x02};
+    const bytes end_ok = {0x00, 0x04, 0x00, 0x02, 0x03, 0x00};
+    EXPECT_TRUE(only_leading_ends(end_err));
+    EXPECT_TRUE(only_leading_ends(cat({end_err, end_ok})));
+    // detect() waits for more on such a stream: serve_if_mux() decides when it gives up.
+    EXPECT_EQ(detect(cat({end_err, end_ok})), verdict::need_more);
+    EXPECT_FALSE(only_leading_ends({}));
+    // A frame cut short, a Keep, data or another option bit, or a New after them.
+    EXPECT_FALSE(only_leading_ends(std::span(end_err).first(5)));
+    EXPECT_FALSE(only_leading_ends(cat({end_err, {0x00}})));
+    EXPECT_FALSE(only_leading_ends(bytes{0x00, 0x04, 0x00, 0x01, 0x02, 0x00}));
+    EXPECT_FALSE(only_leading_ends(bytes{0x00, 0x04, 0x00, 0x01, 0x03, 0x01}));
+    EXPECT_FALSE(only_leading_ends(bytes{0x00, 0x04, 0x00, 0x01, 0x03, 0x03}));
+    EXPECT_FALSE(only_leading_ends(bytes{0x00, 0x05, 0x00, 0x01, 0x03, 0x00}));
+    EXPECT_FALSE(only_leading_ends(
+        cat({end_err, {0x00, 0x0c, 0x00, 0x03, 0x01, 0x00, 0x01, 0x00, 0x00, 0x01, 1, 2, 3, 4}})));
+    // As many as detect() lets through before a New, no more.
+    bytes many;
+    for (std::size_t i = 0; i < max_leading_ends; ++i) {
+        many = cat({many, end_ok});
+    }
+    EXPECT_TRUE(only_leading_ends(many));
+    EXPECT_FALSE(only_leading_ends(cat({many, end_ok})));
+}
+
 TEST(MuxCool, DetectRejectsEverythingElse) {
     const std::string http = "GET / HTTP/1.1\r\n";
     const std::span<const std::uint8_t> http_bytes(

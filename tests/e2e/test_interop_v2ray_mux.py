@@ -155,6 +155,27 @@ def real_client_suite(name, client_opts, server_opts=WS, env_note=""):
                 srv.kill()
                 target.close()
 
+        def idle_after_app_closed_at_once():
+            # An app that closes at once leaves v2ray's websocket with an End frame and no New;
+            # the next app comes after the detection grace, to a target that speaks first.
+            banner = b"220 hello after a quiet websocket\r\n"
+            target = ThreadedTarget(banner_then_echo(banner))
+            srv, sport = kaminaris(target.port, server_opts)
+            cli, cport = v2ray_client(sport, client_opts)
+            try:
+                socket.create_connection((HOST, cport), timeout=10).close()
+                time.sleep(1.5)
+                for i in range(2):
+                    read_banner_then_echo(cport, banner, os.urandom(500 + i))
+                if "invalid metalen" in cli.stderr_text():
+                    raise AssertionError("v2ray-plugin got plain bytes on a Mux.Cool websocket")
+                if "End frames only so far" not in srv.stderr_text():
+                    raise AssertionError("the quiet websocket was not the one used")
+            finally:
+                cli.kill()
+                srv.kill()
+                target.close()
+
         test.check(f"{name}: byte-exact 1 B, 64 KiB, 8 MiB", sizes)
         test.check(f"{name}: 40 concurrent connections, several sessions per websocket",
                    concurrent_conns)
@@ -164,6 +185,8 @@ def real_client_suite(name, client_opts, server_opts=WS, env_note=""):
         test.check(f"{name}: target closes first: the app reads everything, then EOF",
                    target_closes_first)
         test.check(f"{name}: a target that speaks first", target_speaks_first)
+        test.check(f"{name}: an app that closed at once, 1.5 s later a target that speaks first",
+                   idle_after_app_closed_at_once)
 
         def exits():
             if client.poll() is not None:
@@ -516,6 +539,35 @@ def raw_plain_ws_still_plain():
     ws.close()
 
 
+def raw_ends_only_then_new_late():
+    # A client that sent only End frames (v2ray's, after an app that closed at once), a target
+    # that speaks first: after the grace it is still Mux.Cool, and the session that comes
+    # later gets a target of its own (the first one spoke to nobody).
+    banner = b"220 target ready\r\n"
+    target = ThreadedTarget(banner_then_echo(banner))
+    server, port = kaminaris(target.port)
+    try:
+        ws = RawWs(port)
+        ws.send(end(1, error=True))
+        wait_for(lambda: "End frames only so far" in server.stderr_text(), 5.0,
+                 "the verdict on End frames only")
+        if target.accepted != 1:
+            raise AssertionError(f"{target.accepted} target connections before any session")
+        ws.send(new(2))
+        ws.s.settimeout(10)
+        frames = collect(ws, lambda f: len(echoed(f, 2)) >= len(banner))
+        assert_same(echoed(frames, 2), banner, "banner to session 2")
+        ws.send(keep(2, b"echo me"))
+        frames = collect(ws, lambda f: len(echoed(f, 2)) >= 7)
+        assert_same(echoed(frames, 2), b"echo me", "echo")
+        if target.accepted != 2:
+            raise AssertionError(f"{target.accepted} target connections for one session")
+        ws.close()
+    finally:
+        server.kill()
+        target.close()
+
+
 def raw_silent_client_target_first():
     # A plain client that is not kaminaric and sends nothing, with a target that speaks first:
     # plain after the 1 s grace (a Mux.Cool client would have sent its New by then).
@@ -549,6 +601,8 @@ test.check("raw: sessions opened and never used end with the websocket", raw_unu
 test.check("raw: a target down for one session, the other goes on", raw_target_down)
 test.check("raw: malformed frames close that connection only", raw_malformed_ends_only_that_connection)
 test.check("raw: a plain stream with a Mux.Cool-like start stays plain", raw_plain_ws_still_plain)
+test.check("raw: End frames only, a target that speaks first: Mux.Cool after the grace",
+           raw_ends_only_then_new_late)
 test.check("raw: a silent plain client, a target that speaks first: plain after 1 s",
            raw_silent_client_target_first)
 test.check("kaminaris: SIGTERM exits 0", lambda: srv.stop() == 0 or (_ for _ in ()).throw(

@@ -179,6 +179,12 @@ inline constexpr std::size_t max_leading_ends = 32;
 /// bytes (a shadowsocks salt) the chance of `mux` is about 1.4e-11; see the README.
 verdict detect(std::span<const std::uint8_t> prefix) noexcept;
 
+/// Whether `prefix` is one or more whole End frames as detect() takes them before a New, and
+/// nothing else: what v2ray's client has sent on a websocket whose first app closed before
+/// its first payload, and which may stay that way until its next app connects. Such a stream
+/// is Mux.Cool whenever its New comes (see serve_if_mux()).
+bool only_leading_ends(std::span<const std::uint8_t> prefix) noexcept;
+
 /// Writes a Keep frame head with the data bit for `length` payload bytes of session `id`:
 /// `00 04 id id 02 01 len len`. The payload follows it on the wire.
 void encode_keep_head(std::span<std::uint8_t, keep_head_size> out, std::uint16_t id,

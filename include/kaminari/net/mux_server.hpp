@@ -78,8 +78,10 @@ struct mux_outcome {
 /// Anything else is a plain stream: the bytes read are written to `target` and the caller
 /// relays as usual (not handled). A client that sends nothing is plain once the target has
 /// spoken and the client stayed silent for mux_detect_grace more (0 for kaminaric, which
-/// announces itself with Kaminari-Half-Close), or after `idle_timeout` when one is set; an
-/// end of stream before any byte is plain too (the relay sees it again). Errors are logged
+/// announces itself with Kaminari-Half-Close), or after `idle_timeout` when one is set; but a
+/// client that sent only End frames by then is Mux.Cool (codec::mux::only_leading_ends()),
+/// and its sessions dial targets of their own. An end of stream before any byte is plain too
+/// (the relay sees it again). Errors are logged
 /// and close both streams (handled). `ws`, `target` and `cfg` must outlive the call.
 template <byte_stream Lower>
 asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& target,

@@ -56,7 +56,7 @@ inline asio::awaitable<void> mux_give_up(tcp_stream& target, std::chrono::millis
 template <byte_stream Lower>
 class mux_connection {
 public:
-    mux_connection(ws_stream<Lower>& ws, tcp_stream first, std::uint64_t id,
+    mux_connection(ws_stream<Lower>& ws, std::optional<tcp_stream> first, std::uint64_t id,
                    const server_config& cfg)
         : ws_(ws)
         , first_(std::move(first))
@@ -485,6 +485,16 @@ asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& targ
         auto which = co_await (ws.wait_readable() ||
                                detail::mux_give_up(target, grace, cfg.opts.common.idle_timeout));
         if (which.index() == 1) {
+            // Plain, unless all that came is End frames: v2ray's client, whose first app
+            // closed at once, holding the websocket for its next app. Its New may come long
+            // after the target spoke, so that target is nobody's: its sessions dial their own.
+            if (mux::only_leading_ends(buf.span().first(have))) {
+                log::debug("#{} Mux.Cool connection (End frames only so far)", id);
+                target.close();
+                detail::mux_connection<Lower> conn(ws, std::nullopt, id, cfg);
+                co_await conn.run(std::move(buf), have);
+                co_return mux_outcome{true, 0};
+            }
             break; // plain
         }
         if (auto ec = std::get<0>(which)) {
@@ -505,7 +515,8 @@ asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& targ
     }
     if (verdict == mux::verdict::mux) {
         log::debug("#{} Mux.Cool connection", id);
-        detail::mux_connection<Lower> conn(ws, std::move(target), id, cfg);
+        detail::mux_connection<Lower> conn(ws, std::optional<tcp_stream>(std::move(target)), id,
+                                           cfg);
         co_await conn.run(std::move(buf), have);
         co_return mux_outcome{true, 0};
     }
