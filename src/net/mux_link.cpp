@@ -1,4 +1,4 @@
-#include "kaminari/net/mux_server.hpp"
+#include "kaminari/net/mux_link.hpp"
 
 #include <algorithm>
 

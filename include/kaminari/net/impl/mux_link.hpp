@@ -1,0 +1,454 @@
+#pragma once
+
+// Definitions for mux_link.hpp: the connection's reader, and each session's two ways (up: its
+// queue to its stream; down: its stream to Keep frames on the websocket).
+
+#include <kaminari/log.hpp>
+#include <kaminari/net/dial.hpp>
+#include <kaminari/net/timeout.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <span>
+#include <string>
+#include <utility>
+
+namespace kaminari::net::detail {
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_connection<Lower>::run(buffer_lease buf, std::size_t have) {
+    error_code why; // how reading the websocket ended
+    bool stop = false;
+    for (;;) {
+        std::span<const std::uint8_t> in = buf.span().first(have);
+        while (!in.empty() && !stop && !st_->ended) {
+            const auto step = parser_.feed(in);
+            if (step.err != codec::mux::error::ok) {
+                // Not Mux.Cool any more: v2ray drops the whole connection too.
+                log::info("#{} Mux.Cool: {} (session {}); closing", id_,
+                          codec::mux::to_string(step.err), parser_.meta().id);
+                stop = true;
+                break;
+            }
+            if (step.ev == codec::mux::event::frame) {
+                stop = !co_await on_frame(parser_.meta());
+            } else if (step.ev == codec::mux::event::data) {
+                co_await deliver(in.first(step.consumed));
+            }
+            in = in.subspan(step.consumed);
+        }
+        if (stop || st_->ended) {
+            break;
+        }
+        buf.release(); // an idle connection holds no buffer
+        if (auto ec = co_await ws_.wait_readable()) {
+            why = ec;
+            break;
+        }
+        buf = borrow_buffer(mux_buffer_size);
+        auto [ec, n] = co_await ws_.read_some(buf.span());
+        if (ec) {
+            why = ec;
+            break;
+        }
+        have = n;
+    }
+    buf.release();
+    current_.reset();
+    // A close from the client at a frame boundary ends the connection cleanly; anything else
+    // (a bad frame, a failed write, a reset, a frame cut short) closes it.
+    const bool clean = !stop && !st_->ended && why == asio::error::eof && parser_.idle();
+    st_->ended = true;
+    st_->changed.cancel();
+    st_->abort_all();
+    if (!clean) {
+        ws_.close();
+    }
+    {
+        // A session writing to a client that stopped reading would hold the end up.
+        const deadline limit(ws_.get_executor(), std::chrono::seconds(5), [this] { ws_.close(); });
+        while (st_->running != 0) {
+            st_->all_done.expires_at(asio::steady_timer::time_point::max());
+            co_await st_->all_done.async_wait(use_tuple);
+        }
+    }
+    if (clean) {
+        (void)co_await ws_.shutdown_send();
+    }
+    if (st_->refused != 0) {
+        log::info("#{} Mux.Cool: refused {} sessions beyond {} open at once", id_, st_->refused,
+                  mux_max_sessions);
+    }
+    if (log::enabled(log::level::debug)) {
+        log::debug("#{} Mux.Cool closed: {} sessions, {} bytes up, {} bytes down{}", id_,
+                   st_->opened, st_->up, st_->down,
+                   why && why != asio::error::eof ? fmt::format("; {}", why.message())
+                                                  : std::string());
+    }
+}
+
+template <byte_stream Lower>
+asio::awaitable<bool> mux_connection<Lower>::open_session(std::uint16_t sid, tcp_stream app) {
+    std::array<std::uint8_t, codec::mux::max_new_head_size> head{};
+    // v2ray-plugin's client names 127.0.0.1:0 in every New; its server ignores it, as ours does.
+    static constexpr std::array<std::uint8_t, 4> nowhere{127, 0, 0, 1};
+    const std::size_t n = codec::mux::encode_new_head(head, sid, codec::mux::network::tcp, 0,
+                                                      codec::mux::address_type::ipv4, nowhere, 0);
+    if (st_->ended || st_->sessions.contains(sid)) {
+        app.close();
+        co_return false;
+    }
+    // Known before its New goes: the server's answer may follow at once.
+    auto s = std::make_shared<mux_session>(ws_.get_executor(), sid);
+    s->target.emplace(std::move(app));
+    st_->sessions.emplace(sid, s);
+    ++st_->opened;
+    st_->changed.cancel();
+    log::debug("#{} Mux.Cool session {} opened", id_, sid);
+    // The New goes out before any Keep of this session: its way down starts after it.
+    if (co_await send(std::span(head).first(n))) {
+        // The connection failed: run() ends every session, this one too.
+        ++st_->running; // as if its way up had run: finished() counts it out
+        finished(*s, true, nullptr);
+        co_return false;
+    }
+    spawn(s, true);
+    co_return true;
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_connection<Lower>::changed() {
+    if (st_->ended) {
+        co_return;
+    }
+    st_->changed.expires_at(asio::steady_timer::time_point::max());
+    co_await st_->changed.async_wait(use_tuple);
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_connection<Lower>::shutdown() {
+    if (!co_await st_->gate.acquire()) {
+        co_return;
+    }
+    if (!st_->ended) {
+        if (auto ec = co_await ws_.shutdown_send()) {
+            log::debug("#{} Mux.Cool: closing: {}", id_, ec.message());
+            ws_.close();
+        }
+    }
+    st_->gate.release();
+}
+
+template <byte_stream Lower>
+asio::awaitable<bool> mux_connection<Lower>::on_frame(const codec::mux::frame_meta& m) {
+    using codec::mux::status;
+    current_.reset();
+    const auto it = st_->sessions.find(m.id);
+    switch (m.st) {
+    case status::new_session:
+        if (client_) {
+            // Servers never open sessions (v2ray's client drops the connection too).
+            log::info("#{} Mux.Cool: New from the server (session {}); closing", id_, m.id);
+            co_return false;
+        }
+        if (it != st_->sessions.end()) {
+            // v2ray's clients never reuse a live id; two sessions cannot share one.
+            log::info("#{} Mux.Cool: New for session {}, which is open; closing", id_, m.id);
+            co_return false;
+        }
+        if (m.net != codec::mux::network::tcp) {
+            if (!udp_logged_) {
+                udp_logged_ = true;
+                log::info("#{} Mux.Cool: refusing UDP session {}: only TCP is relayed", id_, m.id);
+            }
+            co_return co_await send_end(m.id, true);
+        }
+        if (st_->sessions.size() >= mux_max_sessions) {
+            if (st_->refused++ == 0) {
+                log::warn("#{} Mux.Cool: {} sessions open; refusing session {} and any more "
+                          "until some end",
+                          id_, st_->sessions.size(), m.id);
+            }
+            co_return co_await send_end(m.id, true);
+        }
+        current_ = open(m.id);
+        co_return true;
+    case status::keep:
+        if (it == st_->sessions.end()) {
+            // v2ray: "notify remote peer to close this session", and drop the data.
+            co_return !m.has_data() || co_await send_end(m.id, false);
+        }
+        current_ = it->second;
+        co_return true;
+    case status::end:
+        if (it != st_->sessions.end()) {
+            auto& s = *it->second;
+            if (m.has_error() || s.client_ended) {
+                // An error, or the client answering our data for a session it has dropped.
+                st_->abort(s);
+            } else {
+                s.client_ended = true;
+                s.wake.cancel();
+            }
+        }
+        co_return true;
+    case status::keep_alive:
+        co_return true;
+    }
+    co_return true;
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_connection<Lower>::deliver(std::span<const std::uint8_t> data) {
+    const auto s = current_;
+    if (!s) {
+        co_return;
+    }
+    // No flow control in Mux.Cool: while this session's queue (or the connection's) is full,
+    // the websocket is not read, whatever the other sessions are doing.
+    while (s->accepting() && !st_->ended &&
+           (s->queued >= mux_session_queue_limit || st_->queued >= mux_connection_queue_limit)) {
+        st_->reader_wake.expires_at(asio::steady_timer::time_point::max());
+        co_await st_->reader_wake.async_wait(use_tuple);
+    }
+    if (!s->accepting() || st_->ended) {
+        co_return;
+    }
+    s->queue.insert(s->queue.end(), data.begin(), data.end());
+    s->queued += data.size();
+    st_->queued += data.size();
+    s->wake.cancel();
+}
+
+template <byte_stream Lower>
+asio::awaitable<error_code> mux_connection<Lower>::write_locked(std::span<std::uint8_t> frame) {
+    if (st_->ended) {
+        co_return asio::error::operation_aborted;
+    }
+    auto [ec, n] = co_await ws_.write(std::span<const std::uint8_t>{}, frame);
+    if (ec && !st_->ended) {
+        log::debug("#{} Mux.Cool: writing to the client failed: {}", id_, ec.message());
+        st_->ended = true;
+        ws_.close();               // the reader's read fails, and the connection ends
+        st_->reader_wake.cancel(); // or its wait for queue room
+    }
+    co_return ec;
+}
+
+template <byte_stream Lower>
+asio::awaitable<error_code> mux_connection<Lower>::send(std::span<std::uint8_t> frame) {
+    if (!co_await st_->gate.acquire()) {
+        co_return asio::error::operation_aborted;
+    }
+    error_code ec;
+    try {
+        ec = co_await write_locked(frame);
+    } catch (...) {
+        st_->gate.release();
+        throw;
+    }
+    st_->gate.release();
+    co_return ec;
+}
+
+template <byte_stream Lower>
+asio::awaitable<bool> mux_connection<Lower>::send_end(std::uint16_t sid, bool failed) {
+    std::array<std::uint8_t, codec::mux::end_frame_size> frame{};
+    codec::mux::encode_end(frame, sid, failed);
+    co_return !co_await send(frame);
+}
+
+template <byte_stream Lower>
+std::shared_ptr<mux_session> mux_connection<Lower>::open(std::uint16_t sid) {
+    auto s = std::make_shared<mux_session>(ws_.get_executor(), sid);
+    if (first_) {
+        s->target.emplace(std::move(*first_));
+        first_.reset();
+    }
+    st_->sessions.emplace(sid, s);
+    ++st_->opened;
+    st_->changed.cancel();
+    log::debug("#{} Mux.Cool session {} opened", id_, sid);
+    spawn(s, true);
+    return s;
+}
+
+template <byte_stream Lower>
+void mux_connection<Lower>::spawn(std::shared_ptr<mux_session> s, bool is_up) {
+    ++st_->running;
+    asio::co_spawn(ws_.get_executor(), is_up ? up(s) : down(s),
+                   [this, st = st_, s, is_up](std::exception_ptr e) {
+                       (void)st; // the state outlives every session's coroutines
+                       finished(*s, is_up, e);
+                   });
+}
+
+template <byte_stream Lower>
+void mux_connection<Lower>::finished(mux_session& s, bool is_up, std::exception_ptr e) noexcept {
+    if (e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            log::error("#{} Mux.Cool session {} ended by exception: {}", id_, s.id, ex.what());
+        } catch (...) {
+            log::error("#{} Mux.Cool session {} ended by an unknown exception", id_, s.id);
+        }
+        s.failed = true;
+        if (s.target) {
+            s.target->close(); // the other way ends too
+        }
+        s.wake.cancel();
+    }
+    if (is_up) {
+        s.up_done = true;
+        if (!s.down_started) {
+            s.down_done = true;
+        }
+        st_->discard(s);
+    } else {
+        s.down_done = true;
+    }
+    if (s.up_done && s.down_done) {
+        if (auto it = st_->sessions.find(s.id);
+            it != st_->sessions.end() && it->second.get() == &s) {
+            st_->sessions.erase(it);
+            st_->changed.cancel();
+        }
+        log::debug("#{} Mux.Cool session {} closed: {} bytes up, {} bytes down{}", id_, s.id, s.up,
+                   s.down, s.failed ? "; failed" : (s.aborted ? "; aborted" : ""));
+    }
+    if (--st_->running == 0) {
+        st_->all_done.cancel();
+    }
+    st_->reader_wake.cancel();
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_connection<Lower>::up(std::shared_ptr<mux_session> s) {
+    if (!s->target) {
+        // Not cancelled when the session or connection ends meanwhile: the end waits for it
+        // (at most connect_timeout).
+        auto [ec, socket] = co_await connect_remote(dial_.remote, dial_.timeout);
+        if (s->aborted || st_->ended) {
+            co_return;
+        }
+        if (ec) {
+            log::warn("#{} Mux.Cool session {}: connect to {} failed: {}", id_, s->id,
+                      dial_.remote.to_string(), ec.message());
+            s->failed = true;
+            st_->discard(*s);
+            (void)co_await send_end(s->id, true);
+            co_return;
+        }
+        s->target.emplace(std::move(socket));
+    }
+    s->down_started = true;
+    spawn(s, false);
+    std::vector<std::uint8_t> out;
+    for (;;) {
+        if (s->aborted || s->failed || st_->ended) {
+            co_return;
+        }
+        if (!s->queue.empty()) {
+            out.swap(s->queue);
+            const auto w = co_await write_all(*s->target, std::span(out));
+            st_->written(*s, out.size(), !w.ec);
+            out.clear();
+            if (w.ec) {
+                if (!s->aborted && !st_->ended) {
+                    log::debug("#{} Mux.Cool session {}: target: {}", id_, s->id, w.ec.message());
+                    s->failed = true;
+                    st_->discard(*s);
+                    s->target->close(); // the way down sends End with the error bit
+                }
+                co_return;
+            }
+            continue;
+        }
+        // Drained: an idle session holds no buffer.
+        std::vector<std::uint8_t>().swap(out);
+        std::vector<std::uint8_t>().swap(s->queue);
+        if (s->client_ended) {
+            // Half-close: the target reads end of stream; its reply keeps flowing down.
+            (void)co_await s->target->shutdown_send();
+            co_return;
+        }
+        s->wake.expires_at(asio::steady_timer::time_point::max());
+        co_await s->wake.async_wait(use_tuple);
+    }
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_connection<Lower>::down(std::shared_ptr<mux_session> s) {
+    for (;;) {
+        // Wait without a buffer; take the gate, then a buffer, for one read and its frame.
+        auto [wec] =
+            co_await s->target->socket().async_wait(asio::socket_base::wait_read, use_tuple);
+        if (s->aborted || st_->ended) {
+            co_return;
+        }
+        if (!co_await st_->gate.acquire()) {
+            co_return;
+        }
+        bool more = false;
+        try {
+            more = co_await down_step(*s, wec);
+        } catch (...) {
+            st_->gate.release();
+            throw;
+        }
+        st_->gate.release();
+        if (!more) {
+            co_return;
+        }
+    }
+}
+
+template <byte_stream Lower>
+asio::awaitable<bool> mux_connection<Lower>::down_step(mux_session& s, error_code wait_ec) {
+    if (s.aborted || st_->ended) {
+        co_return false;
+    }
+    std::array<std::uint8_t, codec::mux::end_frame_size> end{};
+    buffer_lease buf;
+    io_result got{wait_ec, 0};
+    if (!wait_ec && s.target) {
+        buf = borrow_buffer(mux_buffer_size);
+        const auto body = buf.span().subspan(
+            codec::mux::keep_head_size, std::min(buf.span().size() - codec::mux::keep_head_size,
+                                                 codec::mux::max_frame_payload));
+        got = s.target->try_read_some(body);
+        if (got.ec == asio::error::would_block || got.ec == asio::error::try_again) {
+            co_return true;
+        }
+    }
+    if (got.ec == asio::error::eof) {
+        codec::mux::encode_end(end, s.id, false);
+        (void)co_await write_locked(end);
+        co_return false;
+    }
+    if (got.ec) {
+        if (!s.failed) {
+            log::debug("#{} Mux.Cool session {}: target: {}", id_, s.id, got.ec.message());
+            s.failed = true;
+            st_->discard(s);
+            s.target->close(); // the way up ends too
+            s.wake.cancel();
+        }
+        codec::mux::encode_end(end, s.id, true);
+        (void)co_await write_locked(end);
+        co_return false;
+    }
+    s.down += got.n;
+    st_->down += got.n;
+    const auto frame = buf.span().first(codec::mux::keep_head_size + got.n);
+    codec::mux::encode_keep_head(frame.first<codec::mux::keep_head_size>(), s.id,
+                                 static_cast<std::uint16_t>(got.n));
+    co_return !co_await write_locked(frame);
+}
+
+} // namespace kaminari::net::detail
