@@ -109,7 +109,7 @@ constexpr std::array<known_option, 34> known_options{{
     {"ca", false, side::client},
     {"pin", false, side::client},
     {"client_ca", false, side::server},
-    {"mux", false, side::server},
+    {"mux", false, side::both},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -334,6 +334,21 @@ bool parse_server_mux(std::string_view v) {
     return n != 0;
 }
 
+// kaminaric `mux=<n>`: sessions per websocket as v2ray-plugin's client takes it; `off` is 0.
+std::size_t parse_client_mux(std::string_view v) {
+    if (v == "off") {
+        return 0;
+    }
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc{} || end != v.data() + v.size() || n > max_mux_sessions) {
+        throw config_error(fmt::format(
+            "mux: '{}' is not a session count; expected 0 (off, the default) to {}", v,
+            max_mux_sessions));
+    }
+    return n;
+}
+
 void check_loglevel(std::string_view v) {
     constexpr std::array<std::string_view, 4> levels{"error", "warn", "info", "debug"};
     if (std::find(levels.begin(), levels.end(), v) == levels.end()) {
@@ -524,6 +539,22 @@ client_options parse_client_options(std::string_view text) {
             o.warnings.emplace_back("ignoring 'pool_idle': it has no effect without 'pool=<n>'");
         }
     }
+    if (auto v = map.value("mux")) {
+        o.mux = parse_client_mux(*v);
+        if (o.mux != 0 && !o.ws) {
+            o.warnings.emplace_back("ignoring 'mux': it takes effect only with 'ws'");
+            o.mux = 0;
+        }
+        if (o.mux != 0 && o.pool.size != 0) {
+            o.warnings.emplace_back(
+                "ignoring 'pool': with 'mux' app connections share websockets instead");
+            o.pool.size = 0;
+        }
+        if (o.mux != 0 && o.ws->early_data != 0) {
+            o.warnings.emplace_back("ignoring 'ed': with 'mux' a websocket is not one app's");
+            o.ws->early_data = 0;
+        }
+    }
     if (map.has("tls")) {
         tls_client_options tls;
         if (auto sni = map.value("sni")) {
@@ -648,6 +679,9 @@ std::string describe(const client_options& o) {
     }
     if (out.empty()) {
         out = "tcp";
+    }
+    if (o.mux != 0) {
+        out += fmt::format(", mux {}", o.mux);
     }
     if (o.pool.size != 0) {
         out += fmt::format(", pool of {} (replaced after {} s unused)", o.pool.size,

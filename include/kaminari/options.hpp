@@ -111,10 +111,17 @@ struct pool_options {
 /// that byte.
 inline constexpr std::chrono::seconds server_request_wait{120};
 
+/// Most sessions `mux=<n>` puts on one websocket (v2ray's limit for its `mux`).
+inline constexpr std::size_t max_mux_sessions = 1024;
+
 struct client_options {
     std::optional<ws_options> ws;
     std::optional<tls_client_options> tls;
     pool_options pool;
+    /// `mux=<n>` (ws and wss): carry up to n app connections at once on one websocket as
+    /// Mux.Cool sessions, as v2ray-plugin's client does (net/mux_client.hpp). 0: off (the
+    /// default), one websocket per app connection.
+    std::size_t mux = 0;
     common_options common;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or server-side) item
 };

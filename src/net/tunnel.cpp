@@ -4,6 +4,7 @@
 #include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/dial.hpp>
 #include <kaminari/net/metrics.hpp>
+#include <kaminari/net/mux_client.hpp>
 #include <kaminari/net/mux_server.hpp>
 #include <kaminari/net/pool.hpp>
 #include <kaminari/net/proxy_header.hpp>
@@ -500,7 +501,17 @@ public:
         for (std::size_t i = 0; i < rt.size(); ++i) {
             auto exec = rt.context(i).get_executor();
             contexts_.push_back(&rt.context(i));
-            if (cfg.tls) {
+            if (cfg.opts.mux != 0) {
+                if (cfg.tls) {
+                    mux_tls_.push_back(std::make_shared<mux_links<tls_conn>>(
+                        exec, cfg.opts.mux,
+                        [&cfg](std::uint64_t id) { return open_ws<tls_conn>(cfg, id); }));
+                } else {
+                    mux_tcp_.push_back(std::make_shared<mux_links<tcp_stream>>(
+                        exec, cfg.opts.mux,
+                        [&cfg](std::uint64_t id) { return open_ws<tcp_stream>(cfg, id); }));
+                }
+            } else if (cfg.tls) {
                 tls_.push_back(std::make_shared<warm_pool<tls_conn>>(
                     exec, per_worker, cfg.opts.pool.max_idle, policy,
                     [&cfg] { return open_tls(cfg); }));
@@ -515,6 +526,12 @@ public:
     }
 
     void stop() noexcept {
+        for (auto& m : mux_tcp_) {
+            m->stop();
+        }
+        for (auto& m : mux_tls_) {
+            m->stop();
+        }
         for (auto& p : tcp_) {
             p->stop();
         }
@@ -529,6 +546,12 @@ public:
     }
     warm_pool<tls_conn>* tls_here(const asio::any_io_executor& exec) noexcept {
         return here(tls_, exec);
+    }
+    mux_links<tcp_stream>* mux_tcp_here(const asio::any_io_executor& exec) noexcept {
+        return here(mux_tcp_, exec);
+    }
+    mux_links<tls_conn>* mux_tls_here(const asio::any_io_executor& exec) noexcept {
+        return here(mux_tls_, exec);
     }
 
 private:
@@ -572,13 +595,43 @@ private:
         co_return std::optional<tls_conn>(std::move(up));
     }
 
+    template <class Lower>
+    static asio::awaitable<std::optional<Lower>> open_lower(const client_config& cfg) {
+        if constexpr (std::is_same_v<Lower, tls_conn>) {
+            co_return co_await open_tls(cfg);
+        } else {
+            co_return co_await open_tcp(cfg);
+        }
+    }
+
+    // A websocket for mux=, with no app bytes in its upgrade; nullopt when it failed (logged).
+    template <class Lower>
+    static asio::awaitable<std::optional<ws_stream<Lower>>> open_ws(const client_config& cfg,
+                                                                    std::uint64_t id) {
+        auto lower = co_await open_lower<Lower>(cfg);
+        if (!lower) {
+            log::warn("#{} Mux.Cool: no connection to {}", id, cfg.remote.to_string());
+            co_return std::nullopt;
+        }
+        const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
+        ws_stream<Lower> ws(std::move(*lower), codec::role::client, cfg.opts.ws->mask);
+        ws_client_request request;
+        if (!make_ws_request(id, *cfg.opts.ws, request, {}) ||
+            !co_await client_ws_handshake(ws, id, cfg, deadline, request, false)) {
+            co_return std::nullopt;
+        }
+        co_return std::optional<ws_stream<Lower>>(std::move(ws));
+    }
+
     std::vector<asio::io_context*> contexts_;
+    std::vector<std::shared_ptr<mux_links<tcp_stream>>> mux_tcp_;
+    std::vector<std::shared_ptr<mux_links<tls_conn>>> mux_tls_;
     std::vector<std::shared_ptr<warm_pool<tcp_stream>>> tcp_;
     std::vector<std::shared_ptr<warm_pool<tls_conn>>> tls_;
 };
 
 std::shared_ptr<client_pools> start_client_pools(const client_config& cfg, runtime& rt) {
-    if (cfg.opts.pool.size == 0) {
+    if (cfg.opts.pool.size == 0 && cfg.opts.mux == 0) {
         return nullptr;
     }
     return std::make_shared<client_pools>(cfg, rt);
@@ -663,6 +716,12 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
                                         const client_config& cfg, client_pools* pools) {
     if (pools != nullptr) {
         const auto exec = socket.get_executor();
+        if (auto* links = pools->mux_tcp_here(exec)) {
+            return links->carry(std::move(socket), id);
+        }
+        if (auto* links = pools->mux_tls_here(exec)) {
+            return links->carry(std::move(socket), id);
+        }
         if (auto* pool = pools->tls_here(exec)) {
             return client_warm(std::move(socket), id, cfg, *pool);
         }

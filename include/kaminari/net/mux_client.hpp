@@ -1,0 +1,193 @@
+#pragma once
+
+// kaminaric's side of Mux.Cool (`mux=<n>`, net/mux_link.hpp): app connections ride as sessions
+// on shared websockets, as v2ray-plugin's client does, so kaminaric can replace it in front of
+// a v2ray-plugin server with default settings, and an app connection on a websocket that is
+// already open skips the connect and both handshakes.
+//
+// Per worker, a mux_links keeps the websockets it opened. An app connection goes to the first
+// one with fewer than n sessions open that has not carried mux_sessions_per_link yet (one
+// being opened counts the sessions waiting for it); with none, it opens a new one and others
+// may wait for it too. A websocket that has carried mux_sessions_per_link sessions takes no
+// more and closes once its last ends; one with no session for mux_link_idle closes (v2ray's
+// client: 128 sessions, 16 s). A websocket that fails to open fails the app connections
+// waiting for it; one that ends ends its sessions.
+
+#include <kaminari/log.hpp>
+#include <kaminari/net/mux_link.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace kaminari::net {
+
+/// Sessions a websocket carries in its life before it is retired (v2ray: MaxConnection 128).
+inline constexpr std::size_t mux_sessions_per_link = 128;
+
+/// A websocket with no session for this long is closed (v2ray's client: 16 s).
+inline constexpr std::chrono::seconds mux_link_idle{16};
+
+/// The websockets of one worker. Every call on that worker's thread.
+template <byte_stream Lower>
+class mux_links : public std::enable_shared_from_this<mux_links<Lower>> {
+public:
+    /// Opens a websocket to the server (connect, TLS, upgrade; failures logged with `id`).
+    using opener = std::function<asio::awaitable<std::optional<ws_stream<Lower>>>(std::uint64_t)>;
+
+    mux_links(asio::any_io_executor exec, std::size_t per_link, opener open)
+        : exec_(std::move(exec))
+        , per_link_(per_link)
+        , open_(std::move(open)) {}
+
+    /// Carries `app` (connection `id`) as a session until both sides end.
+    asio::awaitable<void> carry(asio::ip::tcp::socket app, std::uint64_t id);
+
+    /// Closes every websocket (kaminaric is stopping).
+    void stop() noexcept {
+        stopped_ = true;
+        for (auto& l : links_) {
+            if (l->ws) {
+                l->ws->close();
+            }
+        }
+    }
+
+private:
+    struct link {
+        explicit link(const asio::any_io_executor& exec, std::uint64_t link_id)
+            : id(link_id)
+            , ready(exec, asio::steady_timer::time_point::max()) {}
+        std::uint64_t id;                  // the connection id that opened it, for the log
+        std::optional<ws_stream<Lower>> ws; // set once open
+        std::optional<detail::mux_connection<Lower>> conn;
+        asio::steady_timer ready; // cancelled when open (or failed)
+        std::size_t waiting = 0;  // app connections waiting for it to open
+        std::size_t taken = 0;    // sessions given out, ever
+        bool failed = false;
+        bool retired = false; // takes no new session
+
+        bool has_room(std::size_t per_link) const noexcept {
+            if (failed || retired || taken >= mux_sessions_per_link) {
+                return false;
+            }
+            const std::size_t open_now = conn ? conn->sessions() : 0;
+            return !(conn && conn->ended()) && open_now + waiting < per_link;
+        }
+    };
+
+    asio::awaitable<void> run_link(std::shared_ptr<link> l);
+    void forget(const std::shared_ptr<link>& l) noexcept {
+        links_.erase(std::remove(links_.begin(), links_.end(), l), links_.end());
+    }
+
+    asio::any_io_executor exec_;
+    std::size_t per_link_;
+    opener open_;
+    std::vector<std::shared_ptr<link>> links_;
+    bool stopped_ = false;
+};
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_links<Lower>::carry(asio::ip::tcp::socket app, std::uint64_t id) {
+    std::shared_ptr<link> l;
+    for (auto& c : links_) {
+        if (c->has_room(per_link_)) {
+            l = c;
+            break;
+        }
+    }
+    if (l && l->conn) {
+        // Open: the session is registered before anything can suspend, so the count holds.
+    } else {
+        bool opener_here = false;
+        if (!l) {
+            l = std::make_shared<link>(exec_, id);
+            links_.push_back(l);
+            opener_here = true;
+        }
+        ++l->waiting;
+        if (opener_here) {
+            auto ws = co_await open_(id);
+            if (!ws || stopped_) {
+                l->failed = true;
+                forget(l);
+                l->ready.cancel();
+            } else {
+                l->ws.emplace(std::move(*ws));
+                l->conn.emplace(*l->ws, l->id);
+                log::debug("#{} Mux.Cool connection open ({} sessions at most)", l->id, per_link_);
+                asio::co_spawn(exec_, run_link(l),
+                               [self = this->shared_from_this(), l](std::exception_ptr e) {
+                                   if (e) {
+                                       log::error("#{} Mux.Cool connection ended by an exception",
+                                                  l->id);
+                                   }
+                                   self->forget(l);
+                               });
+                l->ready.cancel();
+            }
+        } else {
+            while (!l->conn && !l->failed) {
+                co_await l->ready.async_wait(use_tuple);
+            }
+        }
+        --l->waiting;
+        if (l->failed) {
+            co_return; // logged by the opener; `app` closes
+        }
+    }
+    if (l->conn->ended()) {
+        log::debug("#{} its Mux.Cool connection #{} ended first", id, l->id);
+        co_return;
+    }
+    const auto sid = static_cast<std::uint16_t>(++l->taken);
+    if (l->taken >= mux_sessions_per_link) {
+        l->retired = true;
+    }
+    log::debug("#{} as Mux.Cool session {} of #{}", id, sid, l->id);
+    co_await l->conn->open_session(sid, tcp_stream(std::move(app)));
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_links<Lower>::run_link(std::shared_ptr<link> l) {
+    using namespace asio::experimental::awaitable_operators;
+    auto& conn = *l->conn;
+    const auto watch = [](std::shared_ptr<link> l) -> asio::awaitable<void> {
+        auto& conn = *l->conn;
+        while (!conn.ended()) {
+            if (conn.sessions() == 0 && l->waiting == 0) {
+                if (l->retired) {
+                    break;
+                }
+                asio::steady_timer idle(co_await asio::this_coro::executor, mux_link_idle);
+                const auto r = co_await (conn.changed() || idle.async_wait(use_tuple));
+                if (r.index() == 1 && conn.sessions() == 0 && l->waiting == 0) {
+                    log::debug("#{} Mux.Cool connection idle for {} s; closing", l->id,
+                               mux_link_idle.count());
+                    break;
+                }
+                continue;
+            }
+            co_await conn.changed();
+        }
+        l->retired = true;
+        co_await conn.shutdown();
+    };
+    co_await (conn.run(buffer_lease{}, 0) && watch(l));
+    l->conn.reset();
+    l->ws.reset();
+}
+
+} // namespace kaminari::net
