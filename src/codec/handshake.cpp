@@ -294,7 +294,7 @@ bool is_valid_sec_key(std::string_view key) noexcept {
 
 std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
                            std::string_view path, std::string_view key, std::string_view protocol,
-                           bool udp) noexcept {
+                           carriage what) noexcept {
     writer w(out);
     w << "GET " << path << " HTTP/1.1\r\n"
       << "Host: " << host << "\r\n"
@@ -305,8 +305,10 @@ std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
     if (!protocol.empty()) {
         w << "Sec-WebSocket-Protocol: " << protocol << "\r\n";
     }
-    if (udp) {
+    if (what == carriage::udp) {
         w << udp_header << ": 1\r\n";
+    } else if (what == carriage::mux) {
+        w << mux_header << ": 1\r\n";
     }
     w << half_close_header << ": 1\r\n\r\n";
     return w.result();
@@ -370,7 +372,13 @@ request_result parse_request(std::span<const std::uint8_t> in, std::string_view 
         } else if (iequals(f.name, half_close_header)) {
             r.half_close = f.value == "1";
         } else if (iequals(f.name, udp_header)) {
-            r.udp = f.value == "1";
+            if (f.value == "1") {
+                r.what = carriage::udp;
+            }
+        } else if (iequals(f.name, mux_header)) {
+            if (f.value == "1") {
+                r.what = carriage::mux;
+            }
         } else if (iequals(f.name, "Sec-WebSocket-Protocol")) {
             protocol = f.value;
             ++protocol_count;

@@ -246,8 +246,9 @@ asio::awaitable<bool> client_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
 // The upgrade request, carrying up to `ed` bytes of `first` (the app's first bytes); false
 // (logged) when it cannot be made.
 bool make_ws_request(std::uint64_t id, const ws_options& opts, ws_client_request& req,
-                     std::span<const std::uint8_t> first) {
-    if (auto ec = make_client_request(opts, req, first)) {
+                     std::span<const std::uint8_t> first,
+                     codec::carriage what = codec::carriage::stream) {
+    if (auto ec = make_client_request(opts, req, first, what)) {
         log::warn("#{} websocket request: {}", id, ec.message());
         return false;
     }
@@ -616,7 +617,7 @@ private:
         const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
         ws_stream<Lower> ws(std::move(*lower), codec::role::client, cfg.opts.ws->mask);
         ws_client_request request;
-        if (!make_ws_request(id, *cfg.opts.ws, request, {}) ||
+        if (!make_ws_request(id, *cfg.opts.ws, request, {}, codec::carriage::mux) ||
             !co_await client_ws_handshake(ws, id, cfg, deadline, request, false)) {
             co_return std::nullopt;
         }
@@ -785,11 +786,11 @@ asio::awaitable<void> hand_to_fallback(Lower& down, std::vector<std::uint8_t>& s
 }
 
 // The websocket server handshake on `ws` within the deadline; false (logged, `ws` closed) when
-// it failed. `*udp` is set when the request opened a UDP association (`udp`).
+// it failed. `*what` is set to what the request says the websocket carries.
 template <byte_stream Lower>
 asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id,
                                           const server_config& cfg, clock::time_point deadline,
-                                          bool* udp) {
+                                          codec::carriage* what) {
     // A client's warm connection (pool=) says nothing until an app arrives: its request's first
     // byte may take up to server_request_wait, and the handshake deadline starts from there.
     if (auto ec = co_await wait_for_request(ws.next_layer())) {
@@ -806,8 +807,8 @@ asio::awaitable<bool> server_ws_handshake(ws_stream<Lower>& ws, std::uint64_t id
     std::size_t early = 0;
     std::vector<std::uint8_t> handed;
     auto* const to_fallback = cfg.opts.fallback ? &handed : nullptr;
-    if (auto ec = co_await step(ws, ws_server_handshake(ws, *cfg.opts.ws, &early, to_fallback, udp),
-                                deadline)) {
+    if (auto ec = co_await step(
+            ws, ws_server_handshake(ws, *cfg.opts.ws, &early, to_fallback, what), deadline)) {
         if (to_fallback != nullptr && ec == ws_condition::handshake_failed) {
             co_await hand_to_fallback(ws.next_layer(), handed, id, cfg, ec);
             co_return false;
@@ -838,13 +839,15 @@ asio::awaitable<void> server_finish(Lower& lower, std::uint64_t id, const server
         co_return;
     }
     ws_stream<Lower> ws(std::move(lower), codec::role::server);
-    bool udp = false;
-    if (co_await server_ws_handshake(ws, id, cfg, deadline, &udp)) {
-        if (udp) {
+    auto what = codec::carriage::stream;
+    if (co_await server_ws_handshake(ws, id, cfg, deadline, &what)) {
+        if (what == codec::carriage::udp) {
             co_await serve_udp_association(ws, id, cfg);
-            co_return;
+        } else if (what == codec::carriage::mux) {
+            co_await serve_mux(ws, id, cfg);
+        } else {
+            co_await server_relay(ws, id, cfg);
         }
-        co_await server_relay(ws, id, cfg);
     }
 }
 
@@ -854,12 +857,16 @@ asio::awaitable<void> server_ws(tcp::socket socket, std::uint64_t id, const serv
     log_accepted(id, socket);
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
     ws_stream<tcp_stream> ws(tcp_stream(std::move(socket)), codec::role::server);
-    bool udp = false;
-    if (!co_await server_ws_handshake(ws, id, cfg, deadline, &udp)) {
+    auto what = codec::carriage::stream;
+    if (!co_await server_ws_handshake(ws, id, cfg, deadline, &what)) {
         co_return;
     }
-    if (udp) {
+    if (what == codec::carriage::udp) {
         co_await serve_udp_association(ws, id, cfg);
+        co_return;
+    }
+    if (what == codec::carriage::mux) {
+        co_await serve_mux(ws, id, cfg);
         co_return;
     }
     auto up = co_await dial(cfg.remote, cfg.opts.common.connect_timeout, id);

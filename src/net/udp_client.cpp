@@ -171,7 +171,7 @@ asio::awaitable<void> pump(S& s, association& a, udp::socket& sock, const client
 template <byte_stream Lower>
 asio::awaitable<bool> ws_open(ws_stream<Lower>& ws, association& a, const client_config& cfg) {
     ws_client_request req;
-    if (auto ec = make_client_request(*cfg.opts.ws, req, {}, true)) {
+    if (auto ec = make_client_request(*cfg.opts.ws, req, {}, codec::carriage::udp)) {
         log::warn("#u{} websocket request: {}", a.id, ec.message());
         co_return false;
     }

@@ -70,26 +70,33 @@ TEST(Handshake, HalfCloseAnnouncedOnlyByItsHeader) {
     }
 }
 
-TEST(Handshake, UdpAssociationOnlyByItsHeader) {
-    EXPECT_FALSE(parse(good_request).udp); // a TCP connection, as before `udp` existed
-    for (const auto& [line, udp] :
-         std::initializer_list<std::pair<std::string, bool>>{{"Kaminari-Udp: 1\r\n", true},
-                                                             {"kaminari-udp:1\r\n", true},
-                                                             {"Kaminari-Udp: 0\r\n", false},
-                                                             {"Kaminari-Udp: true\r\n", false},
-                                                             {"Kaminari-Udpx: 1\r\n", false}}) {
+TEST(Handshake, KaminariHeadersSayWhatTheWebsocketCarries) {
+    // A TCP connection, as before `udp` and `mux` existed.
+    EXPECT_EQ(parse(good_request).what, carriage::stream);
+    const std::initializer_list<std::pair<std::string, carriage>> cases{
+        {"Kaminari-Udp: 1\r\n", carriage::udp},     {"kaminari-udp:1\r\n", carriage::udp},
+        {"Kaminari-Udp: 0\r\n", carriage::stream},  {"Kaminari-Udp: true\r\n", carriage::stream},
+        {"Kaminari-Udpx: 1\r\n", carriage::stream}, {"Kaminari-Mux: 1\r\n", carriage::mux},
+        {"KAMINARI-MUX:1\r\n", carriage::mux},      {"Kaminari-Mux: 8\r\n", carriage::stream},
+        {"Kaminari-Muxx: 1\r\n", carriage::stream}};
+    for (const auto& c : cases) {
         std::string req = good_request;
-        req.insert(req.size() - 2, line);
+        req.insert(req.size() - 2, c.first);
         const auto r = parse(req);
-        EXPECT_EQ(r.err, errc::ok) << line;
-        EXPECT_EQ(r.udp, udp) << line;
+        EXPECT_EQ(r.err, errc::ok) << c.first;
+        EXPECT_EQ(r.what, c.second) << c.first;
     }
     std::array<std::uint8_t, 512> out{};
-    const std::size_t n = encode_request(out, "example.com", "/ws", sample_key, {}, true);
+    std::size_t n = encode_request(out, "example.com", "/ws", sample_key, {}, carriage::udp);
     std::string ours = good_request;
     ours.insert(ours.size() - 2, "Kaminari-Udp: 1\r\nKaminari-Half-Close: 1\r\n");
     EXPECT_EQ(as_string(std::span(out.data(), n)), ours);
-    EXPECT_TRUE(parse(ours).udp);
+    EXPECT_EQ(parse(ours).what, carriage::udp);
+    n = encode_request(out, "example.com", "/ws", sample_key, {}, carriage::mux);
+    ours = good_request;
+    ours.insert(ours.size() - 2, "Kaminari-Mux: 1\r\nKaminari-Half-Close: 1\r\n");
+    EXPECT_EQ(as_string(std::span(out.data(), n)), ours);
+    EXPECT_EQ(parse(ours).what, carriage::mux);
 }
 
 TEST(Handshake, EncodesRequest) {

@@ -88,23 +88,36 @@ inline constexpr std::string_view half_close_header = "Kaminari-Half-Close";
 /// prober that does not send it sees nothing new.
 inline constexpr std::string_view udp_header = "Kaminari-Udp";
 
+/// The request header (`Kaminari-Mux: 1`) by which kaminaric says its websocket carries
+/// Mux.Cool sessions (`mux=<n>`): kaminaris serves it as such at once, without guessing from
+/// the first bytes or dialing the remote for a plain stream first.
+inline constexpr std::string_view mux_header = "Kaminari-Mux";
+
+/// What a kaminaric websocket carries, as its request says.
+enum class carriage : std::uint8_t {
+    stream, ///< one TCP stream (no header)
+    udp,    ///< datagrams of a UDP association (`Kaminari-Udp: 1`)
+    mux,    ///< Mux.Cool sessions (`Kaminari-Mux: 1`)
+};
+
 /// Writes the client's upgrade request into `out`:
 /// `GET <path> HTTP/1.1`, Host, `Upgrade: websocket`, `Connection: Upgrade`,
 /// `Sec-WebSocket-Key: <key>`, `Sec-WebSocket-Version: 13`, `Kaminari-Half-Close: 1`,
 /// `Sec-WebSocket-Protocol: <protocol>` when `protocol` is not empty (early data: the base64url
-/// of the bytes, see base64url_encode()), and `Kaminari-Udp: 1` when `udp`. Returns the bytes
-/// written, or 0 when `out` is too small (its contents are then undefined).
+/// of the bytes, see base64url_encode()), and the header for `what` (none for a stream).
+/// Returns the bytes written, or 0 when `out` is too small (its contents are then undefined).
 std::size_t encode_request(std::span<std::uint8_t> out, std::string_view host,
                            std::string_view path, std::string_view key,
-                           std::string_view protocol = {}, bool udp = false) noexcept;
+                           std::string_view protocol = {},
+                           carriage what = carriage::stream) noexcept;
 
 /// Result of parse_request().
 struct request_result {
-    errc err = errc::need_more; ///< ok (answer 101), need_more, or why to refuse
-    std::size_t consumed = 0;   ///< length of the head when it was complete; else 0
-    std::string_view key;       ///< Sec-WebSocket-Key, pointing into the input, when ok
-    bool half_close = false;    ///< `Kaminari-Half-Close: 1` was sent (a kaminaric client)
-    bool udp = false;           ///< `Kaminari-Udp: 1` was sent: a UDP association
+    errc err = errc::need_more;       ///< ok (answer 101), need_more, or why to refuse
+    std::size_t consumed = 0;         ///< length of the head when it was complete; else 0
+    std::string_view key;             ///< Sec-WebSocket-Key, pointing into the input, when ok
+    bool half_close = false;          ///< `Kaminari-Half-Close: 1` was sent (a kaminaric client)
+    carriage what = carriage::stream; ///< what the headers say the websocket carries
     /// When ok: the Sec-WebSocket-Protocol value that carries early data (see the top of this
     /// file), pointing into the input; empty when the request carries none. Decode it with
     /// base64_decode() into early_data_size bytes, and echo it with encode_accept_response().

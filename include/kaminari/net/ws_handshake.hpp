@@ -55,11 +55,12 @@ struct ws_client_request {
 /// Makes the request for `opts.host` and `opts.path` with a fresh random Sec-WebSocket-Key.
 /// `first` (copied; may be empty) are the app's first bytes: up to `opts.early_data` of them
 /// go into the request as early data, the rest are sent after the 101 (ws_read_response()).
-/// With `udp` the request opens a UDP association (`Kaminari-Udp: 1`, codec::udp_header).
+/// `what` says what the websocket carries (codec::carriage: a UDP association, Mux.Cool).
 /// Returns `codec::errc::head_too_large` when the request does not fit codec::max_head_size.
 /// Throws only if OpenSSL's RNG fails (or on allocation failure).
 inline error_code make_client_request(const ws_options& opts, ws_client_request& req,
-                                      std::span<const std::uint8_t> first = {}, bool udp = false) {
+                                      std::span<const std::uint8_t> first = {},
+                                      codec::carriage what = codec::carriage::stream) {
     static_assert(codec::sec_key_nonce_size == 16);
     req.key = codec::make_sec_key(next_nonce());
     req.first.assign(first.begin(), first.end());
@@ -72,7 +73,7 @@ inline error_code make_client_request(const ws_options& opts, ws_client_request&
     req.buf.resize(std::min(codec::max_head_size,
                             512 + opts.host.size() + opts.path.size() + req.protocol.size()));
     req.len = codec::encode_request(req.buf, opts.host, opts.path, codec::to_string_view(req.key),
-                                    req.protocol, udp);
+                                    req.protocol, what);
     req.buf.resize(req.len);
     return req.len == 0 ? error_code(codec::errc::head_too_large) : error_code{};
 }
@@ -169,12 +170,12 @@ inline constexpr std::chrono::milliseconds third_party_close_linger{1000};
 /// they are copied to `*handed` and the reason is returned, for the caller to pass the
 /// connection on with them.
 ///
-/// `udp`, when given, is set to whether the request opened a UDP association
-/// (`Kaminari-Udp: 1`); it is left alone on error.
+/// `what`, when given, is set to what the request says the websocket carries; it is left
+/// alone on error.
 template <byte_stream Next>
 asio::awaitable<error_code>
 ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts, std::size_t* early_size = nullptr,
-                    std::vector<std::uint8_t>* handed = nullptr, bool* udp = nullptr) {
+                    std::vector<std::uint8_t>* handed = nullptr, codec::carriage* what = nullptr) {
     const buffer_lease lease = borrow_buffer(head_buffer_size);
     const std::span<std::uint8_t> buf = lease.span().first(codec::max_head_size);
     std::size_t have = 0;
@@ -233,8 +234,8 @@ ws_server_handshake(ws_stream<Next>& ws, const ws_options& opts, std::size_t* ea
     if (early_size != nullptr) {
         *early_size = r.early_data_size;
     }
-    if (udp != nullptr) {
-        *udp = r.udp;
+    if (what != nullptr) {
+        *what = r.what;
     }
     auto [ec, n] = co_await ws.next_layer().write({}, std::span(out.data(), len));
     co_return ec;

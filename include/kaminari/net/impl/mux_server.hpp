@@ -57,6 +57,13 @@ inline mux_dial server_dial(const server_config& cfg) {
 } // namespace detail
 
 template <byte_stream Lower>
+asio::awaitable<void> serve_mux(ws_stream<Lower>& ws, std::uint64_t id, const server_config& cfg) {
+    log::debug("#{} Mux.Cool connection (kaminaric)", id);
+    detail::mux_connection<Lower> conn(ws, std::nullopt, id, detail::server_dial(cfg));
+    co_await conn.run(buffer_lease{}, 0);
+}
+
+template <byte_stream Lower>
 asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& target,
                                           std::uint64_t id, const server_config& cfg) {
     using namespace asio::experimental::awaitable_operators;
