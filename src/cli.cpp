@@ -217,7 +217,10 @@ std::string help_text(role who) {
                 "  pool=<n>                keep n connections to the server open and ready\n"
                 "                          (TCP and TLS done): an app starts on one\n"
                 "  pool_idle=<s>           replace a ready connection unused this long\n"
-                "                          (default 30, at most 110)\n";
+                "                          (default 30, at most 110)\n"
+                "  mux=<n>                 (ws) up to n app connections at once on one\n"
+                "                          websocket as Mux.Cool sessions, as v2ray-plugin\n"
+                "                          (default 0: off; at most 1024)\n";
     } else {
         text += "  tls                     enable TLS\n"
                 "  cert=<path>             certificate chain, PEM or DER\n"

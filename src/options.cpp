@@ -342,9 +342,9 @@ std::size_t parse_client_mux(std::string_view v) {
     std::size_t n = 0;
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
     if (ec != std::errc{} || end != v.data() + v.size() || n > max_mux_sessions) {
-        throw config_error(fmt::format(
-            "mux: '{}' is not a session count; expected 0 (off, the default) to {}", v,
-            max_mux_sessions));
+        throw config_error(
+            fmt::format("mux: '{}' is not a session count; expected 0 (off, the default) to {}", v,
+                        max_mux_sessions));
     }
     return n;
 }

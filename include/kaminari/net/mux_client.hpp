@@ -69,7 +69,7 @@ private:
         explicit link(const asio::any_io_executor& exec, std::uint64_t link_id)
             : id(link_id)
             , ready(exec, asio::steady_timer::time_point::max()) {}
-        std::uint64_t id;                  // the connection id that opened it, for the log
+        std::uint64_t id;                   // the connection id that opened it, for the log
         std::optional<ws_stream<Lower>> ws; // set once open
         std::optional<detail::mux_connection<Lower>> conn;
         asio::steady_timer ready; // cancelled when open (or failed)
@@ -128,14 +128,13 @@ asio::awaitable<void> mux_links<Lower>::carry(asio::ip::tcp::socket app, std::ui
                 l->ws.emplace(std::move(*ws));
                 l->conn.emplace(*l->ws, l->id);
                 log::debug("#{} Mux.Cool connection open ({} sessions at most)", l->id, per_link_);
-                asio::co_spawn(exec_, run_link(l),
-                               [self = this->shared_from_this(), l](std::exception_ptr e) {
-                                   if (e) {
-                                       log::error("#{} Mux.Cool connection ended by an exception",
-                                                  l->id);
-                                   }
-                                   self->forget(l);
-                               });
+                asio::co_spawn(
+                    exec_, run_link(l), [self = this->shared_from_this(), l](std::exception_ptr e) {
+                        if (e) {
+                            log::error("#{} Mux.Cool connection ended by an exception", l->id);
+                        }
+                        self->forget(l);
+                    });
                 l->ready.cancel();
             }
         } else {

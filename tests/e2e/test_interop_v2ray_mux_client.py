@@ -1,0 +1,233 @@
+"""kaminaric `mux=<n>` (Mux.Cool sessions on shared websockets): against kaminaris (200
+concurrent short connections and 4 bulk ones byte-exact, half-close both ways, a target that
+speaks first, 128 sessions per websocket then a new one, a websocket closed after 16 s without
+sessions) and against the real v2ray-plugin server with its default settings (mux on), behind
+ss-local/ss-server through SOCKS: 8 MiB downloads, one and 8 in parallel, ws and tls."""
+
+import concurrent.futures
+import os
+import re
+import socket
+import subprocess
+
+from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget,
+                     assert_same, banner_then_echo, exchange, free_port, read_banner_then_echo,
+                     start_file_server, wait_port)
+from fault_kit import wait_for
+from pki import Pki
+
+test = Test(deadline=400)
+WS = "ws;host=example.com;path=/ws"
+
+
+def kaminaris(target_port, opts=WS):
+    port = free_port()
+    proc = Proc([KAMINARIS, f"{HOST}:{port}", f"{HOST}:{target_port}", f"{opts};loglevel=debug"])
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def kaminaric(remote_port, opts):
+    port = free_port()
+    proc = Proc([KAMINARIC, f"{HOST}:{port}", f"{HOST}:{remote_port}", f"{opts};loglevel=debug"])
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def websockets_at(server):
+    """Websocket connections kaminaris served as Mux.Cool, and the sessions on each."""
+    out = {}
+    for conn, _ in re.findall(r"#(\d+) Mux\.Cool session (\d+) opened", server.stderr_text()):
+        out[conn] = out.get(conn, 0) + 1
+    return out
+
+
+# --- kaminaric mux=8 -> kaminaris ----------------------------------------------------------------
+
+echo = EchoServer()
+srv, srv_port = kaminaris(echo.port)
+cli, cli_port = kaminaric(srv_port, f"{WS};mux=8")
+
+
+def many_short_and_bulk():
+    short = [os.urandom(100 + 37 * i) for i in range(200)]
+    bulk = [os.urandom(8 << 20) for _ in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+        futures = [pool.submit(exchange, cli_port, d, timeout=60) for d in bulk + short]
+        results = [f.result() for f in futures]
+    for i, (got, want) in enumerate(zip(results, bulk + short)):
+        assert_same(got, want, f"connection {i}")
+    by_ws = websockets_at(srv)
+    total = sum(by_ws.values())
+    if total < 204 or len(by_ws) > total // 4:
+        raise AssertionError(f"{total} sessions over {len(by_ws)} websockets")
+    if max(by_ws.values()) > 128:
+        raise AssertionError(f"a websocket carried more than 128 sessions: {by_ws}")
+    print(f"     {total} sessions over {len(by_ws)} websockets", flush=True)
+
+
+def half_close_both_ways():
+    # exchange() half-closes after sending and reads the whole echo: the session outlives the
+    # app's End. And a target that answers after its own half-close.
+    data = os.urandom(3 << 20)
+    assert_same(exchange(cli_port, data), data, "echo after the app's half-close")
+    reply = os.urandom(1 << 20)
+
+    def speak_and_close(conn):
+        conn.sendall(reply)
+    target = ThreadedTarget(speak_and_close)
+    s2, p2 = kaminaris(target.port)
+    c2, cp2 = kaminaric(p2, f"{WS};mux=8")
+    try:
+        for _ in range(3):
+            with socket.create_connection((HOST, cp2), timeout=30) as s:
+                got = bytearray()
+                while chunk := s.recv(1 << 16):
+                    got.extend(chunk)
+            assert_same(bytes(got), reply, "reply before the target's close")
+    finally:
+        c2.kill()
+        s2.kill()
+        target.close()
+
+
+def target_speaks_first():
+    banner = b"220 hello from a server that speaks first\r\n"
+    target = ThreadedTarget(banner_then_echo(banner))
+    s2, p2 = kaminaris(target.port)
+    c2, cp2 = kaminaric(p2, f"{WS};mux=8")
+    try:
+        for i in range(3):
+            read_banner_then_echo(cp2, banner, os.urandom(1000 + i))
+        if not websockets_at(s2):
+            raise AssertionError("not served as Mux.Cool")
+    finally:
+        c2.kill()
+        s2.kill()
+        target.close()
+
+
+def retired_after_128():
+    # One worker, mux=1: 130 connections one after another take one websocket for 128
+    # sessions, then a second.
+    s2, p2 = kaminaris(echo.port)
+    c2, cp2 = kaminaric(p2, f"{WS};mux=1;threads=1")
+    try:
+        # wait_port()'s probe was a session too.
+        wait_for(lambda: sum(websockets_at(s2).values()) == 1, 10.0, "the probe's session")
+        for i in range(130):
+            data = os.urandom(64)
+            assert_same(exchange(cp2, data, timeout=20), data, f"connection {i}")
+        wait_for(lambda: sum(websockets_at(s2).values()) == 131, 10.0, "131 sessions")
+        counts = sorted(websockets_at(s2).values())
+        if counts != [3, 128]:
+            raise AssertionError(f"sessions per websocket: {counts}")
+    finally:
+        c2.kill()
+        s2.kill()
+
+
+def idle_websocket_closed():
+    s2, p2 = kaminaris(echo.port)
+    c2, cp2 = kaminaric(p2, f"{WS};mux=8;threads=1")  # one worker: one websocket
+    try:
+        data = os.urandom(1000)
+        assert_same(exchange(cp2, data), data, "one connection")
+        wait_for(lambda: "idle for 16 s; closing" in c2.stderr_text(), 25.0,
+                 "kaminaric closing the idle websocket")
+        wait_for(lambda: re.search(r"Mux\.Cool closed: 2 sessions", s2.stderr_text()), 5.0,
+                 "kaminaris seeing it closed (the probe's session and ours)")
+        # The next connection opens a new one.
+        assert_same(exchange(cp2, data), data, "after the idle close")
+    finally:
+        c2.kill()
+        s2.kill()
+
+
+def bad_remote():
+    # Nothing listens: the app's connection is closed, kaminaric stays up.
+    dead = free_port()
+    c2, cp2 = kaminaric(dead, f"{WS};mux=8")
+    try:
+        with socket.create_connection((HOST, cp2), timeout=10) as s:
+            s.settimeout(10)
+            if s.recv(10) != b"":
+                raise AssertionError("data from nowhere")
+        wait_for(lambda: "Mux.Cool: no connection to" in c2.stderr_text(), 5.0, "the log line")
+        if c2.poll() is not None:
+            raise AssertionError("kaminaric exited")
+    finally:
+        c2.kill()
+
+
+test.check("kaminaric mux=8 -> kaminaris: 200 short and 4 bulk (8 MiB) connections at once",
+           many_short_and_bulk)
+test.check("kaminaric mux=8 -> kaminaris: half-close both ways", half_close_both_ways)
+test.check("kaminaric mux=8 -> kaminaris: a target that speaks first", target_speaks_first)
+test.check("kaminaric mux=1: a websocket carries 128 sessions, then a new one", retired_after_128)
+test.check("kaminaric mux=8: a websocket without sessions for 16 s is closed",
+           idle_websocket_closed)
+test.check("kaminaric mux=8: the server is down: the app is closed, kaminaric stays", bad_remote)
+test.check("kaminaric: SIGTERM exits 0", lambda: cli.stop() == 0 or (_ for _ in ()).throw(
+    AssertionError("exit code")))
+srv.kill()
+echo.close()
+
+
+# --- ss-local + kaminaric -> ss-server + v2ray-plugin server (default: mux on) -----------------
+
+METHOD = "chacha20-ietf-poly1305"
+PASSWORD = "kaminari-test"
+pki = Pki()
+cert = pki.server()
+
+
+def ss_mode(name, client_opts, server_opts):
+    web, payload = start_file_server()
+    public = free_port()
+    socks = free_port()
+    server = Proc(["ss-server", "-s", HOST, "-p", str(public), "-k", PASSWORD, "-m", METHOD,
+                   "--plugin", "ss-v2ray-plugin", "--plugin-opts", server_opts])
+    client = Proc(["ss-local", "-s", HOST, "-p", str(public), "-l", str(socks), "-b", HOST,
+                   "-k", PASSWORD, "-m", METHOD, "--plugin", KAMINARIC,
+                   "--plugin-opts", client_opts + ";loglevel=debug"])
+    try:
+        wait_port(public, proc=server)
+        wait_port(socks, proc=client)
+
+        def fetch():
+            r = subprocess.run(["curl", "-sS", "--max-time", "60", "--socks5-hostname",
+                                f"{HOST}:{socks}", f"http://{HOST}:{web.server_address[1]}/blob.bin"],
+                               capture_output=True, timeout=90)
+            if r.returncode != 0:
+                raise AssertionError(f"curl: {r.stderr.decode(errors='replace')}")
+            assert_same(r.stdout, payload, "download")
+
+        def parallel():
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                for f in [pool.submit(fetch) for _ in range(8)]:
+                    f.result()
+            log = client.stderr_text()
+            if "as Mux.Cool session" not in log:
+                raise AssertionError("kaminaric did not use Mux.Cool")
+            if "invalid metalen" in server.stderr_text():
+                raise AssertionError("v2ray-plugin could not read the frames")
+
+        test.check(f"ss + kaminaric {name}: 8 MiB through SOCKS5 byte-exact", fetch)
+        test.check(f"ss + kaminaric {name}: 8 parallel 8 MiB downloads", parallel)
+    finally:
+        client.stop()
+        server.stop()
+        web.shutdown()
+
+
+V2RAY_SERVER = "server;host=example.com;path=/ws"
+V2RAY_TLS = f"{V2RAY_SERVER};tls;cert={cert.cert};key={cert.key}"
+ss_mode("mux=1 -> v2ray-plugin server", f"{WS};mux=1", V2RAY_SERVER)
+ss_mode("mux=8 -> v2ray-plugin server", f"{WS};mux=8", V2RAY_SERVER)
+ss_mode("mux=8 wss alpn=http/1.1 -> v2ray-plugin tls server",
+        f"{WS};tls;ca={pki.ca};mux=8;alpn=http/1.1", V2RAY_TLS)
+ss_mode("mux=8 wss (no alpn) -> v2ray-plugin tls server", f"{WS};tls;ca={pki.ca};mux=8",
+        V2RAY_TLS)
+
+test.done()
