@@ -116,6 +116,10 @@ struct client_options {
     std::optional<tls_client_options> tls;
     pool_options pool;
     common_options common;
+    /// `__android_vpn` (shadowsocks-android appends it in VPN mode; `-V` on the command line
+    /// is the older form): every socket to the server is protected through `protect_path`
+    /// before its connect (net/protect.hpp).
+    bool android_vpn = false;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or server-side) item
 };
 
