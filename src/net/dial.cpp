@@ -50,7 +50,10 @@ asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint
             deadline - std::chrono::steady_clock::now());
         const auto limit = std::clamp(left, std::chrono::milliseconds(0), protect_timeout);
         if (auto pec = co_await protect_socket(socket.native_handle(), *path, limit)) {
-            co_return pec;
+            // Cut short by the connect deadline: that is a connect timeout, not the app's.
+            co_return pec == protect_errc::timed_out&& limit < protect_timeout
+                ? error_code(asio::error::timed_out)
+                : pec;
         }
     }
     auto [cec] = co_await socket.async_connect(ep, use_tuple);

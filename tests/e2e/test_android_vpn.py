@@ -372,6 +372,23 @@ def failures():
         s.close()
 
 
+def connect_timeout_bounds_protect():
+    """connect_timeout=0.5 under the 3 s protect bound: an unanswered protect ends with the
+    connect deadline, logged as a connect timeout."""
+    s = VpnSetup("__android_vpn;connect_timeout=0.5", "", echo.port, protect="silent")
+    try:
+        took = failing_exchange(s.client_port)
+        expect_log(s, "failed: Connection timed out")
+        if took > 2.5:
+            raise AssertionError(f"the connection failed after {took:.1f} s, expected 0.5")
+        s.protect.mode = "ok"
+        data = os.urandom(100_000)
+        assert_same(exchange(s.client_port, data), data, "after the timeout")
+        s.check_all_protected()
+    finally:
+        s.close()
+
+
 def server_ignores_vpn_flag():
     """kaminaris as a SIP003 plugin with -V and __android_vpn: a warning each, then it serves."""
     port = free_port()
@@ -400,5 +417,6 @@ test.check("tcp, -V, pool=2", tunnel_case, "pool=2", "", ("-V",))
 test.check("ws, __android_vpn, pool=2", tunnel_case, f"{WS};pool=2;__android_vpn", WS)
 test.check("udp over ws, __android_vpn", udp_case)
 test.check("protect failures fail one connection each", failures)
+test.check("connect_timeout bounds the protect exchange", connect_timeout_bounds_protect)
 test.check("kaminaris ignores -V and __android_vpn", server_ignores_vpn_flag)
 test.done()
