@@ -4,6 +4,7 @@
 #include <kaminari/log.hpp>
 #include <kaminari/net/listener.hpp>
 #include <kaminari/net/metrics.hpp>
+#include <kaminari/net/protect.hpp>
 #include <kaminari/net/tunnel.hpp>
 #include <kaminari/net/udp_client.hpp>
 #include <kaminari/options.hpp>
@@ -326,13 +327,27 @@ int run(role who, int argc, char** argv) {
     };
     if (who == role::client) {
         net::client_config cfg{inv.remote, parse_client_options(inv.options), std::nullopt};
+        cfg.opts.android_vpn = cfg.opts.android_vpn || inv.android_vpn;
+        cfg.opts.common.tfo = cfg.opts.common.tfo || inv.fast_open;
         apply_common(cfg.opts.common, cfg.opts.warnings);
+        if (cfg.opts.android_vpn) {
+            // Before any worker starts: every connect_remote() from now on protects its socket.
+            net::enable_protect();
+            std::error_code ec;
+            const auto cwd = std::filesystem::current_path(ec);
+            log::info("android vpn: every socket to the server is protected through {} first",
+                      (cwd / std::string(net::default_protect_path)).string());
+        }
         if (cfg.opts.tls) {
             cfg.tls.emplace(*cfg.opts.tls);
         }
         return serve(inv, cfg, describe(cfg.opts));
     }
     net::server_config cfg{inv.remote, parse_server_options(inv.options), std::nullopt};
+    cfg.opts.common.tfo = cfg.opts.common.tfo || inv.fast_open;
+    if (inv.android_vpn) {
+        cfg.opts.warnings.emplace_back("ignoring '-V': VPN mode is a client option");
+    }
     apply_common(cfg.opts.common, cfg.opts.warnings);
     if (cfg.opts.tls) {
         cfg.tls.emplace(*cfg.opts.tls);

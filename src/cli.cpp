@@ -112,10 +112,15 @@ invocation parse_invocation(std::span<const std::string_view> args, role who,
         if (!options_only && arg == "-V") {
             // shadowsocks-android passes -V (VPN mode) to plugins; only then is it not --version.
             if (have_env) {
+                inv.android_vpn = true;
                 continue;
             }
             inv.what = invocation::action::version;
             return inv;
+        }
+        if (!options_only && have_env && arg == "--fast-open") {
+            inv.fast_open = true; // shadowsocks-android's older plugin API: TCP Fast Open
+            continue;
         }
         if (!options_only && arg == "--") {
             options_only = true;
@@ -220,7 +225,10 @@ std::string help_text(role who) {
                 "                          (default 30, at most 110)\n"
                 "  mux=<n>                 (ws) up to n app connections at once on one\n"
                 "                          websocket as Mux.Cool sessions, as v2ray-plugin\n"
-                "                          (default 0: off; at most 1024)\n";
+                "                          (default 0: off; at most 1024)\n"
+                "  __android_vpn           shadowsocks-android VPN mode (or -V): every socket\n"
+                "                          to the server is protected through ./protect_path\n"
+                "                          before its connect\n";
     } else {
         text += "  tls                     enable TLS\n"
                 "  cert=<path>             certificate chain, PEM or DER\n"
@@ -255,7 +263,9 @@ std::string help_text(role who) {
             "  loglevel=<level>        error, warn, info (default) or debug\n"
             "\n"
             "SIP003: with no addresses on the command line and SS_REMOTE_HOST, SS_REMOTE_PORT,\n"
-            "SS_LOCAL_HOST, SS_LOCAL_PORT set, those and SS_PLUGIN_OPTIONS are used.\n"
+            "SS_LOCAL_HOST, SS_LOCAL_PORT set, those and SS_PLUGIN_OPTIONS are used; then -V\n"
+            "(shadowsocks-android VPN mode, as __android_vpn) and --fast-open (as tfo) are\n"
+            "accepted too.\n"
             "\n"
             "signals:     SIGINT, SIGTERM stop (exit 0); SIGHUP is logged and ignored\n"
             "exit status: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (bind, files),\n"

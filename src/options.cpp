@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 34> known_options{{
+constexpr std::array<known_option, 35> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -110,6 +110,7 @@ constexpr std::array<known_option, 34> known_options{{
     {"pin", false, side::client},
     {"client_ca", false, side::server},
     {"mux", false, side::both},
+    {"__android_vpn", true, side::client},
 }};
 
 const known_option* find_option(std::string_view name) noexcept {
@@ -594,6 +595,7 @@ client_options parse_client_options(std::string_view text) {
         map.warn_unused({"sni", "alpn", "0rtt", "insecure", "ca", "pin", "cert", "key"}, "tls",
                         o.warnings);
     }
+    o.android_vpn = map.has("__android_vpn");
     check_udp(o);
     return o;
 }
@@ -691,6 +693,9 @@ std::string describe(const client_options& o) {
         out += ", tfo";
     }
     out += describe_udp(o.common);
+    if (o.android_vpn) {
+        out += ", android vpn (sockets protected through protect_path)";
+    }
     return out;
 }
 

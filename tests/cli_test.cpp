@@ -118,7 +118,7 @@ TEST(Invocation, Sip003ServerSwapsRoles) {
     EXPECT_EQ(inv.remote, (endpoint{"127.0.0.1", 1984}));
 }
 
-TEST(Invocation, Sip003OptionsMayBeAbsentAndVpnFlagIgnored) {
+TEST(Invocation, Sip003OptionsMayBeAbsent) {
     auto env = sip003_env;
     env.erase("SS_PLUGIN_OPTIONS");
     env["SS_REMOTE_HOST"] = "[::1]";
@@ -126,6 +126,33 @@ TEST(Invocation, Sip003OptionsMayBeAbsentAndVpnFlagIgnored) {
     EXPECT_EQ(inv.what, invocation::action::run);
     EXPECT_EQ(inv.options, "");
     EXPECT_EQ(inv.remote.host, "::1");
+}
+
+TEST(Invocation, Sip003VpnAndFastOpenFlags) {
+    // shadowsocks-android's older plugin API: -V (VPN mode) and --fast-open, anywhere.
+    const auto plain = parse({}, role::client, sip003_env);
+    EXPECT_FALSE(plain.android_vpn);
+    EXPECT_FALSE(plain.fast_open);
+    for (const auto& args : std::vector<std::vector<std::string_view>>{
+             {"-V"}, {"-V", "--fast-open"}, {"--fast-open", "-V"}}) {
+        const auto inv = parse(args, role::client, sip003_env);
+        EXPECT_EQ(inv.what, invocation::action::run);
+        EXPECT_TRUE(inv.sip003);
+        EXPECT_TRUE(inv.android_vpn);
+        EXPECT_EQ(inv.fast_open, args.size() == 2);
+        EXPECT_EQ(inv.options, "ws;host=a\\;b;path=/");
+    }
+    const auto fast = parse({"--fast-open"}, role::client, sip003_env);
+    EXPECT_FALSE(fast.android_vpn);
+    EXPECT_TRUE(fast.fast_open);
+    // kaminaris reads them too (and warns about -V when it starts).
+    EXPECT_TRUE(parse({"-V"}, role::server, sip003_env).android_vpn);
+    // Without the SIP003 environment -V is still --version, and --fast-open is unknown.
+    EXPECT_EQ(parse({"-V"}).what, invocation::action::version);
+    EXPECT_EQ(parse({"127.0.0.1:1", "-V", "127.0.0.1:2"}).what, invocation::action::version);
+    EXPECT_EQ(parse({"--version"}, role::client, sip003_env).what, invocation::action::version);
+    EXPECT_EQ(error_of({"--fast-open"}),
+              "unknown flag '--fast-open'; expected --help or --version");
 }
 
 TEST(Invocation, Sip003BadPort) {

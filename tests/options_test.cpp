@@ -244,6 +244,21 @@ TEST(ClientOptions, PoolAndPoolIdle) {
     EXPECT_EQ(parse_server_options("pool=2").warnings.size(), 1u); // a client option
 }
 
+TEST(ClientOptions, AndroidVpnFlag) {
+    EXPECT_FALSE(parse_client_options("").android_vpn);
+    // shadowsocks-android appends it after the user's options, as a flag without a value.
+    const auto c = parse_client_options("ws;host=a;path=/;__android_vpn");
+    EXPECT_TRUE(c.android_vpn);
+    EXPECT_TRUE(c.warnings.empty());
+    EXPECT_EQ(describe(c), "ws(host=a, path=/, mask=skip), android vpn (sockets protected through "
+                           "protect_path)");
+    EXPECT_EQ(client_error("__android_vpn=1"),
+              "__android_vpn: is a flag and takes no value; expected '__android_vpn'");
+    const auto server = parse_server_options("__android_vpn");
+    ASSERT_EQ(server.warnings.size(), 1u);
+    EXPECT_EQ(server.warnings[0], "ignoring '__android_vpn': it is a client option");
+}
+
 TEST(CommonOptions, PingAndTfoOnBothSides) {
     auto c = parse_client_options("ws;host=a;path=/;ping=15;tfo");
     EXPECT_EQ(c.common.ping, std::chrono::milliseconds(15'000));

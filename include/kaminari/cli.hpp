@@ -39,6 +39,12 @@ struct invocation {
     endpoint remote; ///< where it connects for every accepted connection
     std::string options;
     bool sip003 = false; ///< addresses and options came from SS_* variables
+    /// `-V` with the SIP003 environment: shadowsocks-android's VPN mode (older plugin API; the
+    /// newer one puts `__android_vpn` in the options instead).
+    bool android_vpn = false;
+    /// `--fast-open` with the SIP003 environment: shadowsocks-android's older way to ask for
+    /// TCP Fast Open; the same as the `tfo` option.
+    bool fast_open = false;
 };
 
 /// Looks up an environment variable; std::nullopt when unset.
@@ -50,7 +56,9 @@ std::optional<std::string> real_env(const char* name);
 /// Reads `args` (without the program name) and, when no addresses are given on the command
 /// line and SS_REMOTE_HOST, SS_REMOTE_PORT, SS_LOCAL_HOST and SS_LOCAL_PORT are all set, the
 /// SIP003 environment. The server swaps the SIP003 roles: it listens on SS_REMOTE_* and
-/// forwards to SS_LOCAL_*. Throws config_error on bad input.
+/// forwards to SS_LOCAL_*. With that environment, `-V` (VPN mode, not --version then) and
+/// `--fast-open` are accepted anywhere among `args`, as shadowsocks-android passes them.
+/// Throws config_error on bad input.
 invocation parse_invocation(std::span<const std::string_view> args, role who,
                             const env_lookup& env);
 

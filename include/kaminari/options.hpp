@@ -123,6 +123,10 @@ struct client_options {
     /// default), one websocket per app connection.
     std::size_t mux = 0;
     common_options common;
+    /// `__android_vpn` (shadowsocks-android appends it in VPN mode; `-V` on the command line
+    /// is the older form): every socket to the server is protected through `protect_path`
+    /// before its connect (net/protect.hpp).
+    bool android_vpn = false;
     std::vector<std::string> warnings; ///< one line per ignored (unknown or server-side) item
 };
 

@@ -1,5 +1,6 @@
 #include "kaminari/net/dial.hpp"
 
+#include <kaminari/net/protect.hpp>
 #include <kaminari/net/socket_options.hpp>
 #include <kaminari/net/splice.hpp>
 
@@ -7,6 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,9 +25,12 @@ using tcp = asio::ip::tcp;
 
 // One attempt at `ep` on a fresh socket, tuned before the SYN leaves. With `fast_open` the
 // kernel defers the connect to the first write, whose bytes then ride in the SYN (when it holds
-// a cookie for the server; otherwise this is an ordinary connect that asks for one).
+// a cookie for the server; otherwise this is an ordinary connect that asks for one). In VPN
+// mode (protect_path() set) the socket is protected before its connect, within
+// protect_timeout and what is left before `deadline`.
 asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint& ep,
-                                        bool fast_open) {
+                                        bool fast_open,
+                                        std::chrono::steady_clock::time_point deadline) {
     error_code ec;
     socket.open(ep.protocol(), ec);
     if (ec == asio::error::no_descriptors && release_spare_pipes() != 0) {
@@ -38,6 +44,17 @@ asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint
         const int on = 1;
         (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &on,
                            sizeof on);
+    }
+    if (const std::string* path = protect_path()) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        const auto limit = std::clamp(left, std::chrono::milliseconds(0), protect_timeout);
+        if (auto pec = co_await protect_socket(socket.native_handle(), *path, limit)) {
+            // Cut short by the connect deadline: that is a connect timeout, not the app's.
+            co_return pec == protect_errc::timed_out&& limit < protect_timeout
+                ? error_code(asio::error::timed_out)
+                : pec;
+        }
     }
     auto [cec] = co_await socket.async_connect(ep, use_tuple);
     co_return cec;
@@ -86,7 +103,8 @@ connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options op
     const auto literal = asio::ip::make_address(remote.host, ec);
     if (!ec) {
         // An address literal needs no resolver thread.
-        ec = co_await connect_one(socket, tcp::endpoint(literal, remote.port), opts.fast_open);
+        ec = co_await connect_one(socket, tcp::endpoint(literal, remote.port), opts.fast_open,
+                                  timer.expiry());
         co_return finish(ec);
     }
     auto [rec, results] = co_await resolver.async_resolve(
@@ -96,8 +114,9 @@ connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options op
     }
     ec = asio::error::host_not_found;
     for (const auto& r : results) {
-        ec = co_await connect_one(socket, r.endpoint(), opts.fast_open);
-        if (!ec || state->expired) {
+        ec = co_await connect_one(socket, r.endpoint(), opts.fast_open, timer.expiry());
+        // A protect failure is not the address's: the next one would fail the same way.
+        if (!ec || state->expired || ec.category() == protect_category()) {
             break;
         }
         error_code ignored;
