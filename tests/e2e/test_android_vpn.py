@@ -261,6 +261,30 @@ def tunnel_case(copts, sopts, argv=(), connections=4, expect_in_log=()):
         s.close()
 
 
+def mux_case():
+    """`mux=8`: the shared websockets are protected too, fewer than the app connections."""
+    s = VpnSetup(f"{WS};mux=8;__android_vpn", WS, echo.port)
+    try:
+        datas = [os.urandom(20_000 + i) for i in range(8)]
+        results = [None] * len(datas)
+
+        def one(i):
+            results[i] = exchange(s.client_port, datas[i])
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(datas))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for i, got in enumerate(results):
+            assert_same(got or b"", datas[i], f"connection {i}")
+        s.check_all_protected()
+        if not 1 <= s.protect.count() < len(datas):
+            raise AssertionError(f"{s.protect.count()} sockets protected for {len(datas)} "
+                                 "connections on shared websockets")
+    finally:
+        s.close()
+
+
 def udp_case():
     """`udp`: each association's connection to the server is protected too."""
     udp_echo = UdpEcho()
@@ -415,6 +439,7 @@ test.check("ws, -V --fast-open", tunnel_case, WS, WS, ("-V", "--fast-open"), 4,
            (", tfo, android vpn",))
 test.check("tcp, -V, pool=2", tunnel_case, "pool=2", "", ("-V",))
 test.check("ws, __android_vpn, pool=2", tunnel_case, f"{WS};pool=2;__android_vpn", WS)
+test.check("ws, __android_vpn, mux=8", mux_case)
 test.check("udp over ws, __android_vpn", udp_case)
 test.check("protect failures fail one connection each", failures)
 test.check("connect_timeout bounds the protect exchange", connect_timeout_bounds_protect)
