@@ -119,13 +119,19 @@ asio::awaitable<void> mux_links<Lower>::carry(asio::ip::tcp::socket app, std::ui
         }
         ++l->waiting;
         if (opener_here) {
-            auto ws = co_await open_(id);
-            if (!ws || stopped_) {
+            try {
+                auto ws = co_await open_(id);
+                if (ws && !stopped_) {
+                    l->ws.emplace(std::move(*ws));
+                }
+            } catch (const std::exception& e) {
+                log::error("#{} Mux.Cool: opening a connection failed: {}", id, e.what());
+            }
+            if (!l->ws) {
                 l->failed = true;
                 forget(l);
                 l->ready.cancel();
             } else {
-                l->ws.emplace(std::move(*ws));
                 l->conn.emplace(*l->ws, l->id);
                 log::debug("#{} Mux.Cool connection open ({} sessions at most)", l->id, per_link_);
                 asio::co_spawn(

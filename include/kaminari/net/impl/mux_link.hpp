@@ -102,7 +102,9 @@ asio::awaitable<bool> mux_connection<Lower>::open_session(std::uint16_t sid, tcp
         app.close();
         co_return false;
     }
-    // Known before its New goes: the server's answer may follow at once.
+    // Known before its New goes: the server's answer may follow at once. Counted as running
+    // from here, so the connection cannot end (and this object go) while the New is queued.
+    ++st_->running;
     auto s = std::make_shared<mux_session>(ws_.get_executor(), sid);
     s->target.emplace(std::move(app));
     st_->sessions.emplace(sid, s);
@@ -110,12 +112,12 @@ asio::awaitable<bool> mux_connection<Lower>::open_session(std::uint16_t sid, tcp
     st_->changed.cancel();
     log::debug("#{} Mux.Cool session {} opened", id_, sid);
     // The New goes out before any Keep of this session: its way down starts after it.
-    if (co_await send(std::span(head).first(n))) {
-        // The connection failed: run() ends every session, this one too.
-        ++st_->running; // as if its way up had run: finished() counts it out
+    if (co_await send(std::span(head).first(n)) || st_->ended) {
+        // The connection failed or ended meanwhile: as if its way up had run.
         finished(*s, true, nullptr);
         co_return false;
     }
+    --st_->running; // spawn() counts it again, with nothing in between
     spawn(s, true);
     co_return true;
 }
