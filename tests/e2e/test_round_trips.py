@@ -108,6 +108,10 @@ ROWS = [
     ("wss pool", f"{WSS_C};pool=4", WSS_S, 2, 1, ("pool",), True),
     ("ws+ed pool", f"{WS};ed=2048;pool=4", WS, 1, 1, ("ed", "pool"), True),
     ("wss+ed pool", f"{WSS_C};ed=2048;pool=4", WSS_S, 1, 1, ("ed", "pool"), True),
+    # Warm: the app arrives while the warm-up's websocket is open (mux=8): its New and its
+    # bytes go on it at once, as Mux.Cool frames.
+    ("ws mux", f"{WS};mux=8", WS, 1, 1, ("mux",), True),
+    ("wss mux", f"{WSS_C};mux=8", WSS_S, 1, 1, ("mux",), True),
 ]
 
 ONE_WAY_MS = 50
