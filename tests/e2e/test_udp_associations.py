@@ -69,17 +69,16 @@ def expiring():
     t = UdpTunnel("ws", echo.port, extra=";udp_timeout=1;loglevel=debug")
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        before = set(echo.sources)
         if ask(t.local, b"first", sock=s) != b"first":
             raise AssertionError(f"no reply\n{t.logs()}")
-        first = set(echo.sources) - before
+        first = echo.source_of[b"first"]
         time.sleep(2.5)
         if "idle" not in t.client.stderr_text() and "(idle)" not in t.server.stderr_text():
             raise AssertionError(f"no association ended as idle\n{t.logs()}")
         if ask(t.local, b"second", sock=s) != b"second":
             raise AssertionError(f"no reply after expiry\n{t.logs()}")
-        second = set(echo.sources) - before - first
-        if len(first) != 1 or len(second) != 1:
+        second = echo.source_of[b"second"]
+        if first == second:
             raise AssertionError(f"expected a new kaminaris socket after expiry: {first} {second}")
     finally:
         s.close()

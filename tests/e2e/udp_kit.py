@@ -80,7 +80,9 @@ class UdpTunnel:
 
 class UdpEcho:
     """A UDP echo target on loopback: every datagram goes back to its sender. `sources` holds
-    every source address seen (one per kaminaris association)."""
+    every source address seen (one per kaminaris association); `source_of[data]` the source
+    of the last datagram carrying `data` (a port freed by an earlier association may come
+    back for a new one, so a set difference can miss a new association)."""
 
     def __init__(self, host=HOST):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -89,6 +91,7 @@ class UdpEcho:
         self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
         self.sources = set()
+        self.source_of = {}
         self.count = 0
         self._stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -104,6 +107,7 @@ class UdpEcho:
             except OSError:
                 return
             self.sources.add(src)
+            self.source_of[data] = src
             self.count += 1
             try:
                 self.sock.sendto(data, src)
