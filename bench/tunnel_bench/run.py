@@ -6,8 +6,9 @@ Setups (each on the transport it can do):
   socat               socat relay pair                        (plain tcp)
   stunnel             stunnel4 pair, EC P-256 certificate       (tls)
   v2ray               ss-v2ray-plugin pair, websocket, default mux (ws)
-  kaminari-tcp, kaminari-ws-{skip,fixed,standard}, kaminari-tls, kaminari-wss
-  base-tcp, base-ws-{skip,fixed,standard}, base-tls, base-wss
+  kaminari-tcp, kaminari-ws-{skip,fixed,standard}, kaminari-tls, kaminari-wss,
+  kaminari-ws-mux, kaminari-wss-mux (mux=8: connections as Mux.Cool sessions)
+  base-tcp, base-ws-{skip,fixed,standard}, base-tls, base-wss, ...
                       another build's kaminaric/kaminaris with the same options
                       (--baseline DIR or KAMINARI_BASELINE=DIR; each runs together with its
                       kaminari-X twin: both up at once, taking turns window by window)
@@ -601,7 +602,10 @@ def make_setups(args, workdir, cert, key):
              ("ws-fixed", ws + ";mask=fixed", ws, "ws"),
              ("ws-standard", ws + ";mask=standard", ws, "ws"),
              ("tls", tls_c, tls_s, "tls"),
-             ("wss", ws + ";" + tls_c, ws + ";" + tls_s, "wss")]
+             ("wss", ws + ";" + tls_c, ws + ";" + tls_s, "wss"),
+             # mux=8: app connections share websockets (Mux.Cool sessions).
+             ("ws-mux", ws + ";mux=8", ws, "ws"),
+             ("wss-mux", ws + ";" + tls_c + ";mux=8", ws + ";" + tls_s, "wss")]
     setups = [Direct(), Socat(), Stunnel(workdir, cert, key), V2ray()]
     for mode, copts, sopts, transport in modes:
         setups.append(Kaminari(mode, copts, sopts, transport, args.kaminaric, args.kaminaris))
