@@ -659,6 +659,15 @@ asio::awaitable<void> client_unpooled(tcp::socket socket, std::uint64_t id,
     return tcp_tunnel(std::move(socket), id, cfg);
 }
 
+// mux=: the app's connection as a session on a shared websocket.
+template <class Lower>
+asio::awaitable<void> client_mux(tcp::socket socket, std::uint64_t id, mux_links<Lower>& links) {
+    log_accepted(id, socket);
+    if (auto r = co_await links.carry(std::move(socket), id)) {
+        log_end(id, *r);
+    }
+}
+
 // Hands the app what the server sent while the connection waited in the pool.
 asio::awaitable<bool> deliver_received(tcp_stream& app, std::vector<std::uint8_t>& received,
                                        std::uint64_t id) {
@@ -718,10 +727,10 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
     if (pools != nullptr) {
         const auto exec = socket.get_executor();
         if (auto* links = pools->mux_tcp_here(exec)) {
-            return links->carry(std::move(socket), id);
+            return client_mux(std::move(socket), id, *links);
         }
         if (auto* links = pools->mux_tls_here(exec)) {
-            return links->carry(std::move(socket), id);
+            return client_mux(std::move(socket), id, *links);
         }
         if (auto* pool = pools->tls_here(exec)) {
             return client_warm(std::move(socket), id, cfg, *pool);

@@ -144,6 +144,33 @@ def idle_websocket_closed():
         s2.kill()
 
 
+def logged_and_server_restart():
+    # Each app connection's end is logged with its bytes, as without mux; when kaminaris
+    # restarts, the websockets it had end and the next apps get new ones.
+    port = free_port()
+
+    def start_server():
+        proc = Proc([KAMINARIS, f"{HOST}:{port}", f"{HOST}:{echo.port}", f"{WS};loglevel=debug"])
+        wait_port(port, proc=proc)
+        return proc
+    s2 = start_server()
+    c2, cp2 = kaminaric(port, f"{WS};mux=8")
+    try:
+        data = os.urandom(5000)
+        assert_same(exchange(cp2, data), data, "before the restart")
+        wait_for(lambda: "closed: 5000 bytes up, 5000 bytes down" in c2.stderr_text(), 5.0,
+                 "the app connection's end in kaminaric's log")
+        s2.kill()
+        s2.wait()
+        s2 = start_server()
+        for i in range(4):
+            data = os.urandom(3000 + i)
+            assert_same(exchange(cp2, data), data, f"after the restart, connection {i}")
+    finally:
+        c2.kill()
+        s2.kill()
+
+
 def bad_remote():
     # Nothing listens: the app's connection is closed, kaminaric stays up.
     dead = free_port()
@@ -167,6 +194,8 @@ test.check("kaminaric mux=8 -> kaminaris: a target that speaks first", target_sp
 test.check("kaminaric mux=1: a websocket carries 128 sessions, then a new one", retired_after_128)
 test.check("kaminaric mux=8: a websocket without sessions for 16 s is closed",
            idle_websocket_closed)
+test.check("kaminaric mux=8: ends logged with their bytes; kaminaris restarted, apps go on",
+           logged_and_server_restart)
 test.check("kaminaric mux=8: the server is down: the app is closed, kaminaric stays", bad_remote)
 test.check("kaminaric: SIGTERM exits 0", lambda: cli.stop() == 0 or (_ for _ in ()).throw(
     AssertionError("exit code")))

@@ -15,6 +15,7 @@
 
 #include <kaminari/log.hpp>
 #include <kaminari/net/mux_link.hpp>
+#include <kaminari/net/relay.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -39,6 +40,9 @@ inline constexpr std::size_t mux_sessions_per_link = 128;
 /// A websocket with no session for this long is closed (v2ray's client: 16 s).
 inline constexpr std::chrono::seconds mux_link_idle{16};
 
+/// How long a websocket that kaminaric closed waits for the server's close before it is cut.
+inline constexpr std::chrono::seconds mux_link_close_wait{10};
+
 /// The websockets of one worker. Every call on that worker's thread.
 template <byte_stream Lower>
 class mux_links : public std::enable_shared_from_this<mux_links<Lower>> {
@@ -51,8 +55,9 @@ public:
         , per_link_(per_link)
         , open_(std::move(open)) {}
 
-    /// Carries `app` (connection `id`) as a session until both sides end.
-    asio::awaitable<void> carry(asio::ip::tcp::socket app, std::uint64_t id);
+    /// Carries `app` (connection `id`) as a session until both sides end: its bytes each way
+    /// (a_to_b: from the app), or nullopt when no websocket took it (logged; `app` closed).
+    asio::awaitable<std::optional<relay_result>> carry(asio::ip::tcp::socket app, std::uint64_t id);
 
     /// Closes every websocket (kaminaric is stopping).
     void stop() noexcept {
@@ -65,29 +70,35 @@ public:
     }
 
 private:
+    enum class state : std::uint8_t { opening, open, closed };
+
     struct link {
         explicit link(const asio::any_io_executor& exec, std::uint64_t link_id)
             : id(link_id)
             , ready(exec, asio::steady_timer::time_point::max()) {}
         std::uint64_t id;                   // the connection id that opened it, for the log
-        std::optional<ws_stream<Lower>> ws; // set once open
+        std::optional<ws_stream<Lower>> ws; // set while open
         std::optional<detail::mux_connection<Lower>> conn;
-        asio::steady_timer ready; // cancelled when open (or failed)
-        std::size_t waiting = 0;  // app connections waiting for it to open
-        std::size_t taken = 0;    // sessions given out, ever
-        bool failed = false;
-        bool retired = false; // takes no new session
+        asio::steady_timer ready; // cancelled when it leaves `opening`
+        state st = state::opening;
+        std::size_t waiting = 0; // app connections waiting for it to open
+        std::size_t taken = 0;   // sessions given out, ever
+        bool retired = false;    // takes no new session
 
         bool has_room(std::size_t per_link) const noexcept {
-            if (failed || retired || taken >= mux_sessions_per_link) {
+            if (st == state::closed || retired || (conn && conn->ended()) ||
+                taken + waiting >= mux_sessions_per_link) {
                 return false;
             }
             const std::size_t open_now = conn ? conn->sessions() : 0;
-            return !(conn && conn->ended()) && open_now + waiting < per_link;
+            return open_now + waiting < per_link;
         }
     };
 
+    // Opens `l` (its opener's part), then runs it detached.
+    asio::awaitable<void> open_link(std::shared_ptr<link> l, std::uint64_t id);
     asio::awaitable<void> run_link(std::shared_ptr<link> l);
+    static asio::awaitable<void> watch(std::shared_ptr<link> l);
     void forget(const std::shared_ptr<link>& l) noexcept {
         links_.erase(std::remove(links_.begin(), links_.end(), l), links_.end());
     }
@@ -100,97 +111,143 @@ private:
 };
 
 template <byte_stream Lower>
-asio::awaitable<void> mux_links<Lower>::carry(asio::ip::tcp::socket app, std::uint64_t id) {
-    std::shared_ptr<link> l;
-    for (auto& c : links_) {
-        if (c->has_room(per_link_)) {
-            l = c;
-            break;
+asio::awaitable<std::optional<relay_result>> mux_links<Lower>::carry(asio::ip::tcp::socket app,
+                                                                     std::uint64_t id) {
+    // Twice at most: a websocket that the server closed before this app's session opened on
+    // it (a restart) gives way to another, once.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        std::shared_ptr<link> l;
+        for (auto& c : links_) {
+            if (c->has_room(per_link_)) {
+                l = c;
+                break;
+            }
         }
-    }
-    if (l && l->conn) {
-        // Open: the session is registered before anything can suspend, so the count holds.
-    } else {
-        bool opener_here = false;
         if (!l) {
             l = std::make_shared<link>(exec_, id);
             links_.push_back(l);
-            opener_here = true;
-        }
-        ++l->waiting;
-        if (opener_here) {
-            try {
-                auto ws = co_await open_(id);
-                if (ws && !stopped_) {
-                    l->ws.emplace(std::move(*ws));
-                }
-            } catch (const std::exception& e) {
-                log::error("#{} Mux.Cool: opening a connection failed: {}", id, e.what());
+            ++l->waiting;
+            co_await open_link(l, id);
+            --l->waiting;
+            if (l->st != state::open) {
+                co_return std::nullopt; // logged by the opener; `app` closes
             }
-            if (!l->ws) {
-                l->failed = true;
-                forget(l);
-                l->ready.cancel();
-            } else {
-                l->conn.emplace(*l->ws, l->id);
-                log::debug("#{} Mux.Cool connection open ({} sessions at most)", l->id, per_link_);
-                asio::co_spawn(
-                    exec_, run_link(l), [self = this->shared_from_this(), l](std::exception_ptr e) {
-                        if (e) {
-                            log::error("#{} Mux.Cool connection ended by an exception", l->id);
-                        }
-                        self->forget(l);
-                    });
-                l->ready.cancel();
-            }
-        } else {
-            while (!l->conn && !l->failed) {
+        } else if (l->st == state::opening) {
+            ++l->waiting;
+            while (l->st == state::opening) {
                 co_await l->ready.async_wait(use_tuple);
             }
+            --l->waiting;
+            if (!l->conn) {
+                co_return std::nullopt; // it failed to open (logged)
+            }
         }
-        --l->waiting;
-        if (l->failed) {
-            co_return; // logged by the opener; `app` closes
+        if (!l->conn || l->conn->ended()) {
+            log::debug("#{} its Mux.Cool connection #{} ended first", id, l->id);
+            continue;
         }
+        // Registered before open_session() can suspend, so the counts hold.
+        const auto sid = static_cast<std::uint16_t>(++l->taken);
+        if (l->taken >= mux_sessions_per_link) {
+            l->retired = true;
+        }
+        log::debug("#{} as Mux.Cool session {} of #{}", id, sid, l->id);
+        auto s = co_await l->conn->open_session(sid, tcp_stream(std::move(app)));
+        if (!s) {
+            co_return std::nullopt; // the connection ended meanwhile; the app is closed
+        }
+        while (!(s->up_done && s->down_done)) {
+            s->done.expires_at(asio::steady_timer::time_point::max());
+            co_await s->done.async_wait(use_tuple);
+        }
+        relay_result r;
+        r.a_to_b.bytes = s->down; // read from the app
+        r.b_to_a.bytes = s->up;   // written to the app
+        if (s->failed) {
+            r.b_to_a.ec = asio::error::connection_reset;
+        } else if (s->aborted) {
+            r.b_to_a.ec = asio::error::connection_aborted;
+        }
+        co_return r;
     }
-    if (l->conn->ended()) {
-        log::debug("#{} its Mux.Cool connection #{} ended first", id, l->id);
+    co_return std::nullopt;
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_links<Lower>::open_link(std::shared_ptr<link> l, std::uint64_t id) {
+    try {
+        auto ws = co_await open_(id);
+        if (ws && !stopped_) {
+            l->ws.emplace(std::move(*ws));
+            l->conn.emplace(*l->ws, l->id);
+        }
+    } catch (const std::exception& e) {
+        log::error("#{} Mux.Cool: opening a connection failed: {}", id, e.what());
+    } catch (...) {
+        log::error("#{} Mux.Cool: opening a connection failed", id);
+    }
+    if (!l->conn) {
+        l->ws.reset();
+        l->st = state::closed;
+        forget(l);
+        l->ready.cancel();
         co_return;
     }
-    const auto sid = static_cast<std::uint16_t>(++l->taken);
-    if (l->taken >= mux_sessions_per_link) {
-        l->retired = true;
+    log::debug("#{} Mux.Cool connection open ({} sessions at most)", l->id, per_link_);
+    l->st = state::open;
+    l->ready.cancel();
+    asio::co_spawn(exec_, run_link(l), [self = this->shared_from_this(), l](std::exception_ptr e) {
+        if (e) {
+            log::error("#{} Mux.Cool connection ended by an exception", l->id);
+        }
+        l->st = state::closed;
+        self->forget(l);
+    });
+}
+
+template <byte_stream Lower>
+asio::awaitable<void> mux_links<Lower>::watch(std::shared_ptr<link> l) {
+    using namespace asio::experimental::awaitable_operators;
+    auto& conn = *l->conn;
+    while (!conn.ended()) {
+        if (conn.sessions() == 0 && l->waiting == 0) {
+            if (l->retired) {
+                break;
+            }
+            asio::steady_timer idle(co_await asio::this_coro::executor, mux_link_idle);
+            const auto r = co_await (conn.changed() || idle.async_wait(use_tuple));
+            if (r.index() == 1 && conn.sessions() == 0 && l->waiting == 0) {
+                log::debug("#{} Mux.Cool connection idle for {} s; closing", l->id,
+                           mux_link_idle.count());
+                break;
+            }
+            continue;
+        }
+        co_await conn.changed();
     }
-    log::debug("#{} as Mux.Cool session {} of #{}", id, sid, l->id);
-    co_await l->conn->open_session(sid, tcp_stream(std::move(app)));
+    l->retired = true;
+    if (conn.ended()) {
+        co_return;
+    }
+    co_await conn.shutdown();
+    // The server answers the close, which ends run(); one that does not is cut.
+    asio::steady_timer limit(co_await asio::this_coro::executor, mux_link_close_wait);
+    while (!conn.ended()) {
+        const auto r = co_await (conn.changed() || limit.async_wait(use_tuple));
+        if (r.index() == 1 && !conn.ended()) {
+            log::debug("#{} Mux.Cool: no close from the server within {} s", l->id,
+                       mux_link_close_wait.count());
+            l->ws->close();
+            break;
+        }
+    }
 }
 
 template <byte_stream Lower>
 asio::awaitable<void> mux_links<Lower>::run_link(std::shared_ptr<link> l) {
     using namespace asio::experimental::awaitable_operators;
-    auto& conn = *l->conn;
-    const auto watch = [](std::shared_ptr<link> l) -> asio::awaitable<void> {
-        auto& conn = *l->conn;
-        while (!conn.ended()) {
-            if (conn.sessions() == 0 && l->waiting == 0) {
-                if (l->retired) {
-                    break;
-                }
-                asio::steady_timer idle(co_await asio::this_coro::executor, mux_link_idle);
-                const auto r = co_await (conn.changed() || idle.async_wait(use_tuple));
-                if (r.index() == 1 && conn.sessions() == 0 && l->waiting == 0) {
-                    log::debug("#{} Mux.Cool connection idle for {} s; closing", l->id,
-                               mux_link_idle.count());
-                    break;
-                }
-                continue;
-            }
-            co_await conn.changed();
-        }
-        l->retired = true;
-        co_await conn.shutdown();
-    };
-    co_await (conn.run(buffer_lease{}, 0) && watch(l));
+    co_await (l->conn->run(buffer_lease{}, 0) && watch(l));
+    l->st = state::closed;
     l->conn.reset();
     l->ws.reset();
 }

@@ -89,13 +89,15 @@ private:
 struct mux_session {
     mux_session(const asio::any_io_executor& exec, std::uint16_t session_id)
         : id(session_id)
-        , wake(exec, asio::steady_timer::time_point::max()) {}
+        , wake(exec, asio::steady_timer::time_point::max())
+        , done(exec, asio::steady_timer::time_point::max()) {}
 
     std::uint16_t id;
     std::optional<tcp_stream> target;
     std::vector<std::uint8_t> queue; // from the client, not yet taken by the writer
     std::size_t queued = 0;          // queue plus bytes being written to the target
     asio::steady_timer wake;         // the way up waits on it for bytes or End
+    asio::steady_timer done;         // cancelled when both ways are done
     std::uint64_t up = 0;            // bytes written to the target
     std::uint64_t down = 0;          // bytes read from the target
     bool client_ended = false;       // End came from the client
@@ -174,9 +176,9 @@ public:
     /// session and the websocket.
     asio::awaitable<void> run(buffer_lease buf, std::size_t have);
 
-    /// kaminaric: session `sid` for `app`: sends its New, then relays until both sides end.
-    /// False when the connection has ended (the app is closed).
-    asio::awaitable<bool> open_session(std::uint16_t sid, tcp_stream app);
+    /// kaminaric: session `sid` for `app`: sends its New and starts its two ways; wait on the
+    /// session's `done` for both to end. Null when the connection has ended (`app` closed).
+    asio::awaitable<std::shared_ptr<mux_session>> open_session(std::uint16_t sid, tcp_stream app);
 
     /// Sessions open now, and ever.
     std::size_t sessions() const noexcept { return st_->sessions.size(); }

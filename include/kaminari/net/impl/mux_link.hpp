@@ -92,7 +92,8 @@ asio::awaitable<void> mux_connection<Lower>::run(buffer_lease buf, std::size_t h
 }
 
 template <byte_stream Lower>
-asio::awaitable<bool> mux_connection<Lower>::open_session(std::uint16_t sid, tcp_stream app) {
+asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Lower>::open_session(std::uint16_t sid,
+                                                                                  tcp_stream app) {
     std::array<std::uint8_t, codec::mux::max_new_head_size> head{};
     // v2ray-plugin's client names 127.0.0.1:0 in every New; its server ignores it, as ours does.
     static constexpr std::array<std::uint8_t, 4> nowhere{127, 0, 0, 1};
@@ -100,7 +101,7 @@ asio::awaitable<bool> mux_connection<Lower>::open_session(std::uint16_t sid, tcp
                                                       codec::mux::address_type::ipv4, nowhere, 0);
     if (st_->ended || st_->sessions.contains(sid)) {
         app.close();
-        co_return false;
+        co_return nullptr;
     }
     // Known before its New goes: the server's answer may follow at once. Counted as running
     // from here, so the connection cannot end (and this object go) while the New is queued.
@@ -112,14 +113,21 @@ asio::awaitable<bool> mux_connection<Lower>::open_session(std::uint16_t sid, tcp
     st_->changed.cancel();
     log::debug("#{} Mux.Cool session {} opened", id_, sid);
     // The New goes out before any Keep of this session: its way down starts after it.
-    if (co_await send(std::span(head).first(n)) || st_->ended) {
+    error_code ec;
+    try {
+        ec = co_await send(std::span(head).first(n));
+    } catch (...) {
+        finished(*s, true, nullptr);
+        throw;
+    }
+    if (ec || st_->ended) {
         // The connection failed or ended meanwhile: as if its way up had run.
         finished(*s, true, nullptr);
-        co_return false;
+        co_return nullptr;
     }
     --st_->running; // spawn() counts it again, with nothing in between
     spawn(s, true);
-    co_return true;
+    co_return s;
 }
 
 template <byte_stream Lower>
@@ -136,11 +144,16 @@ asio::awaitable<void> mux_connection<Lower>::shutdown() {
     if (!co_await st_->gate.acquire()) {
         co_return;
     }
-    if (!st_->ended) {
-        if (auto ec = co_await ws_.shutdown_send()) {
-            log::debug("#{} Mux.Cool: closing: {}", id_, ec.message());
-            ws_.close();
+    try {
+        if (!st_->ended) {
+            if (auto ec = co_await ws_.shutdown_send()) {
+                log::debug("#{} Mux.Cool: closing: {}", id_, ec.message());
+                ws_.close();
+            }
         }
+    } catch (...) {
+        st_->gate.release();
+        throw;
     }
     st_->gate.release();
 }
@@ -320,6 +333,7 @@ void mux_connection<Lower>::finished(mux_session& s, bool is_up, std::exception_
             st_->sessions.erase(it);
             st_->changed.cancel();
         }
+        s.done.cancel();
         log::debug("#{} Mux.Cool session {} closed: {} bytes up, {} bytes down{}", id_, s.id, s.up,
                    s.down, s.failed ? "; failed" : (s.aborted ? "; aborted" : ""));
     }
