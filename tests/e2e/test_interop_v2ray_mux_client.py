@@ -171,6 +171,23 @@ def logged_and_server_restart():
         s2.kill()
 
 
+def plain_kaminaric_never_checked():
+    # kaminaric without mux: a stream that starts like a New frame stays a plain stream (only
+    # third-party clients are checked for Mux.Cool).
+    s2, p2 = kaminaris(echo.port)
+    c2, cp2 = kaminaric(p2, WS)
+    try:
+        new_head = bytes([0x00, 0x0c, 0x00, 0x01, 0x01, 0x01, 0x01, 0x00, 0x50, 0x01,
+                          127, 0, 0, 1, 0x00, 0x05]) + b"hello"
+        data = new_head + os.urandom(10000)
+        assert_same(exchange(cp2, data), data, "a New-like plain stream")
+        if websockets_at(s2):
+            raise AssertionError("kaminaric's plain stream was served as Mux.Cool")
+    finally:
+        c2.kill()
+        s2.kill()
+
+
 def bad_remote():
     # Nothing listens: the app's connection is closed, kaminaric stays up.
     dead = free_port()
@@ -197,6 +214,8 @@ test.check("kaminaric mux=8: a websocket without sessions for 16 s is closed",
 test.check("kaminaric mux=8: ends logged with their bytes; kaminaris restarted, apps go on",
            logged_and_server_restart)
 test.check("kaminaric mux=8: the server is down: the app is closed, kaminaric stays", bad_remote)
+test.check("kaminaric without mux: a stream like a New frame stays plain",
+           plain_kaminaric_never_checked)
 test.check("kaminaric: SIGTERM exits 0", lambda: cli.stop() == 0 or (_ for _ in ()).throw(
     AssertionError("exit code")))
 srv.kill()

@@ -23,17 +23,17 @@ struct mux_outcome {
 };
 
 /// Runs after the websocket server handshake on `ws`, with `target` connected to the remote.
-/// With `cfg.opts.mux` off, returns at once (not handled). Otherwise waits for the client's
-/// first bytes and asks codec::mux::detect(): a New frame makes it a Mux.Cool connection,
-/// served here until it ends (`target` becomes its first session's connection; handled).
-/// Anything else is a plain stream: the bytes read are written to `target` and the caller
-/// relays as usual (not handled). A client that sends nothing is plain once the target has
-/// spoken and the client stayed silent for mux_detect_grace more (0 for kaminaric, which
-/// announces itself with Kaminari-Half-Close), or after `idle_timeout` when one is set; but a
-/// client that sent only End frames by then is Mux.Cool (codec::mux::only_leading_ends()),
-/// and its sessions dial targets of their own. An end of stream before any byte is plain too
-/// (the relay sees it again). Errors are logged
-/// and close both streams (handled). `ws`, `target` and `cfg` must outlive the call.
+/// With `cfg.opts.mux` off, or for kaminaric (Kaminari-Half-Close: its Mux.Cool says
+/// Kaminari-Mux, see serve_mux()), returns at once (not handled). Otherwise waits for the
+/// client's first bytes and asks codec::mux::detect(): a New frame makes it a Mux.Cool
+/// connection, served here until it ends (`target` becomes its first session's connection;
+/// handled). Anything else is a plain stream: the bytes read are written to `target` and the
+/// caller relays as usual (not handled). A client that sends nothing is plain once the target
+/// has spoken and the client stayed silent for mux_detect_grace more, or after `idle_timeout`
+/// when one is set; but a client that sent only End frames by then is Mux.Cool
+/// (codec::mux::only_leading_ends()), and its sessions dial targets of their own. An end of
+/// stream before any byte is plain too (the relay sees it again). Errors are logged and close
+/// both streams (handled). `ws`, `target` and `cfg` must outlive the call.
 template <byte_stream Lower>
 asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& target,
                                           std::uint64_t id, const server_config& cfg);

@@ -68,13 +68,13 @@ asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& targ
                                           std::uint64_t id, const server_config& cfg) {
     using namespace asio::experimental::awaitable_operators;
     namespace mux = codec::mux;
-    if (!cfg.opts.mux) {
+    // kaminaric announces itself (Kaminari-Half-Close, so no close linger), and its Mux.Cool
+    // websockets say so (Kaminari-Mux, served by serve_mux()): its other streams are plain,
+    // with nothing to detect.
+    if (!cfg.opts.mux || ws.close_linger().count() == 0) {
         co_return mux_outcome{};
     }
-    // kaminaric announces itself (Kaminari-Half-Close, so no close linger): when it is silent
-    // and the target speaks first, it is a plain stream at once.
-    const auto grace =
-        ws.close_linger().count() != 0 ? mux_detect_grace : std::chrono::milliseconds(0);
+    const auto grace = mux_detect_grace;
     buffer_lease buf;
     std::size_t have = 0;
     auto verdict = mux::verdict::need_more;
