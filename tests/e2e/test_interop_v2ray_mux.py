@@ -250,6 +250,9 @@ def ss_mode(name, client_opts, server_opts):
     try:
         wait_port(public, proc=server)
         wait_port(socks, proc=client)
+        # ss-local's port is up before its plugin's: v2ray logs "started" once it listens.
+        wait_for(lambda: re.search(r"V2Ray [\d.]+ started", client.stderr_text()), 15.0,
+                 "v2ray-plugin listening behind ss-local")
 
         def fetch():
             r = subprocess.run(["curl", "-sS", "--max-time", "60", "--socks5-hostname",

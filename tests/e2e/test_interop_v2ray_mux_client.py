@@ -242,6 +242,10 @@ def ss_mode(name, client_opts, server_opts):
     try:
         wait_port(public, proc=server)
         wait_port(socks, proc=client)
+        # ss-local's port is up before its plugin's: wait for kaminaric to listen (slow to
+        # start under the sanitizers), or the first requests find nothing behind ss-local.
+        wait_for(lambda: "kaminaric INFO listen:" in client.stderr_text(), 15.0,
+                 "kaminaric listening behind ss-local")
 
         def fetch():
             r = subprocess.run(["curl", "-sS", "--max-time", "60", "--socks5-hostname",
