@@ -43,9 +43,10 @@ def exchange_retry(port, data, within=8.0):
         time.sleep(0.1)
 
 
-def stream(port, seconds_max, stop, result, chunk=64 << 10, pace=0.0):
+def stream(port, seconds_max, stop, result, chunk=64 << 10, pace=0.0, progress=None):
     """Sends b'E' and random chunks to port until `stop` is set (sleeping `pace` between
-    chunks), reading the echo as it comes; appends (sent, received) to `result` at the end."""
+    chunks), reading the echo as it comes; appends (sent, received) to `result` at the end.
+    `progress`, when given, holds the bytes received so far as its only item."""
     s = socket.create_connection((HOST, port), timeout=seconds_max)
     sent = bytearray(b"E")
     s.sendall(sent)
@@ -55,6 +56,8 @@ def stream(port, seconds_max, stop, result, chunk=64 << 10, pace=0.0):
         try:
             while data := s.recv(1 << 16):
                 got.extend(data)
+                if progress is not None:
+                    progress[:] = [len(got)]
         except OSError:
             pass
 
@@ -166,14 +169,19 @@ BAD_FRAMES = [
 
 def bad_input():
     target = ScriptedTarget()
-    tunnel = Tunnel(WS, WS + ";handshake_timeout=1", target.port)
+    tunnel = Tunnel(WS, WS + ";handshake_timeout=2", target.port)
     stop = threading.Event()
     result = []
+    progress = []
     healthy = threading.Thread(target=stream,
-                               args=(tunnel.client_port, 30, stop, result, 16 << 10, 0.001))
+                               args=(tunnel.client_port, 30, stop, result, 16 << 10, 0.001,
+                                     progress))
     healthy.start()
     try:
-        time.sleep(0.2)
+        # The healthy tunnel is up and flowing before the bad input starts (its own handshake
+        # is under the same 2 s handshake_timeout).
+        wait_for(lambda: progress and progress[0] >= 64 << 10, 15.0,
+                 "the healthy tunnel echoing 64 KiB")
         port = tunnel.server_port
 
         def raw(data, shut=False, timeout=5):
@@ -200,11 +208,11 @@ def bad_input():
         got, how = raw(ws_request()[:40], shut=True)
         if got or how != "eof":
             raise AssertionError(f"truncated then EOF: got {got[:40]!r} then {how}")
-        # A truncated handshake that stalls is dropped at handshake_timeout (1 s).
+        # A truncated handshake that stalls is dropped at handshake_timeout (2 s).
         start = time.monotonic()
-        got, how = raw(ws_request()[:40], timeout=5)
+        got, how = raw(ws_request()[:40], timeout=6)
         took = time.monotonic() - start
-        if got or how != "eof" or not 0.8 < took < 3:
+        if got or how != "eof" or not 1.8 < took < 4:
             raise AssertionError(f"stalled handshake: {got[:40]!r}, {how} after {took:.2f}s")
 
         for what, frame, want in BAD_FRAMES:
