@@ -158,6 +158,54 @@ def start_file_server(size=8 << 20):
     return web, blob
 
 
+def ss_downloads(test, name, client_plugin, client_opts, server_plugin, server_opts,
+                 client_ready, after_parallel):
+    """ss-local + `client_plugin` -> ss-server + `server_plugin` (SIP003 plugins, chacha20):
+    curl fetches 8 MiB through SOCKS5, once and then 8 at once, byte-exact; two checks of
+    `test` named after `name`. ss-local's own port is up before its plugin's, so the downloads
+    start once `client_ready(ss-local's log)` is true. `after_parallel(client, server)` runs
+    after the parallel downloads (log checks)."""
+    import concurrent.futures
+    method, password = "chacha20-ietf-poly1305", "kaminari-test"
+    web, payload = start_file_server()
+    public = free_port()
+    socks = free_port()
+    server = Proc(["ss-server", "-s", HOST, "-p", str(public), "-k", password, "-m", method,
+                   "--plugin", server_plugin, "--plugin-opts", server_opts])
+    client = Proc(["ss-local", "-s", HOST, "-p", str(public), "-l", str(socks), "-b", HOST,
+                   "-k", password, "-m", method, "--plugin", client_plugin,
+                   "--plugin-opts", client_opts])
+    try:
+        wait_port(public, proc=server)
+        wait_port(socks, proc=client)
+        end = time.monotonic() + 15.0
+        while not client_ready(client.stderr_text()):
+            if time.monotonic() > end:
+                raise AssertionError(f"{client_plugin} not listening behind ss-local after 15 s")
+            time.sleep(0.05)
+
+        def fetch():
+            r = subprocess.run(["curl", "-sS", "--max-time", "60", "--socks5-hostname",
+                                f"{HOST}:{socks}", f"http://{HOST}:{web.server_address[1]}/blob.bin"],
+                               capture_output=True, timeout=90)
+            if r.returncode != 0:
+                raise AssertionError(f"curl: {r.stderr.decode(errors='replace')}")
+            assert_same(r.stdout, payload, "download")
+
+        def parallel():
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                for f in [pool.submit(fetch) for _ in range(8)]:
+                    f.result()
+            after_parallel(client, server)
+
+        test.check(f"ss + {name}: 8 MiB through SOCKS5 byte-exact", fetch)
+        test.check(f"ss + {name}: 8 parallel 8 MiB downloads", parallel)
+    finally:
+        client.stop()
+        server.stop()
+        web.shutdown()
+
+
 class EchoServer(ThreadedTarget):
     """A TCP echo server on loopback: echoes until EOF, then half-closes its side."""
 

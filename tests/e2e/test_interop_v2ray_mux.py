@@ -12,13 +12,12 @@ import os
 import re
 import socket
 import struct
-import subprocess
 import threading
 import time
 
 from harness import (HOST, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, assert_same,
                      banner_then_echo, exchange, free_port, read_banner_then_echo,
-                     start_file_server, wait_port)
+                     ss_downloads, wait_port)
 from fault_kit import wait_for
 from pki import Pki
 
@@ -234,47 +233,14 @@ test.check("mux=off: plain streams only; v2ray-plugin mux=0 still byte-exact", p
 
 # --- ss-local + v2ray-plugin -> ss-server + kaminaris --------------------------------------------
 
-METHOD = "chacha20-ietf-poly1305"
-PASSWORD = "kaminari-test"
-
-
 def ss_mode(name, client_opts, server_opts):
-    web, payload = start_file_server()
-    public = free_port()
-    socks = free_port()
-    server = Proc(["ss-server", "-s", HOST, "-p", str(public), "-k", PASSWORD, "-m", METHOD,
-                   "--plugin", KAMINARIS, "--plugin-opts", server_opts + ";loglevel=debug"])
-    client = Proc(["ss-local", "-s", HOST, "-p", str(public), "-l", str(socks), "-b", HOST,
-                   "-k", PASSWORD, "-m", METHOD, "--plugin", "ss-v2ray-plugin",
-                   "--plugin-opts", client_opts])
-    try:
-        wait_port(public, proc=server)
-        wait_port(socks, proc=client)
-        # ss-local's port is up before its plugin's: v2ray logs "started" once it listens.
-        wait_for(lambda: re.search(r"V2Ray [\d.]+ started", client.stderr_text()), 15.0,
-                 "v2ray-plugin listening behind ss-local")
-
-        def fetch():
-            r = subprocess.run(["curl", "-sS", "--max-time", "60", "--socks5-hostname",
-                                f"{HOST}:{socks}", f"http://{HOST}:{web.server_address[1]}/blob.bin"],
-                               capture_output=True, timeout=90)
-            if r.returncode != 0:
-                raise AssertionError(f"curl: {r.stderr.decode(errors='replace')}")
-            assert_same(r.stdout, payload, "download")
-
-        def parallel():
-            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-                for f in [pool.submit(fetch) for _ in range(8)]:
-                    f.result()
-            if "Mux.Cool session" not in server.stderr_text():
-                raise AssertionError("kaminaris did not serve Mux.Cool")
-
-        test.check(f"ss + {name}: 8 MiB through SOCKS5 byte-exact", fetch)
-        test.check(f"ss + {name}: 8 parallel 8 MiB downloads", parallel)
-    finally:
-        client.stop()
-        server.stop()
-        web.shutdown()
+    def served_mux(client, server):
+        if "Mux.Cool session" not in server.stderr_text():
+            raise AssertionError("kaminaris did not serve Mux.Cool")
+    # v2ray logs "started" once it listens.
+    ss_downloads(test, name, "ss-v2ray-plugin", client_opts, KAMINARIS,
+                 server_opts + ";loglevel=debug",
+                 lambda log: re.search(r"V2Ray [\d.]+ started", log), served_mux)
 
 
 ss_mode("v2ray-plugin default", "host=example.com;path=/ws", WS)
