@@ -537,6 +537,17 @@ def raw_ends_only_then_new_late():
         target.close()
 
 
+def raw_one_small_byte_then_wait():
+    # A plain client whose first message is one byte that could start a frame head (at most
+    # 2), then waits for the answer: plain after the grace, not held forever.
+    ws = RawWs(srv_port)
+    ws.s.settimeout(10)
+    ws.send(b"\x01")
+    op, payload = ws._frame()
+    assert_same(payload, b"\x01", "the echo of one byte")
+    ws.close()
+
+
 def raw_silent_client_target_first():
     # A plain client that is not kaminaric and sends nothing, with a target that speaks first:
     # plain after the 1 s grace (a Mux.Cool client would have sent its New by then).
@@ -572,6 +583,8 @@ test.check("raw: malformed frames close that connection only", raw_malformed_end
 test.check("raw: a plain stream with a Mux.Cool-like start stays plain", raw_plain_ws_still_plain)
 test.check("raw: End frames only, a target that speaks first: Mux.Cool after the grace",
            raw_ends_only_then_new_late)
+test.check("raw: one byte of at most 2, then waiting: plain after the grace",
+           raw_one_small_byte_then_wait)
 test.check("raw: a silent plain client, a target that speaks first: plain after 1 s",
            raw_silent_client_target_first)
 test.check("kaminaris: SIGTERM exits 0", lambda: srv.stop() == 0 or (_ for _ in ()).throw(

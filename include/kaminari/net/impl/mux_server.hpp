@@ -31,8 +31,15 @@ inline asio::awaitable<void> mux_sleep(std::chrono::milliseconds d) {
 // pointless: `grace` after the target became readable (it spoke first, or closed), or after
 // `idle` (when set) whatever the target does.
 inline asio::awaitable<void> mux_give_up(tcp_stream& target, std::chrono::milliseconds grace,
-                                         std::chrono::milliseconds idle) {
+                                         std::chrono::milliseconds idle, bool partial) {
     using namespace asio::experimental::awaitable_operators;
+    if (partial) {
+        // Part of a frame head came: a v2ray client writes a New head at once, so a client
+        // that stops there is a plain one waiting for its answer (one byte of at most 2,
+        // say): it is not held longer than the grace.
+        co_await mux_sleep(grace);
+        co_return;
+    }
     // An error (the cancellation when the client's bytes came first) ends this at once.
     if (idle.count() > 0) {
         const auto r = co_await (target.wait_readable() || mux_sleep(idle));
@@ -80,8 +87,9 @@ asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& targ
     auto verdict = mux::verdict::need_more;
     error_code rec;
     while (verdict == mux::verdict::need_more) {
-        auto which = co_await (ws.wait_readable() ||
-                               detail::mux_give_up(target, grace, cfg.opts.common.idle_timeout));
+        auto which =
+            co_await (ws.wait_readable() ||
+                      detail::mux_give_up(target, grace, cfg.opts.common.idle_timeout, have != 0));
         if (which.index() == 1) {
             // Plain, unless all that came is End frames: v2ray's client, whose first app
             // closed at once, holding the websocket for its next app. Its New may come long
