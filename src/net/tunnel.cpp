@@ -504,11 +504,11 @@ public:
             contexts_.push_back(&rt.context(i));
             if (cfg.opts.mux != 0) {
                 if (cfg.tls) {
-                    mux_tls_.push_back(std::make_shared<mux_links<tls_conn>>(
+                    mux_wss_.push_back(std::make_shared<mux_links<ws_stream<tls_conn>>>(
                         exec, cfg.opts.mux,
                         [&cfg](std::uint64_t id) { return open_ws<tls_conn>(cfg, id); }));
                 } else {
-                    mux_tcp_.push_back(std::make_shared<mux_links<tcp_stream>>(
+                    mux_ws_.push_back(std::make_shared<mux_links<ws_stream<tcp_stream>>>(
                         exec, cfg.opts.mux,
                         [&cfg](std::uint64_t id) { return open_ws<tcp_stream>(cfg, id); }));
                 }
@@ -527,10 +527,10 @@ public:
     }
 
     void stop() noexcept {
-        for (auto& m : mux_tcp_) {
+        for (auto& m : mux_ws_) {
             m->stop();
         }
-        for (auto& m : mux_tls_) {
+        for (auto& m : mux_wss_) {
             m->stop();
         }
         for (auto& p : tcp_) {
@@ -548,11 +548,11 @@ public:
     warm_pool<tls_conn>* tls_here(const asio::any_io_executor& exec) noexcept {
         return here(tls_, exec);
     }
-    mux_links<tcp_stream>* mux_tcp_here(const asio::any_io_executor& exec) noexcept {
-        return here(mux_tcp_, exec);
+    mux_links<ws_stream<tcp_stream>>* mux_ws_here(const asio::any_io_executor& exec) noexcept {
+        return here(mux_ws_, exec);
     }
-    mux_links<tls_conn>* mux_tls_here(const asio::any_io_executor& exec) noexcept {
-        return here(mux_tls_, exec);
+    mux_links<ws_stream<tls_conn>>* mux_wss_here(const asio::any_io_executor& exec) noexcept {
+        return here(mux_wss_, exec);
     }
 
 private:
@@ -625,8 +625,8 @@ private:
     }
 
     std::vector<asio::io_context*> contexts_;
-    std::vector<std::shared_ptr<mux_links<tcp_stream>>> mux_tcp_;
-    std::vector<std::shared_ptr<mux_links<tls_conn>>> mux_tls_;
+    std::vector<std::shared_ptr<mux_links<ws_stream<tcp_stream>>>> mux_ws_;
+    std::vector<std::shared_ptr<mux_links<ws_stream<tls_conn>>>> mux_wss_;
     std::vector<std::shared_ptr<warm_pool<tcp_stream>>> tcp_;
     std::vector<std::shared_ptr<warm_pool<tls_conn>>> tls_;
 };
@@ -660,8 +660,8 @@ asio::awaitable<void> client_unpooled(tcp::socket socket, std::uint64_t id,
 }
 
 // mux=: the app's connection as a session on a shared websocket.
-template <class Lower>
-asio::awaitable<void> client_mux(tcp::socket socket, std::uint64_t id, mux_links<Lower>& links) {
+template <class Link>
+asio::awaitable<void> client_mux(tcp::socket socket, std::uint64_t id, mux_links<Link>& links) {
     log_accepted(id, socket);
     if (auto r = co_await links.carry(std::move(socket), id)) {
         log_end(id, *r);
@@ -726,10 +726,10 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
                                         const client_config& cfg, client_pools* pools) {
     if (pools != nullptr) {
         const auto exec = socket.get_executor();
-        if (auto* links = pools->mux_tcp_here(exec)) {
+        if (auto* links = pools->mux_ws_here(exec)) {
             return client_mux(std::move(socket), id, *links);
         }
-        if (auto* links = pools->mux_tls_here(exec)) {
+        if (auto* links = pools->mux_wss_here(exec)) {
             return client_mux(std::move(socket), id, *links);
         }
         if (auto* pool = pools->tls_here(exec)) {

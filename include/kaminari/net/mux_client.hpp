@@ -44,11 +44,11 @@ inline constexpr std::chrono::seconds mux_link_idle{16};
 inline constexpr std::chrono::seconds mux_link_close_wait{10};
 
 /// The websockets of one worker. Every call on that worker's thread.
-template <byte_stream Lower>
-class mux_links : public std::enable_shared_from_this<mux_links<Lower>> {
+template <byte_stream Link>
+class mux_links : public std::enable_shared_from_this<mux_links<Link>> {
 public:
     /// Opens a websocket to the server (connect, TLS, upgrade; failures logged with `id`).
-    using opener = std::function<asio::awaitable<std::optional<ws_stream<Lower>>>(std::uint64_t)>;
+    using opener = std::function<asio::awaitable<std::optional<Link>>(std::uint64_t)>;
 
     mux_links(asio::any_io_executor exec, std::size_t per_link, opener open)
         : exec_(std::move(exec))
@@ -63,8 +63,8 @@ public:
     void stop() noexcept {
         stopped_ = true;
         for (auto& l : links_) {
-            if (l->ws) {
-                l->ws->close();
+            if (l->stream) {
+                l->stream->close();
             }
         }
     }
@@ -76,9 +76,9 @@ private:
         explicit link(const asio::any_io_executor& exec, std::uint64_t link_id)
             : id(link_id)
             , ready(exec, asio::steady_timer::time_point::max()) {}
-        std::uint64_t id;                   // the connection id that opened it, for the log
-        std::optional<ws_stream<Lower>> ws; // set while open
-        std::optional<detail::mux_connection<Lower>> conn;
+        std::uint64_t id;           // the connection id that opened it, for the log
+        std::optional<Link> stream; // set while open
+        std::optional<detail::mux_connection<Link>> conn;
         asio::steady_timer ready; // cancelled when it leaves `opening`
         state st = state::opening;
         std::size_t waiting = 0; // app connections waiting for it to open
@@ -110,9 +110,9 @@ private:
     bool stopped_ = false;
 };
 
-template <byte_stream Lower>
-asio::awaitable<std::optional<relay_result>> mux_links<Lower>::carry(asio::ip::tcp::socket app,
-                                                                     std::uint64_t id) {
+template <byte_stream Link>
+asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tcp::socket app,
+                                                                    std::uint64_t id) {
     // Twice at most: a websocket that the server closed before this app's session opened on
     // it (a restart) gives way to another, once.
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -173,13 +173,13 @@ asio::awaitable<std::optional<relay_result>> mux_links<Lower>::carry(asio::ip::t
     co_return std::nullopt;
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_links<Lower>::open_link(std::shared_ptr<link> l, std::uint64_t id) {
+template <byte_stream Link>
+asio::awaitable<void> mux_links<Link>::open_link(std::shared_ptr<link> l, std::uint64_t id) {
     try {
-        auto ws = co_await open_(id);
-        if (ws && !stopped_) {
-            l->ws.emplace(std::move(*ws));
-            l->conn.emplace(*l->ws, l->id);
+        auto opened = co_await open_(id);
+        if (opened && !stopped_) {
+            l->stream.emplace(std::move(*opened));
+            l->conn.emplace(*l->stream, l->id);
         }
     } catch (const std::exception& e) {
         log::error("#{} Mux.Cool: opening a connection failed: {}", id, e.what());
@@ -187,7 +187,7 @@ asio::awaitable<void> mux_links<Lower>::open_link(std::shared_ptr<link> l, std::
         log::error("#{} Mux.Cool: opening a connection failed", id);
     }
     if (!l->conn) {
-        l->ws.reset();
+        l->stream.reset();
         l->st = state::closed;
         forget(l);
         l->ready.cancel();
@@ -205,8 +205,8 @@ asio::awaitable<void> mux_links<Lower>::open_link(std::shared_ptr<link> l, std::
     });
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_links<Lower>::watch(std::shared_ptr<link> l) {
+template <byte_stream Link>
+asio::awaitable<void> mux_links<Link>::watch(std::shared_ptr<link> l) {
     using namespace asio::experimental::awaitable_operators;
     auto& conn = *l->conn;
     while (!conn.ended()) {
@@ -237,19 +237,19 @@ asio::awaitable<void> mux_links<Lower>::watch(std::shared_ptr<link> l) {
         if (r.index() == 1 && !conn.ended()) {
             log::debug("#{} Mux.Cool: no close from the server within {} s", l->id,
                        mux_link_close_wait.count());
-            l->ws->close();
+            l->stream->close();
             break;
         }
     }
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_links<Lower>::run_link(std::shared_ptr<link> l) {
+template <byte_stream Link>
+asio::awaitable<void> mux_links<Link>::run_link(std::shared_ptr<link> l) {
     using namespace asio::experimental::awaitable_operators;
     co_await (l->conn->run(buffer_lease{}, 0) && watch(l));
     l->st = state::closed;
     l->conn.reset();
-    l->ws.reset();
+    l->stream.reset();
 }
 
 } // namespace kaminari::net

@@ -1,8 +1,10 @@
 #pragma once
 
-// One Mux.Cool connection (codec/mux_cool.hpp) over a websocket, either side: the reader that
-// parses the peer's frames, and for each session the two ways between the websocket and the
-// session's own TCP stream (its target on kaminaris, its app on kaminaric).
+// One Mux.Cool connection (codec/mux_cool.hpp) over a link, either side: the reader that
+// parses the peer's frames, and for each session the two ways between the link and the
+// session's own TCP stream (its target on kaminaris, its app on kaminaric). The link is any
+// byte_stream that carries Mux.Cool's bytes: a websocket (ws, wss) or a TLS connection (tls);
+// "the websocket" below stands for either.
 //
 // Sessions: kaminaris opens one for each New from the client (its destination is ignored, as
 // v2ray-plugin's server does: every session goes to the remote); kaminaric opens them itself
@@ -151,26 +153,25 @@ struct mux_dial {
 };
 
 // One Mux.Cool connection: the reader (this object's run()) and the sessions it spawns, which
-// all finish before run() returns, so they may refer to this object and to `ws_`.
-template <byte_stream Lower>
+// all finish before run() returns, so they may refer to this object and to `link_`.
+template <byte_stream Link>
 class mux_connection {
 public:
     /// kaminaris: sessions come from the client's New frames; the first gets `first` (the
     /// target dialed before detection), the others dial `dial`.
-    mux_connection(ws_stream<Lower>& ws, std::optional<tcp_stream> first, std::uint64_t id,
-                   mux_dial dial)
-        : ws_(ws)
+    mux_connection(Link& link, std::optional<tcp_stream> first, std::uint64_t id, mux_dial dial)
+        : link_(link)
         , first_(std::move(first))
         , id_(id)
         , dial_(std::move(dial))
-        , st_(std::make_shared<mux_state>(ws.get_executor())) {}
+        , st_(std::make_shared<mux_state>(link.get_executor())) {}
 
     /// kaminaric: sessions are opened with open_session(); a New from the server is an error.
-    mux_connection(ws_stream<Lower>& ws, std::uint64_t id)
-        : ws_(ws)
+    mux_connection(Link& link, std::uint64_t id)
+        : link_(link)
         , id_(id)
         , client_(true)
-        , st_(std::make_shared<mux_state>(ws.get_executor())) {}
+        , st_(std::make_shared<mux_state>(link.get_executor())) {}
 
     /// Parses the stream, `buf[0, have)` first, until it ends or fails; then ends every
     /// session and the websocket.
@@ -187,7 +188,8 @@ public:
     /// Completes when a session opens or closes, or the connection ends.
     asio::awaitable<void> changed();
 
-    /// Ends the connection cleanly: a websocket close to the peer, whose close ends run().
+    /// Ends the connection cleanly: a close to the peer (websocket close, or TLS close_notify
+    /// and end of stream), whose answer ends run().
     asio::awaitable<void> shutdown();
 
 private:
@@ -203,7 +205,7 @@ private:
     void spawn(std::shared_ptr<mux_session> s, bool is_up);
     void finished(mux_session& s, bool is_up, std::exception_ptr e) noexcept;
 
-    ws_stream<Lower>& ws_;
+    Link& link_;
     std::optional<tcp_stream> first_; // the target dialed before detection: the first session's
     std::uint64_t id_;
     mux_dial dial_;

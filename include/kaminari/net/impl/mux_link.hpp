@@ -19,8 +19,8 @@
 
 namespace kaminari::net::detail {
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_connection<Lower>::run(buffer_lease buf, std::size_t have) {
+template <byte_stream Link>
+asio::awaitable<void> mux_connection<Link>::run(buffer_lease buf, std::size_t have) {
     error_code why; // how reading the websocket ended
     bool stop = false;
     for (;;) {
@@ -45,12 +45,12 @@ asio::awaitable<void> mux_connection<Lower>::run(buffer_lease buf, std::size_t h
             break;
         }
         buf.release(); // an idle connection holds no buffer
-        if (auto ec = co_await ws_.wait_readable()) {
+        if (auto ec = co_await link_.wait_readable()) {
             why = ec;
             break;
         }
         buf = borrow_buffer(mux_buffer_size);
-        auto [ec, n] = co_await ws_.read_some(buf.span());
+        auto [ec, n] = co_await link_.read_some(buf.span());
         if (ec) {
             why = ec;
             break;
@@ -66,18 +66,19 @@ asio::awaitable<void> mux_connection<Lower>::run(buffer_lease buf, std::size_t h
     st_->changed.cancel();
     st_->abort_all();
     if (!clean) {
-        ws_.close();
+        link_.close();
     }
     {
         // A session writing to a client that stopped reading would hold the end up.
-        const deadline limit(ws_.get_executor(), std::chrono::seconds(5), [this] { ws_.close(); });
+        const deadline limit(link_.get_executor(), std::chrono::seconds(5),
+                             [this] { link_.close(); });
         while (st_->running != 0) {
             st_->all_done.expires_at(asio::steady_timer::time_point::max());
             co_await st_->all_done.async_wait(use_tuple);
         }
     }
     if (clean) {
-        (void)co_await ws_.shutdown_send();
+        (void)co_await link_.shutdown_send();
     }
     if (st_->refused != 0) {
         log::info("#{} Mux.Cool: refused {} sessions beyond {} open at once", id_, st_->refused,
@@ -91,9 +92,9 @@ asio::awaitable<void> mux_connection<Lower>::run(buffer_lease buf, std::size_t h
     }
 }
 
-template <byte_stream Lower>
-asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Lower>::open_session(std::uint16_t sid,
-                                                                                  tcp_stream app) {
+template <byte_stream Link>
+asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session(std::uint16_t sid,
+                                                                                 tcp_stream app) {
     std::array<std::uint8_t, codec::mux::max_new_head_size> head{};
     // v2ray-plugin's client names 127.0.0.1:0 in every New; its server ignores it, as ours does.
     static constexpr std::array<std::uint8_t, 4> nowhere{127, 0, 0, 1};
@@ -106,7 +107,7 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Lower>::open_sessio
     // Known before its New goes: the server's answer may follow at once. Counted as running
     // from here, so the connection cannot end (and this object go) while the New is queued.
     ++st_->running;
-    auto s = std::make_shared<mux_session>(ws_.get_executor(), sid);
+    auto s = std::make_shared<mux_session>(link_.get_executor(), sid);
     s->target.emplace(std::move(app));
     st_->sessions.emplace(sid, s);
     ++st_->opened;
@@ -130,8 +131,8 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Lower>::open_sessio
     co_return s;
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_connection<Lower>::changed() {
+template <byte_stream Link>
+asio::awaitable<void> mux_connection<Link>::changed() {
     if (st_->ended) {
         co_return;
     }
@@ -139,16 +140,16 @@ asio::awaitable<void> mux_connection<Lower>::changed() {
     co_await st_->changed.async_wait(use_tuple);
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_connection<Lower>::shutdown() {
+template <byte_stream Link>
+asio::awaitable<void> mux_connection<Link>::shutdown() {
     if (!co_await st_->gate.acquire()) {
         co_return;
     }
     try {
         if (!st_->ended) {
-            if (auto ec = co_await ws_.shutdown_send()) {
+            if (auto ec = co_await link_.shutdown_send()) {
                 log::debug("#{} Mux.Cool: closing: {}", id_, ec.message());
-                ws_.close();
+                link_.close();
             }
         }
     } catch (...) {
@@ -158,8 +159,8 @@ asio::awaitable<void> mux_connection<Lower>::shutdown() {
     st_->gate.release();
 }
 
-template <byte_stream Lower>
-asio::awaitable<bool> mux_connection<Lower>::on_frame(const codec::mux::frame_meta& m) {
+template <byte_stream Link>
+asio::awaitable<bool> mux_connection<Link>::on_frame(const codec::mux::frame_meta& m) {
     using codec::mux::status;
     current_.reset();
     const auto it = st_->sessions.find(m.id);
@@ -217,8 +218,8 @@ asio::awaitable<bool> mux_connection<Lower>::on_frame(const codec::mux::frame_me
     co_return true;
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_connection<Lower>::deliver(std::span<const std::uint8_t> data) {
+template <byte_stream Link>
+asio::awaitable<void> mux_connection<Link>::deliver(std::span<const std::uint8_t> data) {
     const auto s = current_;
     if (!s) {
         co_return;
@@ -239,23 +240,23 @@ asio::awaitable<void> mux_connection<Lower>::deliver(std::span<const std::uint8_
     s->wake.cancel();
 }
 
-template <byte_stream Lower>
-asio::awaitable<error_code> mux_connection<Lower>::write_locked(std::span<std::uint8_t> frame) {
+template <byte_stream Link>
+asio::awaitable<error_code> mux_connection<Link>::write_locked(std::span<std::uint8_t> frame) {
     if (st_->ended) {
         co_return asio::error::operation_aborted;
     }
-    auto [ec, n] = co_await ws_.write(std::span<const std::uint8_t>{}, frame);
+    auto [ec, n] = co_await link_.write(std::span<const std::uint8_t>{}, frame);
     if (ec && !st_->ended) {
         log::debug("#{} Mux.Cool: writing to the client failed: {}", id_, ec.message());
         st_->ended = true;
-        ws_.close();               // the reader's read fails, and the connection ends
+        link_.close();             // the reader's read fails, and the connection ends
         st_->reader_wake.cancel(); // or its wait for queue room
     }
     co_return ec;
 }
 
-template <byte_stream Lower>
-asio::awaitable<error_code> mux_connection<Lower>::send(std::span<std::uint8_t> frame) {
+template <byte_stream Link>
+asio::awaitable<error_code> mux_connection<Link>::send(std::span<std::uint8_t> frame) {
     if (!co_await st_->gate.acquire()) {
         co_return asio::error::operation_aborted;
     }
@@ -270,16 +271,16 @@ asio::awaitable<error_code> mux_connection<Lower>::send(std::span<std::uint8_t> 
     co_return ec;
 }
 
-template <byte_stream Lower>
-asio::awaitable<bool> mux_connection<Lower>::send_end(std::uint16_t sid, bool failed) {
+template <byte_stream Link>
+asio::awaitable<bool> mux_connection<Link>::send_end(std::uint16_t sid, bool failed) {
     std::array<std::uint8_t, codec::mux::end_frame_size> frame{};
     codec::mux::encode_end(frame, sid, failed);
     co_return !co_await send(frame);
 }
 
-template <byte_stream Lower>
-std::shared_ptr<mux_session> mux_connection<Lower>::open(std::uint16_t sid) {
-    auto s = std::make_shared<mux_session>(ws_.get_executor(), sid);
+template <byte_stream Link>
+std::shared_ptr<mux_session> mux_connection<Link>::open(std::uint16_t sid) {
+    auto s = std::make_shared<mux_session>(link_.get_executor(), sid);
     if (first_) {
         s->target.emplace(std::move(*first_));
         first_.reset();
@@ -292,18 +293,18 @@ std::shared_ptr<mux_session> mux_connection<Lower>::open(std::uint16_t sid) {
     return s;
 }
 
-template <byte_stream Lower>
-void mux_connection<Lower>::spawn(std::shared_ptr<mux_session> s, bool is_up) {
+template <byte_stream Link>
+void mux_connection<Link>::spawn(std::shared_ptr<mux_session> s, bool is_up) {
     ++st_->running;
-    asio::co_spawn(ws_.get_executor(), is_up ? up(s) : down(s),
+    asio::co_spawn(link_.get_executor(), is_up ? up(s) : down(s),
                    [this, st = st_, s, is_up](std::exception_ptr e) {
                        (void)st; // the state outlives every session's coroutines
                        finished(*s, is_up, e);
                    });
 }
 
-template <byte_stream Lower>
-void mux_connection<Lower>::finished(mux_session& s, bool is_up, std::exception_ptr e) noexcept {
+template <byte_stream Link>
+void mux_connection<Link>::finished(mux_session& s, bool is_up, std::exception_ptr e) noexcept {
     if (e) {
         try {
             std::rethrow_exception(e);
@@ -343,8 +344,8 @@ void mux_connection<Lower>::finished(mux_session& s, bool is_up, std::exception_
     st_->reader_wake.cancel();
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_connection<Lower>::up(std::shared_ptr<mux_session> s) {
+template <byte_stream Link>
+asio::awaitable<void> mux_connection<Link>::up(std::shared_ptr<mux_session> s) {
     if (!s->target) {
         // Not cancelled when the session or connection ends meanwhile: the end waits for it
         // (at most connect_timeout).
@@ -398,8 +399,8 @@ asio::awaitable<void> mux_connection<Lower>::up(std::shared_ptr<mux_session> s) 
     }
 }
 
-template <byte_stream Lower>
-asio::awaitable<void> mux_connection<Lower>::down(std::shared_ptr<mux_session> s) {
+template <byte_stream Link>
+asio::awaitable<void> mux_connection<Link>::down(std::shared_ptr<mux_session> s) {
     for (;;) {
         // Wait without a buffer; take the gate, then a buffer, for one read and its frame.
         auto [wec] =
@@ -424,8 +425,8 @@ asio::awaitable<void> mux_connection<Lower>::down(std::shared_ptr<mux_session> s
     }
 }
 
-template <byte_stream Lower>
-asio::awaitable<bool> mux_connection<Lower>::down_step(mux_session& s, error_code wait_ec) {
+template <byte_stream Link>
+asio::awaitable<bool> mux_connection<Link>::down_step(mux_session& s, error_code wait_ec) {
     if (s.aborted || st_->ended) {
         co_return false;
     }

@@ -66,7 +66,7 @@ inline mux_dial server_dial(const server_config& cfg) {
 template <byte_stream Lower>
 asio::awaitable<void> serve_mux(ws_stream<Lower>& ws, std::uint64_t id, const server_config& cfg) {
     log::debug("#{} Mux.Cool connection (kaminaric)", id);
-    detail::mux_connection<Lower> conn(ws, std::nullopt, id, detail::server_dial(cfg));
+    detail::mux_connection<ws_stream<Lower>> conn(ws, std::nullopt, id, detail::server_dial(cfg));
     co_await conn.run(buffer_lease{}, 0);
 }
 
@@ -97,7 +97,8 @@ asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& targ
             if (mux::only_leading_ends(buf.span().first(have))) {
                 log::debug("#{} Mux.Cool connection (End frames only so far)", id);
                 target.close();
-                detail::mux_connection<Lower> conn(ws, std::nullopt, id, detail::server_dial(cfg));
+                detail::mux_connection<ws_stream<Lower>> conn(ws, std::nullopt, id,
+                                                              detail::server_dial(cfg));
                 co_await conn.run(std::move(buf), have);
                 co_return mux_outcome{true, 0};
             }
@@ -121,8 +122,8 @@ asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& targ
     }
     if (verdict == mux::verdict::mux) {
         log::debug("#{} Mux.Cool connection", id);
-        detail::mux_connection<Lower> conn(ws, std::optional<tcp_stream>(std::move(target)), id,
-                                           detail::server_dial(cfg));
+        detail::mux_connection<ws_stream<Lower>> conn(
+            ws, std::optional<tcp_stream>(std::move(target)), id, detail::server_dial(cfg));
         co_await conn.run(std::move(buf), have);
         co_return mux_outcome{true, 0};
     }
