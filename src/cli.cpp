@@ -223,9 +223,9 @@ std::string help_text(role who) {
                 "                          (TCP and TLS done): an app starts on one\n"
                 "  pool_idle=<s>           replace a ready connection unused this long\n"
                 "                          (default 30, at most 110)\n"
-                "  mux=<n>                 (ws) up to n app connections at once on one\n"
-                "                          websocket as Mux.Cool sessions, as v2ray-plugin\n"
-                "                          (default 0: off; at most 1024)\n"
+                "  mux=<n>                 (ws, tls) up to n app connections at once on one\n"
+                "                          websocket or TLS connection as Mux.Cool sessions,\n"
+                "                          as v2ray-plugin (default 0: off; at most 1024)\n"
                 "  __android_vpn           shadowsocks-android VPN mode (or -V): every socket\n"
                 "                          to the server is protected through ./protect_path\n"
                 "                          before its connect\n";

@@ -1,5 +1,6 @@
 #include "kaminari/options.hpp"
 
+#include <kaminari/codec/mux_cool.hpp>
 #include <kaminari/error.hpp>
 
 #include <fmt/format.h>
@@ -542,16 +543,16 @@ client_options parse_client_options(std::string_view text) {
     }
     if (auto v = map.value("mux")) {
         o.mux = parse_client_mux(*v);
-        if (o.mux != 0 && !o.ws) {
-            o.warnings.emplace_back("ignoring 'mux': it takes effect only with 'ws'");
+        if (o.mux != 0 && !o.ws && !map.has("tls")) {
+            o.warnings.emplace_back("ignoring 'mux': it takes effect only with 'ws' or 'tls'");
             o.mux = 0;
         }
         if (o.mux != 0 && o.pool.size != 0) {
             o.warnings.emplace_back(
-                "ignoring 'pool': with 'mux' app connections share websockets instead");
+                "ignoring 'pool': with 'mux' app connections share connections instead");
             o.pool.size = 0;
         }
-        if (o.mux != 0 && o.ws->early_data != 0) {
+        if (o.mux != 0 && o.ws && o.ws->early_data != 0) {
             o.warnings.emplace_back("ignoring 'ed': with 'mux' a websocket is not one app's");
             o.ws->early_data = 0;
         }
@@ -589,6 +590,15 @@ client_options parse_client_options(std::string_view text) {
             throw config_error(fmt::format(
                 "insecure: contradicts '{}'; drop 'insecure' to verify the server that way",
                 tls.ca.empty() ? "pin=" : "ca="));
+        }
+        if (o.mux != 0 && !o.ws) {
+            // Mux.Cool straight over TLS, if the server selects it; offered last, so a server
+            // that does not know it (kaminaris before it, which takes http/1.1 or else the
+            // first protocol) selects another, and kaminaric knows.
+            if (tls.alpn.empty()) {
+                tls.alpn.emplace_back("http/1.1");
+            }
+            tls.alpn.emplace_back(codec::mux::tls_alpn);
         }
         o.tls = std::move(tls);
     } else {
@@ -654,6 +664,7 @@ server_options parse_server_options(std::string_view text) {
                 tls.reload = std::chrono::milliseconds(0);
             }
         }
+        tls.mux_alpn = !o.ws; // kaminaric's tls;mux=<n>, served whatever 'mux=' says
         o.tls = std::move(tls);
     } else {
         map.warn_unused({"cert", "key", "servername", "ocsp", "reload", "client_ca"}, "tls",

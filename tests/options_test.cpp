@@ -333,6 +333,30 @@ TEST(ServerOptions, Mux) {
               "mux: '1025' is not on or off; expected 'on' (default), 'off' or 0 to 1024");
     // Mux.Cool rides on the websocket only.
     EXPECT_EQ(parse_server_options("mux=off").warnings.size(), 1u);
+    // A tls server takes kaminaric's Mux.Cool over TLS (ALPN kaminari-mux); wss does not.
+    EXPECT_TRUE(parse_server_options("tls;servername=a").tls->mux_alpn);
+    EXPECT_FALSE(parse_server_options("ws;host=a;path=/ws;tls;servername=a").tls->mux_alpn);
+}
+
+TEST(ClientOptions, MuxOverTls) {
+    auto t = parse_client_options("tls;sni=a;mux=8");
+    EXPECT_EQ(t.mux, 8u);
+    EXPECT_TRUE(t.warnings.empty());
+    EXPECT_EQ(t.tls->alpn, (std::vector<std::string>{"http/1.1", "kaminari-mux"}));
+    EXPECT_EQ(parse_client_options("tls;sni=a;alpn=h2;mux=8").tls->alpn,
+              (std::vector<std::string>{"h2", "kaminari-mux"}));
+    // Without mux, or over a websocket (wss says Kaminari-Mux in its request), nothing added.
+    EXPECT_TRUE(parse_client_options("tls;sni=a").tls->alpn.empty());
+    EXPECT_TRUE(parse_client_options("ws;host=a;path=/;tls;mux=8").tls->alpn.empty());
+    EXPECT_TRUE(parse_client_options("tls;sni=a;mux=0").tls->alpn.empty());
+    // Plain tcp has no way to say it: ignored with a warning.
+    auto tcp = parse_client_options("mux=8");
+    EXPECT_EQ(tcp.mux, 0u);
+    EXPECT_EQ(tcp.warnings.size(), 1u);
+    // pool= gives way to mux.
+    auto pooled = parse_client_options("tls;sni=a;mux=8;pool=4");
+    EXPECT_EQ(pooled.pool.size, 0u);
+    EXPECT_EQ(pooled.warnings.size(), 1u);
 }
 
 TEST(ServerOptions, UpstreamExamples) {

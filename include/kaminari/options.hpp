@@ -67,6 +67,9 @@ struct tls_server_options {
     std::chrono::milliseconds reload{0};
     /// `client_ca=<path>`: require a client certificate signed by a CA in this PEM bundle.
     std::string client_ca;
+    /// tls without ws: select the ALPN protocol codec::mux::tls_alpn when a client offers it
+    /// (kaminaric `tls;mux=<n>`), and serve that connection as Mux.Cool.
+    bool mux_alpn = false;
 };
 
 /// Settings shared by both programs.
@@ -118,9 +121,10 @@ struct client_options {
     std::optional<ws_options> ws;
     std::optional<tls_client_options> tls;
     pool_options pool;
-    /// `mux=<n>` (ws and wss): carry up to n app connections at once on one websocket as
-    /// Mux.Cool sessions, as v2ray-plugin's client does (net/mux_client.hpp). 0: off (the
-    /// default), one websocket per app connection.
+    /// `mux=<n>` (ws, wss, tls): carry up to n app connections at once on one websocket as
+    /// Mux.Cool sessions, as v2ray-plugin's client does (net/mux_client.hpp); with tls and no
+    /// ws, on one TLS connection that settled on ALPN codec::mux::tls_alpn. 0: off (the
+    /// default), one connection to the server per app connection.
     std::size_t mux = 0;
     common_options common;
     /// `__android_vpn` (shadowsocks-android appends it in VPN mode; `-V` on the command line

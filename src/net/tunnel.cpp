@@ -502,7 +502,11 @@ public:
         for (std::size_t i = 0; i < rt.size(); ++i) {
             auto exec = rt.context(i).get_executor();
             contexts_.push_back(&rt.context(i));
-            if (cfg.opts.mux != 0) {
+            if (cfg.opts.mux != 0 && !cfg.opts.ws) {
+                mux_tls_.push_back(std::make_shared<mux_links<tls_conn>>(
+                    exec, cfg.opts.mux,
+                    [&cfg](std::uint64_t id) { return open_mux_tls(cfg, id); }));
+            } else if (cfg.opts.mux != 0) {
                 if (cfg.tls) {
                     mux_wss_.push_back(std::make_shared<mux_links<ws_stream<tls_conn>>>(
                         exec, cfg.opts.mux,
@@ -533,6 +537,9 @@ public:
         for (auto& m : mux_wss_) {
             m->stop();
         }
+        for (auto& m : mux_tls_) {
+            m->stop();
+        }
         for (auto& p : tcp_) {
             p->stop();
         }
@@ -553,6 +560,9 @@ public:
     }
     mux_links<ws_stream<tls_conn>>* mux_wss_here(const asio::any_io_executor& exec) noexcept {
         return here(mux_wss_, exec);
+    }
+    mux_links<tls_conn>* mux_tls_here(const asio::any_io_executor& exec) noexcept {
+        return here(mux_tls_, exec);
     }
 
 private:
@@ -624,9 +634,29 @@ private:
         co_return std::optional<ws_stream<Lower>>(std::move(ws));
     }
 
+    // tls;mux=: a TLS connection that carries Mux.Cool itself, once the server has selected
+    // codec::mux::tls_alpn; nullopt when it failed or the server did not (logged).
+    static asio::awaitable<std::optional<tls_conn>> open_mux_tls(const client_config& cfg,
+                                                                 std::uint64_t id) {
+        auto tls = co_await open_tls(cfg);
+        if (!tls) {
+            log::warn("#{} Mux.Cool: no connection to {}", id, cfg.remote.to_string());
+            co_return std::nullopt;
+        }
+        if (tls->engine().alpn() != codec::mux::tls_alpn) {
+            log::warn("#{} Mux.Cool: {} did not take mux over tls (ALPN {}: it is not a kaminaris "
+                      "that has it); set mux=0 for this server",
+                      id, cfg.remote.to_string(), codec::mux::tls_alpn);
+            tls->close();
+            co_return std::nullopt;
+        }
+        co_return tls;
+    }
+
     std::vector<asio::io_context*> contexts_;
     std::vector<std::shared_ptr<mux_links<ws_stream<tcp_stream>>>> mux_ws_;
     std::vector<std::shared_ptr<mux_links<ws_stream<tls_conn>>>> mux_wss_;
+    std::vector<std::shared_ptr<mux_links<tls_conn>>> mux_tls_;
     std::vector<std::shared_ptr<warm_pool<tcp_stream>>> tcp_;
     std::vector<std::shared_ptr<warm_pool<tls_conn>>> tls_;
 };
@@ -730,6 +760,9 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
             return client_mux(std::move(socket), id, *links);
         }
         if (auto* links = pools->mux_wss_here(exec)) {
+            return client_mux(std::move(socket), id, *links);
+        }
+        if (auto* links = pools->mux_tls_here(exec)) {
             return client_mux(std::move(socket), id, *links);
         }
         if (auto* pool = pools->tls_here(exec)) {
@@ -905,6 +938,10 @@ asio::awaitable<void> server_tls(tcp::socket socket, std::uint64_t id, const ser
         co_return;
     }
     log_tls_session(id, tls.engine(), 0);
+    if (!cfg.opts.ws && tls.engine().alpn() == codec::mux::tls_alpn) {
+        co_await serve_mux(tls, id, cfg); // kaminaric's tls;mux=<n>
+        co_return;
+    }
     co_await server_finish(tls, id, cfg, deadline);
 }
 

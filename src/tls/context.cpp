@@ -1,5 +1,6 @@
 #include "kaminari/tls/context.hpp"
 
+#include <kaminari/codec/mux_cool.hpp>
 #include <kaminari/error.hpp>
 #include <kaminari/log.hpp>
 #include <kaminari/tls/self_signed.hpp>
@@ -213,11 +214,13 @@ int on_ocsp_status(SSL* ssl, void* arg) {
     return SSL_TLSEXT_ERR_OK;
 }
 
+// `arg` non-null: codec::mux::tls_alpn (kaminaric's tls;mux=<n>) is taken first when offered.
 int on_alpn_select(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                   unsigned int inlen, void*) {
+                   unsigned int inlen, void* arg) {
     constexpr std::string_view http11 = "http/1.1";
     const unsigned char* first = nullptr;
     unsigned char first_len = 0;
+    const unsigned char* http = nullptr;
     for (unsigned int i = 0; i < inlen;) {
         unsigned char len = in[i];
         // A zero-length or overrunning entry: the list is malformed, negotiate nothing.
@@ -225,16 +228,25 @@ int on_alpn_select(SSL*, const unsigned char** out, unsigned char* outlen, const
             return SSL_TLSEXT_ERR_NOACK;
         }
         const unsigned char* name = in + i + 1;
-        if (std::string_view(reinterpret_cast<const char*>(name), len) == http11) {
+        const std::string_view proto(reinterpret_cast<const char*>(name), len);
+        if (arg != nullptr && proto == codec::mux::tls_alpn) {
             *out = name;
             *outlen = len;
             return SSL_TLSEXT_ERR_OK;
+        }
+        if (proto == http11 && http == nullptr) {
+            http = name;
         }
         if (first == nullptr) {
             first = name;
             first_len = len;
         }
         i += 1u + len;
+    }
+    if (http != nullptr) {
+        *out = http;
+        *outlen = static_cast<unsigned char>(http11.size());
+        return SSL_TLSEXT_ERR_OK;
     }
     if (first == nullptr) {
         return SSL_TLSEXT_ERR_NOACK;
@@ -496,7 +508,10 @@ server_context::server_context(const tls_server_options& opts) {
     });
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     set_max_early_data(default_max_early_data);
-    SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, nullptr);
+    // The callback's argument only says whether to take kaminari-mux: any non-null pointer.
+    static const bool take_mux = true;
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select,
+                               opts.mux_alpn ? const_cast<bool*>(&take_mux) : nullptr);
 }
 
 void server_context::set_max_early_data(std::uint32_t bytes) {

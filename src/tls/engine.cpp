@@ -281,6 +281,14 @@ bool engine::session_reused() const noexcept {
     return SSL_session_reused(ssl_.get()) == 1;
 }
 
+std::string_view engine::alpn() const noexcept {
+    const unsigned char* p = nullptr;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(ssl_.get(), &p, &n);
+    return p != nullptr ? std::string_view(reinterpret_cast<const char*>(p), n)
+                        : std::string_view{};
+}
+
 std::size_t engine::pending_output() const noexcept {
     return queues_->out.size();
 }

@@ -112,6 +112,8 @@ ROWS = [
     # bytes go on it at once, as Mux.Cool frames.
     ("ws mux", f"{WS};mux=8", WS, 1, 1, ("mux",), True),
     ("wss mux", f"{WSS_C};mux=8", WSS_S, 1, 1, ("mux",), True),
+    # tls mux: Mux.Cool straight on the TLS connection (ALPN kaminari-mux).
+    ("tls mux", f"{TLS_C};mux=8", TLS_S, 1, 1, ("mux",), True),
 ]
 
 ONE_WAY_MS = 50

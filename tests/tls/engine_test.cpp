@@ -108,11 +108,46 @@ TEST(Engine, AlpnAnswersFirstOfferedWithoutHttp11) {
     EXPECT_EQ(alpn_of(c), "h2");
 }
 
+TEST(Engine, MuxAlpnSelectedOnlyByAServerThatTakesIt) {
+    trust_only(shared_pki().ca_pem);
+    // kaminaric's tls;mux=<n> offers kaminari-mux last.
+    client_context cctx(client_opts("test.example", {"http/1.1", "kaminari-mux"}));
+    auto taking = server_opts();
+    taking.mux_alpn = true; // kaminaris tls
+    server_context sctx(taking);
+    engine c = cctx.make_engine();
+    engine s = sctx.make_engine();
+    auto r = pump_handshake(c, s);
+    ASSERT_FALSE(r.client) << r.client.message();
+    EXPECT_EQ(c.alpn(), "kaminari-mux");
+    EXPECT_EQ(s.alpn(), "kaminari-mux");
+
+    // A server that does not take it (kaminaris wss, or one from before it) settles on
+    // another protocol, and the client sees that it did.
+    server_context other(server_opts());
+    for (auto offered : {std::vector<std::string>{"http/1.1", "kaminari-mux"},
+                         std::vector<std::string>{"h2", "kaminari-mux"}}) {
+        client_context cc(client_opts("test.example", offered));
+        engine c2 = cc.make_engine();
+        engine s2 = other.make_engine();
+        auto r2 = pump_handshake(c2, s2);
+        ASSERT_FALSE(r2.client) << r2.client.message();
+        EXPECT_EQ(c2.alpn(), offered.front());
+    }
+    // Without it offered, a server that takes it answers as before.
+    client_context plain(client_opts("test.example", {"h2", "http/1.1"}));
+    engine c3 = plain.make_engine();
+    engine s3 = sctx.make_engine();
+    ASSERT_FALSE(pump_handshake(c3, s3).client);
+    EXPECT_EQ(c3.alpn(), "http/1.1");
+}
+
 TEST(Engine, NoAlpnOfferedNoneSelected) {
     engine_pair p;
     auto r = pump_handshake(p.c, p.s);
     ASSERT_FALSE(r.client) << r.client.message();
     EXPECT_EQ(alpn_of(p.c), "");
+    EXPECT_EQ(p.c.alpn(), "");
 }
 
 TEST(Engine, UntrustedCertificateFailsWithReason) {

@@ -32,6 +32,12 @@ namespace kaminari::codec::mux {
 /// Largest metadata a frame may carry (v2ray's reader: "invalid metalen").
 inline constexpr std::size_t max_meta_size = 512;
 
+/// The ALPN protocol that says a `tls` connection (no websocket) carries Mux.Cool from its
+/// first byte: kaminaric's `tls;mux=<n>` offers it last, after its other protocols, and
+/// kaminaris selects it. A server that does not know it selects another (or none), and the
+/// client then knows not to send Mux.Cool.
+inline constexpr std::string_view tls_alpn = "kaminari-mux";
+
 /// Largest payload one frame carries (a u16 length).
 inline constexpr std::size_t max_frame_payload = 0xffff;
 

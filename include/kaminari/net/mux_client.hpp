@@ -11,7 +11,9 @@
 // may wait for it too. A websocket that has carried mux_sessions_per_link sessions takes no
 // more and closes once its last ends; one with no session for mux_link_idle closes (v2ray's
 // client: 128 sessions, 16 s). A websocket that fails to open fails the app connections
-// waiting for it; one that ends ends its sessions.
+// waiting for it; one that ends ends its sessions. With `tls;mux=<n>` the links are TLS
+// connections that settled on ALPN codec::mux::tls_alpn instead of websockets; all the above
+// holds for them.
 
 #include <kaminari/log.hpp>
 #include <kaminari/net/mux_link.hpp>

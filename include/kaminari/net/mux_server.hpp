@@ -38,11 +38,12 @@ template <byte_stream Lower>
 asio::awaitable<mux_outcome> serve_if_mux(ws_stream<Lower>& ws, tcp_stream& target,
                                           std::uint64_t id, const server_config& cfg);
 
-/// Serves `ws` as Mux.Cool from its first byte, as kaminaric's request said (`Kaminari-Mux:
-/// 1`), whatever `cfg.opts.mux` says: every session dials the remote. `ws` and `cfg` must
+/// Serves `link` as Mux.Cool from its first byte, as kaminaric said (a websocket's request
+/// with `Kaminari-Mux: 1`, or a TLS connection that settled on codec::mux::tls_alpn),
+/// whatever `cfg.opts.mux` says: every session dials the remote. `link` and `cfg` must
 /// outlive the call.
-template <byte_stream Lower>
-asio::awaitable<void> serve_mux(ws_stream<Lower>& ws, std::uint64_t id, const server_config& cfg);
+template <byte_stream Link>
+asio::awaitable<void> serve_mux(Link& link, std::uint64_t id, const server_config& cfg);
 
 } // namespace kaminari::net
 

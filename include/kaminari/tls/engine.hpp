@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 namespace kaminari::tls {
 
@@ -167,6 +168,9 @@ public:
 
     /// After the handshake: whether the session was resumed.
     bool session_reused() const noexcept;
+
+    /// After the handshake: the ALPN protocol settled on; empty when none was.
+    std::string_view alpn() const noexcept;
 
     /// Bytes of ciphertext waiting to be sent to the peer.
     std::size_t pending_output() const noexcept;

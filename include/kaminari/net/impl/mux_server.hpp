@@ -63,10 +63,10 @@ inline mux_dial server_dial(const server_config& cfg) {
 
 } // namespace detail
 
-template <byte_stream Lower>
-asio::awaitable<void> serve_mux(ws_stream<Lower>& ws, std::uint64_t id, const server_config& cfg) {
+template <byte_stream Link>
+asio::awaitable<void> serve_mux(Link& link, std::uint64_t id, const server_config& cfg) {
     log::debug("#{} Mux.Cool connection (kaminaric)", id);
-    detail::mux_connection<ws_stream<Lower>> conn(ws, std::nullopt, id, detail::server_dial(cfg));
+    detail::mux_connection<Link> conn(link, std::nullopt, id, detail::server_dial(cfg));
     co_await conn.run(buffer_lease{}, 0);
 }
 

@@ -1,0 +1,171 @@
+"""kaminaric `tls;mux=<n>`: app connections ride as Mux.Cool sessions straight on shared TLS
+connections to kaminaris (no websocket), which the server takes by selecting the ALPN protocol
+kaminari-mux. 200 concurrent short connections and 4 bulk ones byte-exact over few TLS
+connections, half-close both ways, a target that speaks first, a server with `udp` (which
+otherwise reads a marker first), kaminaric without mux still plain, and a server that does not
+take it (kaminaris wss): the app is closed with a line saying so, kaminaric stays up."""
+
+import concurrent.futures
+import os
+import re
+import socket
+
+from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget,
+                     assert_same, banner_then_echo, exchange, free_port, read_banner_then_echo,
+                     wait_port)
+from fault_kit import wait_for
+from pki import NAME, Pki
+
+test = Test(deadline=240)
+pki = Pki()
+cert = pki.server()
+SERVER_TLS = f"tls;cert={cert.cert};key={cert.key}"
+CLIENT_TLS = f"tls;sni={NAME};ca={pki.ca}"
+
+
+def kaminaris(target_port, opts=SERVER_TLS):
+    port = free_port()
+    proc = Proc([KAMINARIS, f"{HOST}:{port}", f"{HOST}:{target_port}", f"{opts};loglevel=debug"])
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def kaminaric(remote_port, opts):
+    port = free_port()
+    proc = Proc([KAMINARIC, f"{HOST}:{port}", f"{HOST}:{remote_port}", f"{opts};loglevel=debug"])
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def sessions_by_connection(server):
+    """kaminaris's Mux.Cool connections, and the sessions opened on each."""
+    out = {}
+    for conn, _ in re.findall(r"#(\d+) Mux\.Cool session (\d+) opened", server.stderr_text()):
+        out[conn] = out.get(conn, 0) + 1
+    return out
+
+
+echo = EchoServer()
+srv, srv_port = kaminaris(echo.port)
+cli, cli_port = kaminaric(srv_port, f"{CLIENT_TLS};mux=8")
+
+
+def many_short_and_bulk():
+    short = [os.urandom(100 + 37 * i) for i in range(200)]
+    bulk = [os.urandom(8 << 20) for _ in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+        futures = [pool.submit(exchange, cli_port, d, timeout=60) for d in bulk + short]
+        results = [f.result() for f in futures]
+    for i, (got, want) in enumerate(zip(results, bulk + short)):
+        assert_same(got, want, f"connection {i}")
+    by_conn = sessions_by_connection(srv)
+    total = sum(by_conn.values())
+    if total < 204 or len(by_conn) > total // 4:
+        raise AssertionError(f"{total} sessions over {len(by_conn)} TLS connections")
+    if max(by_conn.values()) > 128:
+        raise AssertionError(f"a connection carried more than 128 sessions: {by_conn}")
+    if "Mux.Cool connection (kaminaric)" not in srv.stderr_text():
+        raise AssertionError("kaminaris did not log the Mux.Cool connection")
+    print(f"     {total} sessions over {len(by_conn)} TLS connections", flush=True)
+
+
+def half_close_both_ways():
+    # exchange() half-closes after sending and reads the whole echo; then a target that
+    # answers and closes without reading.
+    data = os.urandom(3 << 20)
+    assert_same(exchange(cli_port, data), data, "echo after the app's half-close")
+    reply = os.urandom(1 << 20)
+
+    def speak_and_close(conn):
+        conn.sendall(reply)
+    target = ThreadedTarget(speak_and_close)
+    s2, p2 = kaminaris(target.port)
+    c2, cp2 = kaminaric(p2, f"{CLIENT_TLS};mux=8")
+    try:
+        for _ in range(3):
+            with socket.create_connection((HOST, cp2), timeout=30) as s:
+                got = bytearray()
+                while chunk := s.recv(1 << 16):
+                    got.extend(chunk)
+            assert_same(bytes(got), reply, "reply before the target's close")
+    finally:
+        c2.kill()
+        s2.kill()
+        target.close()
+
+
+def target_speaks_first_and_udp_server():
+    # A server with udp reads a marker from plain tls connections first; a Mux.Cool one is
+    # told by its ALPN and needs no marker, and its sessions' targets may speak first.
+    banner = b"220 hello from a server that speaks first\r\n"
+    target = ThreadedTarget(banner_then_echo(banner))
+    s2, p2 = kaminaris(target.port, f"{SERVER_TLS};udp")
+    c2, cp2 = kaminaric(p2, f"{CLIENT_TLS};mux=8")
+    try:
+        for i in range(3):
+            read_banner_then_echo(cp2, banner, os.urandom(1000 + i))
+        if not sessions_by_connection(s2):
+            raise AssertionError("not served as Mux.Cool")
+    finally:
+        c2.kill()
+        s2.kill()
+        target.close()
+
+
+def without_mux_plain():
+    s2, p2 = kaminaris(echo.port)
+    c2, cp2 = kaminaric(p2, CLIENT_TLS)
+    try:
+        # A stream that starts like a New frame: kaminaris takes Mux.Cool only by ALPN.
+        new_head = bytes([0x00, 0x0c, 0x00, 0x01, 0x01, 0x01, 0x01, 0x00, 0x50, 0x01,
+                          127, 0, 0, 1, 0x00, 0x05]) + b"hello"
+        data = new_head + os.urandom(10000)
+        assert_same(exchange(cp2, data), data, "a New-like plain stream")
+        if "Mux.Cool" in s2.stderr_text() or "Mux.Cool" in c2.stderr_text():
+            raise AssertionError("a tls connection without mux went as Mux.Cool")
+    finally:
+        c2.kill()
+        s2.kill()
+
+
+def server_without_it():
+    # kaminaris wss selects http/1.1, not kaminari-mux: the app is closed, with a line that
+    # says why, and kaminaric stays up for the next.
+    s2, p2 = kaminaris(echo.port, f"ws;host={NAME};path=/ws;{SERVER_TLS}")
+    c2, cp2 = kaminaric(p2, f"{CLIENT_TLS};mux=8")
+    try:
+        for _ in range(2):
+            with socket.create_connection((HOST, cp2), timeout=10) as s:
+                s.settimeout(10)
+                try:
+                    s.sendall(b"hello")
+                    got = s.recv(10)
+                except ConnectionResetError:
+                    got = b""
+                if got != b"":
+                    raise AssertionError(f"data back: {got!r}")
+        wait_for(lambda: "did not take mux over tls (ALPN kaminari-mux" in c2.stderr_text(), 5.0,
+                 "kaminaric's line")
+        if c2.poll() is not None:
+            raise AssertionError("kaminaric exited")
+        if "Mux.Cool" in s2.stderr_text():
+            raise AssertionError("the wss server saw Mux.Cool")
+    finally:
+        c2.kill()
+        s2.kill()
+
+
+test.check("kaminaric tls;mux=8 -> kaminaris tls: 200 short and 4 bulk (8 MiB) connections",
+           many_short_and_bulk)
+test.check("kaminaric tls;mux=8: half-close both ways", half_close_both_ways)
+test.check("kaminaric tls;mux=8 -> kaminaris tls;udp: a target that speaks first",
+           target_speaks_first_and_udp_server)
+test.check("kaminaric tls without mux: plain, even for a stream like a New frame",
+           without_mux_plain)
+test.check("kaminaric tls;mux=8 -> a server that does not take it: app closed, logged",
+           server_without_it)
+test.check("kaminaric: SIGTERM exits 0", lambda: cli.stop() == 0 or (_ for _ in ()).throw(
+    AssertionError("exit code")))
+srv.kill()
+echo.close()
+test.done()
