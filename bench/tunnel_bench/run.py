@@ -7,7 +7,8 @@ Setups (each on the transport it can do):
   stunnel             stunnel4 pair, EC P-256 certificate       (tls)
   v2ray               ss-v2ray-plugin pair, websocket, default mux (ws)
   kaminari-tcp, kaminari-ws-{skip,fixed,standard}, kaminari-tls, kaminari-wss,
-  kaminari-ws-mux, kaminari-wss-mux (mux=8: connections as Mux.Cool sessions)
+  kaminari-ws-mux, kaminari-wss-mux, kaminari-tls-mux (mux=8: connections as Mux.Cool
+                      sessions on shared websockets / TLS connections)
   base-tcp, base-ws-{skip,fixed,standard}, base-tls, base-wss, ...
                       another build's kaminaric/kaminaris with the same options
                       (--baseline DIR or KAMINARI_BASELINE=DIR; each runs together with its
@@ -605,14 +606,17 @@ def make_setups(args, workdir, cert, key):
              ("wss", ws + ";" + tls_c, ws + ";" + tls_s, "wss"),
              # mux=8: app connections share websockets (Mux.Cool sessions).
              ("ws-mux", ws + ";mux=8", ws, "ws"),
-             ("wss-mux", ws + ";" + tls_c + ";mux=8", ws + ";" + tls_s, "wss")]
+             ("wss-mux", ws + ";" + tls_c + ";mux=8", ws + ";" + tls_s, "wss"),
+             ("tls-mux", tls_c + ";mux=8", tls_s, "tls")]
     setups = [Direct(), Socat(), Stunnel(workdir, cert, key), V2ray()]
     for mode, copts, sopts, transport in modes:
         setups.append(Kaminari(mode, copts, sopts, transport, args.kaminaric, args.kaminaris))
         # The baseline right after the same mode of the build under test: round_order keeps
         # the two together (measure_rates runs them at the same time), so drift on the machine
         # hits both alike.
-        if args.baseline:
+        # A mux mode has no twin: the baseline build (53f1371) has no mux; its ratios are
+        # taken against the baseline's plain mode of the same transport (MUX_BASE).
+        if args.baseline and mode not in MUX_BASE:
             setups.append(Kaminari(mode, copts, sopts, transport,
                                    os.path.join(args.baseline, "kaminaric"),
                                    os.path.join(args.baseline, "kaminaris"), prefix="base"))
@@ -630,6 +634,10 @@ def make_setups(args, workdir, cert, key):
 
 
 PEERS = ["direct", "socat", "stunnel", "v2ray"]
+
+# mux=8 setups: the baseline build's setup their ratios are taken against (same transport,
+# one connection to the server per app connection; not run at the same time as them).
+MUX_BASE = {"ws-mux": "ws-skip", "wss-mux": "wss", "tls-mux": "tls"}
 
 # ---------------------------------------------------------------------------------------------
 # Measurements
@@ -1216,7 +1224,8 @@ def targets_section(stats):
 
 # Issue 10's goals, as ratios to the baseline build (53f1371): conn/s at concurrency 50 at least,
 # unloaded first-byte latency p50 at most. ws means mask=skip (the default).
-BASELINE_GOALS = {"tcp": (2.1, 0.5), "ws-skip": (2.1, 0.4), "tls": (2.2, 0.35)}
+BASELINE_GOALS = {"tcp": (2.1, 0.5), "ws-skip": (2.1, 0.4), "tls": (2.2, 0.35),
+                  "ws-mux": (2.1, 0.4), "tls-mux": (2.2, 0.35)}
 # The ratio columns: key, title, higher is better.
 BASELINE_RATIOS = [("conn_rate_1", "conn/s c=1", True), ("conn_rate", "conn/s c=50", True),
                    ("conn_rate_500", "conn/s c=500", True),
@@ -1231,9 +1240,9 @@ def baseline_ratios(setups, stats, samples):
     names = {s.name for s in setups}
     out = {}
     for s in setups:
-        if s.kind != "kaminari" or f"base-{s.mode}" not in names:
+        b = f"base-{MUX_BASE.get(s.mode, s.mode)}"
+        if s.kind != "kaminari" or b not in names:
             continue
-        b = f"base-{s.mode}"
         row = {}
         for key, _, _ in BASELINE_RATIOS:
             a, c = stats[s.name].get(key), stats[b].get(key)
@@ -1245,7 +1254,7 @@ def baseline_ratios(setups, stats, samples):
                 if key in x and base_by_round.get(x["round"]):
                     per_round.append(x[key] / base_by_round[x["round"]])
             row[key] = {"ratio": a["median"] / c["median"], "per_round": per_round}
-        out[s.mode] = row
+        out[s.mode if s.mode not in MUX_BASE else f"{s.mode} (÷ {b})"] = row
     return out
 
 
@@ -1328,7 +1337,9 @@ def conn_section(setups, stats, na, cfg, ratios, out):
               "instrument's noise). conn/s: higher is better; latency (unloaded, c=1) and CPU "
               "µs/conn (c=50): lower is better; p99 of a few hundred connections on a busy "
               "machine is mostly scheduling noise. Goal: issue 10 (conn/s c=50 at least, p50 at "
-              "most).", "",
+              "most). Rows `X-mux (÷ base-Y)`: kaminari with mux=8 against the baseline "
+              "build's plain mode Y of the same transport (it has no mux), measured in the same "
+              "rounds but not at the same time.", "",
               "| mode | " + " | ".join(t for _, t, _ in BASELINE_RATIOS) + " | goal c=50 / p50 "
               "| met |",
               "|---|" + "---:|" * len(BASELINE_RATIOS) + "---:|:---:|"]
@@ -1342,7 +1353,7 @@ def conn_section(setups, stats, na, cfg, ratios, out):
                 pr = r["per_round"]
                 spread = (f" ({min(pr):.2f}–{max(pr):.2f})" if len(pr) > 1 else "")
                 cells.append(f"{r['ratio']:.2f}×{spread}")
-            goal = BASELINE_GOALS.get(mode)
+            goal = BASELINE_GOALS.get(mode.split(" ")[0])
             met = "–"
             if goal:
                 rc, rl = row.get("conn_rate"), row.get("lat1_p50_ms")

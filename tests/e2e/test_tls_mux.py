@@ -66,6 +66,10 @@ def many_short_and_bulk():
         raise AssertionError(f"a connection carried more than 128 sessions: {by_conn}")
     if "Mux.Cool connection (kaminaric)" not in srv.stderr_text():
         raise AssertionError("kaminaris did not log the Mux.Cool connection")
+    # An app's first bytes that were there when its session opened rode in its New (the
+    # first sessions waited for their TLS connection to open: theirs were there).
+    if not re.search(r"Mux\.Cool session \d+ opened with \d+ bytes", cli.stderr_text()):
+        raise AssertionError("no New carried an app's first bytes")
     print(f"     {total} sessions over {len(by_conn)} TLS connections", flush=True)
 
 

@@ -95,15 +95,28 @@ asio::awaitable<void> mux_connection<Link>::run(buffer_lease buf, std::size_t ha
 template <byte_stream Link>
 asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session(std::uint16_t sid,
                                                                                  tcp_stream app) {
-    std::array<std::uint8_t, codec::mux::max_new_head_size> head{};
-    // v2ray-plugin's client names 127.0.0.1:0 in every New; its server ignores it, as ours does.
-    static constexpr std::array<std::uint8_t, 4> nowhere{127, 0, 0, 1};
-    const std::size_t n = codec::mux::encode_new_head(head, sid, codec::mux::network::tcp, 0,
-                                                      codec::mux::address_type::ipv4, nowhere, 0);
     if (st_->ended || st_->sessions.contains(sid)) {
         app.close();
         co_return nullptr;
     }
+    // The app's first bytes, when they are there already (most apps speak as soon as they
+    // are connected), ride in the New (as v2ray's client does): one frame and one write, and
+    // the server has them when its dial completes. Anything else (none yet, end of stream, an
+    // error) is for the way down to find.
+    constexpr std::size_t room = codec::mux::max_new_head_size;
+    buffer_lease buf = borrow_buffer(mux_buffer_size);
+    const auto body =
+        buf.span().subspan(room, std::min(buf.span().size() - room, codec::mux::max_frame_payload));
+    const io_result first = app.try_read_some(body);
+    const std::size_t got = first.ec ? 0 : first.n;
+    std::array<std::uint8_t, codec::mux::max_new_head_size> head{};
+    // v2ray-plugin's client names 127.0.0.1:0 in every New; its server ignores it, as ours does.
+    static constexpr std::array<std::uint8_t, 4> nowhere{127, 0, 0, 1};
+    const std::size_t n = codec::mux::encode_new_head(head, sid, codec::mux::network::tcp, 0,
+                                                      codec::mux::address_type::ipv4, nowhere,
+                                                      static_cast<std::uint16_t>(got));
+    std::copy_n(head.begin(), n, buf.span().begin() + static_cast<std::ptrdiff_t>(room - n));
+    const auto frame = buf.span().subspan(room - n, n + got);
     // Known before its New goes: the server's answer may follow at once. Counted as running
     // from here, so the connection cannot end (and this object go) while the New is queued.
     ++st_->running;
@@ -111,12 +124,18 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session
     s->target.emplace(std::move(app));
     st_->sessions.emplace(sid, s);
     ++st_->opened;
+    s->down += got;
+    st_->down += got;
     st_->changed.cancel();
-    log::debug("#{} Mux.Cool session {} opened", id_, sid);
+    if (log::enabled(log::level::debug)) {
+        log::debug("#{} Mux.Cool session {} opened{}", id_, sid,
+                   got != 0 ? fmt::format(" with {} bytes", got) : std::string());
+    }
     // The New goes out before any Keep of this session: its way down starts after it.
     error_code ec;
     try {
-        ec = co_await send(std::span(head).first(n));
+        ec = co_await send(frame);
+        buf.release();
     } catch (...) {
         finished(*s, true, nullptr);
         throw;
