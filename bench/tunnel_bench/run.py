@@ -1240,8 +1240,10 @@ def baseline_ratios(setups, stats, samples):
     names = {s.name for s in setups}
     out = {}
     for s in setups:
+        if s.kind != "kaminari":
+            continue
         b = f"base-{MUX_BASE.get(s.mode, s.mode)}"
-        if s.kind != "kaminari" or b not in names:
+        if b not in names:
             continue
         row = {}
         for key, _, _ in BASELINE_RATIOS:
