@@ -1,6 +1,5 @@
 #include "kaminari/options.hpp"
 
-#include <kaminari/codec/mux_cool.hpp>
 #include <kaminari/error.hpp>
 
 #include <fmt/format.h>
@@ -591,15 +590,8 @@ client_options parse_client_options(std::string_view text) {
                 "insecure: contradicts '{}'; drop 'insecure' to verify the server that way",
                 tls.ca.empty() ? "pin=" : "ca="));
         }
-        if (o.mux != 0 && !o.ws) {
-            // Mux.Cool straight over TLS, if the server selects it; offered last, so a server
-            // that does not know it (kaminaris before it, which takes http/1.1 or else the
-            // first protocol) selects another, and kaminaric knows.
-            if (tls.alpn.empty()) {
-                tls.alpn.emplace_back("http/1.1");
-            }
-            tls.alpn.emplace_back(codec::mux::tls_alpn);
-        }
+        // Mux.Cool straight over TLS, on connections whose server selects it (client_context).
+        tls.mux_alpn = o.mux != 0 && !o.ws;
         o.tls = std::move(tls);
     } else {
         map.warn_unused({"sni", "alpn", "0rtt", "insecure", "ca", "pin", "cert", "key"}, "tls",

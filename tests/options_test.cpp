@@ -342,13 +342,16 @@ TEST(ClientOptions, MuxOverTls) {
     auto t = parse_client_options("tls;sni=a;mux=8");
     EXPECT_EQ(t.mux, 8u);
     EXPECT_TRUE(t.warnings.empty());
-    EXPECT_EQ(t.tls->alpn, (std::vector<std::string>{"http/1.1", "kaminari-mux"}));
-    EXPECT_EQ(parse_client_options("tls;sni=a;alpn=h2;mux=8").tls->alpn,
-              (std::vector<std::string>{"h2", "kaminari-mux"}));
-    // Without mux, or over a websocket (wss says Kaminari-Mux in its request), nothing added.
-    EXPECT_TRUE(parse_client_options("tls;sni=a").tls->alpn.empty());
-    EXPECT_TRUE(parse_client_options("ws;host=a;path=/;tls;mux=8").tls->alpn.empty());
-    EXPECT_TRUE(parse_client_options("tls;sni=a;mux=0").tls->alpn.empty());
+    // The mux links offer kaminari-mux (client_context); alpn= stays what was given.
+    EXPECT_TRUE(t.tls->mux_alpn);
+    EXPECT_TRUE(t.tls->alpn.empty());
+    auto h2 = parse_client_options("tls;sni=a;alpn=h2;mux=8");
+    EXPECT_TRUE(h2.tls->mux_alpn);
+    EXPECT_EQ(h2.tls->alpn, (std::vector<std::string>{"h2"}));
+    // Not without mux, nor over a websocket (wss says Kaminari-Mux in its request).
+    EXPECT_FALSE(parse_client_options("tls;sni=a").tls->mux_alpn);
+    EXPECT_FALSE(parse_client_options("ws;host=a;path=/;tls;mux=8").tls->mux_alpn);
+    EXPECT_FALSE(parse_client_options("tls;sni=a;mux=0").tls->mux_alpn);
     // Plain tcp has no way to say it: ignored with a warning.
     auto tcp = parse_client_options("mux=8");
     EXPECT_EQ(tcp.mux, 0u);

@@ -54,6 +54,10 @@ struct tls_client_options {
     /// `cert=<path>`, `key=<path>`: a client certificate, for servers that ask (`client_ca`).
     std::string cert;
     std::string key;
+    /// `tls;mux=<n>` (no ws): the mux links' handshakes offer the ALPN protocol
+    /// codec::mux::tls_alpn after `alpn` (or http/1.1); other connections (UDP associations)
+    /// offer `alpn` alone.
+    bool mux_alpn = false;
 };
 
 /// Server TLS settings (`tls`, `cert=`+`key=` or `servername=`, `ocsp=`).

@@ -587,14 +587,16 @@ private:
         co_return tcp_stream(std::move(socket));
     }
 
-    static asio::awaitable<std::optional<tls_conn>> open_tls(const client_config& cfg) {
+    // `mux`: a mux link's handshake (client_context::make_engine()).
+    static asio::awaitable<std::optional<tls_conn>> open_tls(const client_config& cfg,
+                                                             bool mux = false) {
         auto [ec, socket] = co_await connect_remote(cfg.remote, cfg.opts.common.connect_timeout);
         if (ec) {
             metrics::add(metrics::connect_failed);
             log::debug("pool: connect to {} failed: {}", cfg.remote.to_string(), ec.message());
             co_return std::nullopt;
         }
-        tls_conn up(tcp_stream(std::move(socket)), cfg.tls->make_engine());
+        tls_conn up(tcp_stream(std::move(socket)), cfg.tls->make_engine(mux));
         const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
         if (auto hec = co_await step(up, up.handshake_client({}), deadline)) {
             metrics::add(metrics::tls_failed);
@@ -638,7 +640,7 @@ private:
     // codec::mux::tls_alpn; nullopt when it failed or the server did not (logged).
     static asio::awaitable<std::optional<tls_conn>> open_mux_tls(const client_config& cfg,
                                                                  std::uint64_t id) {
-        auto tls = co_await open_tls(cfg);
+        auto tls = co_await open_tls(cfg, true);
         if (!tls) {
             log::warn("#{} Mux.Cool: no connection to {}", id, cfg.remote.to_string());
             co_return std::nullopt;

@@ -397,6 +397,12 @@ client_context::client_context(const tls_client_options& opts)
             throw startup_error("tls: cannot set the ALPN list: " + take_error().message());
         }
     }
+    if (opts_.mux_alpn) {
+        std::vector<std::string> mux =
+            opts_.alpn.empty() ? std::vector<std::string>{"http/1.1"} : opts_.alpn;
+        mux.emplace_back(codec::mux::tls_alpn);
+        mux_alpn_ = alpn_wire_format(mux);
+    }
 
     // Sessions go to our cache (shared by all worker threads), not OpenSSL's internal one.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -404,9 +410,14 @@ client_context::client_context(const tls_client_options& opts)
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
 }
 
-engine client_context::make_engine() const {
+engine client_context::make_engine(bool mux) const {
     engine e(ctx_.get(), role::client);
     SSL* ssl = e.native_handle();
+    // SSL_set_alpn_protos returns 0 on success.
+    if (mux && !mux_alpn_.empty() &&
+        SSL_set_alpn_protos(ssl, mux_alpn_.data(), static_cast<unsigned>(mux_alpn_.size())) != 0) {
+        throw std::system_error(take_error(), "tls: ALPN");
+    }
     const std::string& name = opts_.sni;
     bool ip = !name.empty() && is_ip_literal(name);
     error_code ec;

@@ -3,7 +3,9 @@ connections to kaminaris (no websocket), which the server takes by selecting the
 kaminari-mux. 200 concurrent short connections and 4 bulk ones byte-exact over few TLS
 connections, half-close both ways, a target that speaks first, a server with `udp` (which
 otherwise reads a marker first), kaminaric without mux still plain, and a server that does not
-take it (kaminaris wss): the app is closed with a line saying so, kaminaric stays up."""
+take it (kaminaris wss): the app is closed with a line saying so, kaminaric stays up. And
+`udp` beside it: a UDP association's own TLS connection does not offer kaminari-mux, so
+kaminaris reads its marker as usual."""
 
 import concurrent.futures
 import os
@@ -15,6 +17,7 @@ from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, Threade
                      wait_port)
 from fault_kit import wait_for
 from pki import NAME, Pki
+from udp_kit import UdpEcho, UdpTunnel, ask
 
 test = Test(deadline=240)
 pki = Pki()
@@ -159,6 +162,29 @@ def server_without_it():
         s2.kill()
 
 
+def udp_beside_mux():
+    udp_echo = UdpEcho()
+    t = UdpTunnel("tls", udp_echo.port, ";mux=8;loglevel=debug")
+    try:
+        for i in range(5):
+            data = os.urandom(100 + i)
+            got = None
+            for _ in range(3):  # a datagram may be dropped while the association opens
+                got = ask(t.local, data, timeout=3.0)
+                if got is not None:
+                    break
+            if got is None:
+                raise AssertionError(f"no reply to datagram {i}\n" + t.logs())
+            assert_same(got, data, f"datagram {i}")
+        # (Its wait_port() probe was a TCP connection, so a Mux.Cool session.)
+        served = t.server.stderr_text().count(" udp association to ")
+        if served < 5 or "; closing" in t.server.stderr_text():
+            raise AssertionError(f"{served} UDP associations served\n" + t.logs())
+    finally:
+        t.close()
+        udp_echo.close()
+
+
 test.check("kaminaric tls;mux=8 -> kaminaris tls: 200 short and 4 bulk (8 MiB) connections",
            many_short_and_bulk)
 test.check("kaminaric tls;mux=8: half-close both ways", half_close_both_ways)
@@ -168,6 +194,8 @@ test.check("kaminaric tls without mux: plain, even for a stream like a New frame
            without_mux_plain)
 test.check("kaminaric tls;mux=8 -> a server that does not take it: app closed, logged",
            server_without_it)
+test.check("kaminaric tls;mux=8;udp: a UDP association goes as one, not as Mux.Cool",
+           udp_beside_mux)
 test.check("kaminaric: SIGTERM exits 0", lambda: cli.stop() == 0 or (_ for _ in ()).throw(
     AssertionError("exit code")))
 srv.kill()

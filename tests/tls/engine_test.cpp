@@ -110,33 +110,43 @@ TEST(Engine, AlpnAnswersFirstOfferedWithoutHttp11) {
 
 TEST(Engine, MuxAlpnSelectedOnlyByAServerThatTakesIt) {
     trust_only(shared_pki().ca_pem);
-    // kaminaric's tls;mux=<n> offers kaminari-mux last.
-    client_context cctx(client_opts("test.example", {"http/1.1", "kaminari-mux"}));
+    // kaminaric's tls;mux=<n>: its mux links offer kaminari-mux last, after http/1.1.
+    auto mux_opts = client_opts("test.example");
+    mux_opts.mux_alpn = true;
+    client_context cctx(mux_opts);
     auto taking = server_opts();
     taking.mux_alpn = true; // kaminaris tls
     server_context sctx(taking);
-    engine c = cctx.make_engine();
+    engine c = cctx.make_engine(true);
     engine s = sctx.make_engine();
     auto r = pump_handshake(c, s);
     ASSERT_FALSE(r.client) << r.client.message();
     EXPECT_EQ(c.alpn(), "kaminari-mux");
     EXPECT_EQ(s.alpn(), "kaminari-mux");
 
+    // Its other connections (UDP associations) do not offer it: no ALPN at all here.
+    engine c1 = cctx.make_engine();
+    engine s1 = sctx.make_engine();
+    ASSERT_FALSE(pump_handshake(c1, s1).client);
+    EXPECT_EQ(c1.alpn(), "");
+
     // A server that does not take it (kaminaris wss, or one from before it) settles on
-    // another protocol, and the client sees that it did.
+    // another protocol, and the client sees that it did: http/1.1, or the first of alpn=.
     server_context other(server_opts());
-    for (auto offered : {std::vector<std::string>{"http/1.1", "kaminari-mux"},
-                         std::vector<std::string>{"h2", "kaminari-mux"}}) {
-        client_context cc(client_opts("test.example", offered));
-        engine c2 = cc.make_engine();
+    for (auto [alpn, want] : {std::pair{std::vector<std::string>{}, "http/1.1"},
+                              std::pair{std::vector<std::string>{"h2"}, "h2"}}) {
+        auto o = client_opts("test.example", alpn);
+        o.mux_alpn = true;
+        client_context cc(o);
+        engine c2 = cc.make_engine(true);
         engine s2 = other.make_engine();
         auto r2 = pump_handshake(c2, s2);
         ASSERT_FALSE(r2.client) << r2.client.message();
-        EXPECT_EQ(c2.alpn(), offered.front());
+        EXPECT_EQ(c2.alpn(), want);
     }
     // Without it offered, a server that takes it answers as before.
     client_context plain(client_opts("test.example", {"h2", "http/1.1"}));
-    engine c3 = plain.make_engine();
+    engine c3 = plain.make_engine(true); // no mux_alpn: nothing added
     engine s3 = sctx.make_engine();
     ASSERT_FALSE(pump_handshake(c3, s3).client);
     EXPECT_EQ(c3.alpn(), "http/1.1");

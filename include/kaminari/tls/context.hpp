@@ -73,9 +73,12 @@ public:
 
     /// A client engine for one new connection: SNI = sni (unless an IP literal), hostname or
     /// IP check against sni (unless insecure), a cached session for resumption if any, early
-    /// data enabled when the options ask for it. Throws std::system_error if OpenSSL cannot
-    /// allocate.
-    engine make_engine() const;
+    /// data enabled when the options ask for it. With `mux` (a mux link, when the options have
+    /// mux_alpn) it offers codec::mux::tls_alpn last, after `alpn=` or http/1.1: a server
+    /// that does not know it (kaminaris before it takes http/1.1, or else the first one)
+    /// selects another, which the caller sees in engine::alpn(). Throws std::system_error if
+    /// OpenSSL cannot allocate.
+    engine make_engine(bool mux = false) const;
 
     SSL_CTX* native_handle() const noexcept { return ctx_.get(); }
     const tls_client_options& options() const noexcept { return opts_; }
@@ -91,6 +94,7 @@ private:
     tls_client_options opts_;
     std::unique_ptr<session_cache> sessions_; // stable address for the callback; outlives ctx_
     std::unique_ptr<pin_policy> pins_;        // for the verify callback (SSL_CTX ex data)
+    std::vector<unsigned char> mux_alpn_;     // wire format of a mux link's ALPN list
     ssl_ctx_ptr ctx_;
 };
 
