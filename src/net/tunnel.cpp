@@ -504,17 +504,18 @@ public:
             contexts_.push_back(&rt.context(i));
             if (cfg.opts.mux != 0 && !cfg.opts.ws) {
                 mux_tls_.push_back(std::make_shared<mux_links<tls_conn>>(
-                    exec, cfg.opts.mux,
-                    [&cfg](std::uint64_t id) { return open_mux_tls(cfg, id); }));
+                    exec, cfg.opts.mux, [&cfg](std::uint64_t id, bool& declined) {
+                        return open_mux_tls(cfg, id, declined);
+                    }));
             } else if (cfg.opts.mux != 0) {
                 if (cfg.tls) {
                     mux_wss_.push_back(std::make_shared<mux_links<ws_stream<tls_conn>>>(
                         exec, cfg.opts.mux,
-                        [&cfg](std::uint64_t id) { return open_ws<tls_conn>(cfg, id); }));
+                        [&cfg](std::uint64_t id, bool&) { return open_ws<tls_conn>(cfg, id); }));
                 } else {
                     mux_ws_.push_back(std::make_shared<mux_links<ws_stream<tcp_stream>>>(
                         exec, cfg.opts.mux,
-                        [&cfg](std::uint64_t id) { return open_ws<tcp_stream>(cfg, id); }));
+                        [&cfg](std::uint64_t id, bool&) { return open_ws<tcp_stream>(cfg, id); }));
                 }
             } else if (cfg.tls) {
                 tls_.push_back(std::make_shared<warm_pool<tls_conn>>(
@@ -637,9 +638,10 @@ private:
     }
 
     // tls;mux=: a TLS connection that carries Mux.Cool itself, once the server has selected
-    // codec::mux::tls_alpn; nullopt when it failed or the server did not (logged).
+    // codec::mux::tls_alpn; nullopt when it failed, or (`declined`) the server did not (both
+    // logged).
     static asio::awaitable<std::optional<tls_conn>> open_mux_tls(const client_config& cfg,
-                                                                 std::uint64_t id) {
+                                                                 std::uint64_t id, bool& declined) {
         auto tls = co_await open_tls(cfg, true);
         if (!tls) {
             log::warn("#{} Mux.Cool: no connection to {}", id, cfg.remote.to_string());
@@ -647,8 +649,9 @@ private:
         }
         if (tls->engine().alpn() != codec::mux::tls_alpn) {
             log::warn("#{} Mux.Cool: {} did not take mux over tls (ALPN {}: it is not a kaminaris "
-                      "that has it); set mux=0 for this server",
-                      id, cfg.remote.to_string(), codec::mux::tls_alpn);
+                      "that has it); app connections go one TLS connection each for {} s",
+                      id, cfg.remote.to_string(), codec::mux::tls_alpn, mux_declined_wait.count());
+            declined = true;
             tls->close();
             co_return std::nullopt;
         }
@@ -691,12 +694,20 @@ asio::awaitable<void> client_unpooled(tcp::socket socket, std::uint64_t id,
     return tcp_tunnel(std::move(socket), id, cfg);
 }
 
-// mux=: the app's connection as a session on a shared websocket.
+// mux=: the app's connection as a session on a shared websocket (or TLS connection). While the
+// server declines Mux.Cool (tls: an older or another server), as without mux.
 template <class Link>
-asio::awaitable<void> client_mux(tcp::socket socket, std::uint64_t id, mux_links<Link>& links) {
+asio::awaitable<void> client_mux(tcp::socket socket, std::uint64_t id, const client_config& cfg,
+                                 mux_links<Link>& links) {
+    if (links.declined()) {
+        co_await client_unpooled(std::move(socket), id, cfg);
+        co_return;
+    }
     log_accepted(id, socket);
-    if (auto r = co_await links.carry(std::move(socket), id)) {
+    if (auto r = co_await links.carry(socket, id)) {
         log_end(id, *r);
+    } else if (links.declined() && socket.is_open()) {
+        co_await client_unpooled(std::move(socket), id, cfg);
     }
 }
 
@@ -759,13 +770,13 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
     if (pools != nullptr) {
         const auto exec = socket.get_executor();
         if (auto* links = pools->mux_ws_here(exec)) {
-            return client_mux(std::move(socket), id, *links);
+            return client_mux(std::move(socket), id, cfg, *links);
         }
         if (auto* links = pools->mux_wss_here(exec)) {
-            return client_mux(std::move(socket), id, *links);
+            return client_mux(std::move(socket), id, cfg, *links);
         }
         if (auto* links = pools->mux_tls_here(exec)) {
-            return client_mux(std::move(socket), id, *links);
+            return client_mux(std::move(socket), id, cfg, *links);
         }
         if (auto* pool = pools->tls_here(exec)) {
             return client_warm(std::move(socket), id, cfg, *pool);

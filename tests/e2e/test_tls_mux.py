@@ -3,7 +3,8 @@ connections to kaminaris (no websocket), which the server takes by selecting the
 kaminari-mux. 200 concurrent short connections and 4 bulk ones byte-exact over few TLS
 connections, half-close both ways, a target that speaks first, a server with `udp` (which
 otherwise reads a marker first), kaminaric without mux still plain, and a server that does not
-take it (kaminaris wss): the app is closed with a line saying so, kaminaric stays up. And
+take it: behind stunnel4 (a TLS server that selects no ALPN) the apps go as without mux, with
+a line saying so; to a kaminaris wss (which wants an upgrade) they fail, kaminaric stays. And
 `udp` beside it: a UDP association's own TLS connection does not offer kaminari-mux, so
 kaminaris reads its marker as usual."""
 
@@ -11,6 +12,7 @@ import concurrent.futures
 import os
 import re
 import socket
+import tempfile
 
 from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget,
                      assert_same, banner_then_echo, exchange, free_port, read_banner_then_echo,
@@ -135,10 +137,53 @@ def without_mux_plain():
         s2.kill()
 
 
-def server_without_it():
-    # kaminaris wss selects http/1.1, not kaminari-mux: the app is closed, with a line that
-    # says why, and kaminaric stays up for the next.
-    s2, p2 = kaminaris(echo.port, f"ws;host={NAME};path=/ws;{SERVER_TLS}")
+def stunnel_server(target_port):
+    """stunnel4 as a TLS server in front of `target_port` (it selects no ALPN protocol)."""
+    d = tempfile.mkdtemp(prefix="kaminari-stunnel-")
+    port = free_port()
+    conf = os.path.join(d, "stunnel.conf")
+    with open(conf, "w") as f:
+        f.write(f"""foreground = yes
+pid = {d}/stunnel.pid
+debug = warning
+[tunnel]
+accept = {HOST}:{port}
+connect = {HOST}:{target_port}
+cert = {cert.cert}
+key = {cert.key}
+""")
+    proc = Proc(["stunnel", conf])
+    wait_port(port, proc=proc)
+    return proc, port
+
+
+def server_without_it_plain():
+    # A TLS server that does not select kaminari-mux: the apps go one TLS connection each, as
+    # without mux, and kaminaric says so once.
+    st, sp = stunnel_server(echo.port)
+    c2, cp2 = kaminaric(sp, f"{CLIENT_TLS};mux=8")
+    try:
+        datas = [os.urandom(2000 + 31 * i) for i in range(20)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda d: exchange(cp2, d, half_close=False, timeout=30),
+                                    datas))
+        for i, (got, want) in enumerate(zip(results, datas)):
+            assert_same(got, want, f"connection {i}")
+        log = c2.stderr_text()
+        if "did not take mux over tls (ALPN kaminari-mux" not in log:
+            raise AssertionError("no line saying the server declined")
+        if "as Mux.Cool session" in log:
+            raise AssertionError("a session went as Mux.Cool to a server that declined it")
+    finally:
+        c2.kill()
+        st.kill()
+
+
+def server_without_it_fails():
+    # kaminaris wss selects http/1.1, not kaminari-mux: the apps go without mux, which a
+    # websocket server refuses as it would tls without mux (its handshake deadline, 1 s here),
+    # and kaminaric says why and stays up for the next.
+    s2, p2 = kaminaris(echo.port, f"ws;host={NAME};path=/ws;{SERVER_TLS};handshake_timeout=1")
     c2, cp2 = kaminaric(p2, f"{CLIENT_TLS};mux=8")
     try:
         for _ in range(2):
@@ -192,8 +237,10 @@ test.check("kaminaric tls;mux=8 -> kaminaris tls;udp: a target that speaks first
            target_speaks_first_and_udp_server)
 test.check("kaminaric tls without mux: plain, even for a stream like a New frame",
            without_mux_plain)
-test.check("kaminaric tls;mux=8 -> a server that does not take it: app closed, logged",
-           server_without_it)
+test.check("kaminaric tls;mux=8 -> stunnel (no ALPN): apps go without mux, logged",
+           server_without_it_plain)
+test.check("kaminaric tls;mux=8 -> kaminaris wss: apps fail, logged, kaminaric stays",
+           server_without_it_fails)
 test.check("kaminaric tls;mux=8;udp: a UDP association goes as one, not as Mux.Cool",
            udp_beside_mux)
 test.check("kaminaric: SIGTERM exits 0", lambda: cli.stop() == 0 or (_ for _ in ()).throw(

@@ -45,12 +45,18 @@ inline constexpr std::chrono::seconds mux_link_idle{16};
 /// How long a websocket that kaminaric closed waits for the server's close before it is cut.
 inline constexpr std::chrono::seconds mux_link_close_wait{10};
 
+/// After a server declined Mux.Cool (tls: it did not select ALPN kaminari-mux), app
+/// connections go without it for this long before the next one asks again.
+inline constexpr std::chrono::seconds mux_declined_wait{60};
+
 /// The websockets of one worker. Every call on that worker's thread.
 template <byte_stream Link>
 class mux_links : public std::enable_shared_from_this<mux_links<Link>> {
 public:
     /// Opens a websocket to the server (connect, TLS, upgrade; failures logged with `id`).
-    using opener = std::function<asio::awaitable<std::optional<Link>>(std::uint64_t)>;
+    /// Sets `declined` (and returns nullopt) when the server said it does not take Mux.Cool.
+    using opener =
+        std::function<asio::awaitable<std::optional<Link>>(std::uint64_t, bool& declined)>;
 
     mux_links(asio::any_io_executor exec, std::size_t per_link, opener open)
         : exec_(std::move(exec))
@@ -58,8 +64,18 @@ public:
         , open_(std::move(open)) {}
 
     /// Carries `app` (connection `id`) as a session until both sides end: its bytes each way
-    /// (a_to_b: from the app), or nullopt when no websocket took it (logged; `app` closed).
-    asio::awaitable<std::optional<relay_result>> carry(asio::ip::tcp::socket app, std::uint64_t id);
+    /// (a_to_b: from the app), or nullopt when no websocket took it (logged). `app` is moved
+    /// from only once a session has it: after nullopt it is still the caller's, to close, or
+    /// to carry without Mux.Cool when declined().
+    asio::awaitable<std::optional<relay_result>> carry(asio::ip::tcp::socket& app,
+                                                       std::uint64_t id);
+
+    /// Whether the server declined Mux.Cool less than mux_declined_wait ago: app connections
+    /// should go without it meanwhile.
+    bool declined() const noexcept {
+        return declined_until_ > std::chrono::steady_clock::time_point{} &&
+               std::chrono::steady_clock::now() < declined_until_;
+    }
 
     /// Closes every websocket (kaminaric is stopping).
     void stop() noexcept {
@@ -109,11 +125,12 @@ private:
     std::size_t per_link_;
     opener open_;
     std::vector<std::shared_ptr<link>> links_;
+    std::chrono::steady_clock::time_point declined_until_{};
     bool stopped_ = false;
 };
 
 template <byte_stream Link>
-asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tcp::socket app,
+asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tcp::socket& app,
                                                                     std::uint64_t id) {
     // Twice at most: a websocket that the server closed before this app's session opened on
     // it (a restart) gives way to another, once.
@@ -132,7 +149,7 @@ asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tc
             co_await open_link(l, id);
             --l->waiting;
             if (l->st != state::open) {
-                co_return std::nullopt; // logged by the opener; `app` closes
+                co_return std::nullopt; // logged by the opener; `app` is still the caller's
             }
         } else if (l->st == state::opening) {
             ++l->waiting;
@@ -178,7 +195,11 @@ asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tc
 template <byte_stream Link>
 asio::awaitable<void> mux_links<Link>::open_link(std::shared_ptr<link> l, std::uint64_t id) {
     try {
-        auto opened = co_await open_(id);
+        bool declined = false;
+        auto opened = co_await open_(id, declined);
+        if (declined) {
+            declined_until_ = std::chrono::steady_clock::now() + mux_declined_wait;
+        }
         if (opened && !stopped_) {
             l->stream.emplace(std::move(*opened));
             l->conn.emplace(*l->stream, l->id);
