@@ -248,6 +248,19 @@ def exchange(port, data, host=HOST, timeout=60.0, half_close=True):
     return bytes(received)
 
 
+def start_stunnel(section):
+    """stunnel4 in the foreground with one service, `section` (its accept/connect/cert lines)."""
+    d = tempfile.mkdtemp(prefix="kaminari-stunnel-")
+    conf = os.path.join(d, "stunnel.conf")
+    with open(conf, "w") as f:
+        f.write(f"""foreground = yes
+pid = {d}/stunnel.pid
+debug = warning
+[tunnel]
+{section}""")
+    return Proc(["stunnel", conf])
+
+
 def read_banner_then_echo(port, banner, data, timeout=10):
     """An app of a server that speaks first: reads `banner` through kaminaric on `port`, then
     sends `data` and reads the echo."""

@@ -5,11 +5,8 @@ the test CA and verification on at both ends:
 (Tunnel always starts a kaminaris; in the first direction it is a plain TCP hop behind
 stunnel, so the TLS on the wire is kaminaric's against stunnel's.)"""
 
-import os
-import tempfile
-
-from harness import (KAMINARIS, EchoServer, Proc, Test, HOST, exchange, stops_cleanly,
-                     wait_port)
+from harness import (KAMINARIS, EchoServer, Proc, Test, HOST, exchange, start_stunnel,
+                     stops_cleanly, wait_port)
 from harness import free_port as free_port_local
 from pki import Pki
 from tunnel_suite import run_suite
@@ -20,15 +17,7 @@ started = []
 
 
 def stunnel(section):
-    d = tempfile.mkdtemp(prefix="kaminari-stunnel-")
-    conf = os.path.join(d, "stunnel.conf")
-    with open(conf, "w") as f:
-        f.write(f"""foreground = yes
-pid = {d}/stunnel.pid
-debug = warning
-[tunnel]
-{section}""")
-    proc = Proc(["stunnel", conf])
+    proc = start_stunnel(section)
     started.append(proc)
     return proc
 

@@ -4,15 +4,16 @@ speaks first, 128 sessions per websocket then a new one, a websocket closed afte
 sessions) and against the real v2ray-plugin server with its default settings (mux on), behind
 ss-local/ss-server through SOCKS: 8 MiB downloads, one and 8 in parallel, ws and tls."""
 
-import concurrent.futures
 import os
 import re
 import socket
 
-from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget,
-                     assert_same, banner_then_echo, exchange, free_port, read_banner_then_echo,
-                     ss_downloads, wait_port)
+from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, assert_same, exchange,
+                     free_port, ss_downloads, wait_port)
 from fault_kit import wait_for
+from mux_kit import (NEW_LIKE, half_close_both_ways, many_short_and_bulk,
+                     sessions_by_connection as websockets_at, start_kaminaric as kaminaric,
+                     start_kaminaris, target_speaks_first)
 from pki import Pki
 
 test = Test(deadline=400)
@@ -20,25 +21,13 @@ WS = "ws;host=example.com;path=/ws"
 
 
 def kaminaris(target_port, opts=WS):
-    port = free_port()
-    proc = Proc([KAMINARIS, f"{HOST}:{port}", f"{HOST}:{target_port}", f"{opts};loglevel=debug"])
-    wait_port(port, proc=proc)
-    return proc, port
+    return start_kaminaris(target_port, opts)
 
 
-def kaminaric(remote_port, opts):
-    port = free_port()
-    proc = Proc([KAMINARIC, f"{HOST}:{port}", f"{HOST}:{remote_port}", f"{opts};loglevel=debug"])
-    wait_port(port, proc=proc)
-    return proc, port
-
-
-def websockets_at(server):
-    """Websocket connections kaminaris served as Mux.Cool, and the sessions on each."""
-    out = {}
-    for conn, _ in re.findall(r"#(\d+) Mux\.Cool session (\d+) opened", server.stderr_text()):
-        out[conn] = out.get(conn, 0) + 1
-    return out
+def ws_pair(target_port):
+    s, p = kaminaris(target_port)
+    c, cp = kaminaric(p, f"{WS};mux=8")
+    return s, c, cp
 
 
 # --- kaminaric mux=8 -> kaminaris ----------------------------------------------------------------
@@ -46,64 +35,6 @@ def websockets_at(server):
 echo = EchoServer()
 srv, srv_port = kaminaris(echo.port)
 cli, cli_port = kaminaric(srv_port, f"{WS};mux=8")
-
-
-def many_short_and_bulk():
-    short = [os.urandom(100 + 37 * i) for i in range(200)]
-    bulk = [os.urandom(8 << 20) for _ in range(4)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
-        futures = [pool.submit(exchange, cli_port, d, timeout=60) for d in bulk + short]
-        results = [f.result() for f in futures]
-    for i, (got, want) in enumerate(zip(results, bulk + short)):
-        assert_same(got, want, f"connection {i}")
-    by_ws = websockets_at(srv)
-    total = sum(by_ws.values())
-    if total < 204 or len(by_ws) > total // 4:
-        raise AssertionError(f"{total} sessions over {len(by_ws)} websockets")
-    if max(by_ws.values()) > 128:
-        raise AssertionError(f"a websocket carried more than 128 sessions: {by_ws}")
-    print(f"     {total} sessions over {len(by_ws)} websockets", flush=True)
-
-
-def half_close_both_ways():
-    # exchange() half-closes after sending and reads the whole echo: the session outlives the
-    # app's End. And a target that answers after its own half-close.
-    data = os.urandom(3 << 20)
-    assert_same(exchange(cli_port, data), data, "echo after the app's half-close")
-    reply = os.urandom(1 << 20)
-
-    def speak_and_close(conn):
-        conn.sendall(reply)
-    target = ThreadedTarget(speak_and_close)
-    s2, p2 = kaminaris(target.port)
-    c2, cp2 = kaminaric(p2, f"{WS};mux=8")
-    try:
-        for _ in range(3):
-            with socket.create_connection((HOST, cp2), timeout=30) as s:
-                got = bytearray()
-                while chunk := s.recv(1 << 16):
-                    got.extend(chunk)
-            assert_same(bytes(got), reply, "reply before the target's close")
-    finally:
-        c2.kill()
-        s2.kill()
-        target.close()
-
-
-def target_speaks_first():
-    banner = b"220 hello from a server that speaks first\r\n"
-    target = ThreadedTarget(banner_then_echo(banner))
-    s2, p2 = kaminaris(target.port)
-    c2, cp2 = kaminaric(p2, f"{WS};mux=8")
-    try:
-        for i in range(3):
-            read_banner_then_echo(cp2, banner, os.urandom(1000 + i))
-        if not websockets_at(s2):
-            raise AssertionError("not served as Mux.Cool")
-    finally:
-        c2.kill()
-        s2.kill()
-        target.close()
 
 
 def retired_after_128():
@@ -176,9 +107,7 @@ def plain_kaminaric_never_checked():
     s2, p2 = kaminaris(echo.port)
     c2, cp2 = kaminaric(p2, WS)
     try:
-        new_head = bytes([0x00, 0x0c, 0x00, 0x01, 0x01, 0x01, 0x01, 0x00, 0x50, 0x01,
-                          127, 0, 0, 1, 0x00, 0x05]) + b"hello"
-        data = new_head + os.urandom(10000)
+        data = NEW_LIKE + os.urandom(10000)
         assert_same(exchange(cp2, data), data, "a New-like plain stream")
         if websockets_at(s2):
             raise AssertionError("kaminaric's plain stream was served as Mux.Cool")
@@ -204,9 +133,11 @@ def bad_remote():
 
 
 test.check("kaminaric mux=8 -> kaminaris: 200 short and 4 bulk (8 MiB) connections at once",
-           many_short_and_bulk)
-test.check("kaminaric mux=8 -> kaminaris: half-close both ways", half_close_both_ways)
-test.check("kaminaric mux=8 -> kaminaris: a target that speaks first", target_speaks_first)
+           lambda: many_short_and_bulk(cli_port, srv, "websockets"))
+test.check("kaminaric mux=8 -> kaminaris: half-close both ways",
+           lambda: half_close_both_ways(cli_port, ws_pair))
+test.check("kaminaric mux=8 -> kaminaris: a target that speaks first",
+           lambda: target_speaks_first(ws_pair))
 test.check("kaminaric mux=1: a websocket carries 128 sessions, then a new one", retired_after_128)
 test.check("kaminaric mux=8: a websocket without sessions for 16 s is closed",
            idle_websocket_closed)

@@ -12,12 +12,12 @@ import concurrent.futures
 import os
 import re
 import socket
-import tempfile
 
-from harness import (HOST, KAMINARIC, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget,
-                     assert_same, banner_then_echo, exchange, free_port, read_banner_then_echo,
+from harness import (HOST, EchoServer, Test, assert_same, exchange, free_port, start_stunnel,
                      wait_port)
 from fault_kit import wait_for
+from mux_kit import (NEW_LIKE, half_close_both_ways, many_short_and_bulk,
+                     start_kaminaric as kaminaric, start_kaminaris, target_speaks_first)
 from pki import NAME, Pki
 from udp_kit import UdpEcho, UdpTunnel, ask
 
@@ -29,25 +29,13 @@ CLIENT_TLS = f"tls;sni={NAME};ca={pki.ca}"
 
 
 def kaminaris(target_port, opts=SERVER_TLS):
-    port = free_port()
-    proc = Proc([KAMINARIS, f"{HOST}:{port}", f"{HOST}:{target_port}", f"{opts};loglevel=debug"])
-    wait_port(port, proc=proc)
-    return proc, port
+    return start_kaminaris(target_port, opts)
 
 
-def kaminaric(remote_port, opts):
-    port = free_port()
-    proc = Proc([KAMINARIC, f"{HOST}:{port}", f"{HOST}:{remote_port}", f"{opts};loglevel=debug"])
-    wait_port(port, proc=proc)
-    return proc, port
-
-
-def sessions_by_connection(server):
-    """kaminaris's Mux.Cool connections, and the sessions opened on each."""
-    out = {}
-    for conn, _ in re.findall(r"#(\d+) Mux\.Cool session (\d+) opened", server.stderr_text()):
-        out[conn] = out.get(conn, 0) + 1
-    return out
+def tls_pair(target_port, server_opts=SERVER_TLS):
+    s, p = kaminaris(target_port, server_opts)
+    c, cp = kaminaric(p, f"{CLIENT_TLS};mux=8")
+    return s, c, cp
 
 
 echo = EchoServer()
@@ -55,70 +43,14 @@ srv, srv_port = kaminaris(echo.port)
 cli, cli_port = kaminaric(srv_port, f"{CLIENT_TLS};mux=8")
 
 
-def many_short_and_bulk():
-    short = [os.urandom(100 + 37 * i) for i in range(200)]
-    bulk = [os.urandom(8 << 20) for _ in range(4)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
-        futures = [pool.submit(exchange, cli_port, d, timeout=60) for d in bulk + short]
-        results = [f.result() for f in futures]
-    for i, (got, want) in enumerate(zip(results, bulk + short)):
-        assert_same(got, want, f"connection {i}")
-    by_conn = sessions_by_connection(srv)
-    total = sum(by_conn.values())
-    if total < 204 or len(by_conn) > total // 4:
-        raise AssertionError(f"{total} sessions over {len(by_conn)} TLS connections")
-    if max(by_conn.values()) > 128:
-        raise AssertionError(f"a connection carried more than 128 sessions: {by_conn}")
+def many_short_and_bulk_tls():
+    many_short_and_bulk(cli_port, srv, "TLS connections")
     if "Mux.Cool connection (kaminaric)" not in srv.stderr_text():
         raise AssertionError("kaminaris did not log the Mux.Cool connection")
     # An app's first bytes that were there when its session opened rode in its New (the
     # first sessions waited for their TLS connection to open: theirs were there).
     if not re.search(r"Mux\.Cool session \d+ opened with \d+ bytes", cli.stderr_text()):
         raise AssertionError("no New carried an app's first bytes")
-    print(f"     {total} sessions over {len(by_conn)} TLS connections", flush=True)
-
-
-def half_close_both_ways():
-    # exchange() half-closes after sending and reads the whole echo; then a target that
-    # answers and closes without reading.
-    data = os.urandom(3 << 20)
-    assert_same(exchange(cli_port, data), data, "echo after the app's half-close")
-    reply = os.urandom(1 << 20)
-
-    def speak_and_close(conn):
-        conn.sendall(reply)
-    target = ThreadedTarget(speak_and_close)
-    s2, p2 = kaminaris(target.port)
-    c2, cp2 = kaminaric(p2, f"{CLIENT_TLS};mux=8")
-    try:
-        for _ in range(3):
-            with socket.create_connection((HOST, cp2), timeout=30) as s:
-                got = bytearray()
-                while chunk := s.recv(1 << 16):
-                    got.extend(chunk)
-            assert_same(bytes(got), reply, "reply before the target's close")
-    finally:
-        c2.kill()
-        s2.kill()
-        target.close()
-
-
-def target_speaks_first_and_udp_server():
-    # A server with udp reads a marker from plain tls connections first; a Mux.Cool one is
-    # told by its ALPN and needs no marker, and its sessions' targets may speak first.
-    banner = b"220 hello from a server that speaks first\r\n"
-    target = ThreadedTarget(banner_then_echo(banner))
-    s2, p2 = kaminaris(target.port, f"{SERVER_TLS};udp")
-    c2, cp2 = kaminaric(p2, f"{CLIENT_TLS};mux=8")
-    try:
-        for i in range(3):
-            read_banner_then_echo(cp2, banner, os.urandom(1000 + i))
-        if not sessions_by_connection(s2):
-            raise AssertionError("not served as Mux.Cool")
-    finally:
-        c2.kill()
-        s2.kill()
-        target.close()
 
 
 def without_mux_plain():
@@ -126,9 +58,7 @@ def without_mux_plain():
     c2, cp2 = kaminaric(p2, CLIENT_TLS)
     try:
         # A stream that starts like a New frame: kaminaris takes Mux.Cool only by ALPN.
-        new_head = bytes([0x00, 0x0c, 0x00, 0x01, 0x01, 0x01, 0x01, 0x00, 0x50, 0x01,
-                          127, 0, 0, 1, 0x00, 0x05]) + b"hello"
-        data = new_head + os.urandom(10000)
+        data = NEW_LIKE + os.urandom(10000)
         assert_same(exchange(cp2, data), data, "a New-like plain stream")
         if "Mux.Cool" in s2.stderr_text() or "Mux.Cool" in c2.stderr_text():
             raise AssertionError("a tls connection without mux went as Mux.Cool")
@@ -139,20 +69,12 @@ def without_mux_plain():
 
 def stunnel_server(target_port):
     """stunnel4 as a TLS server in front of `target_port` (it selects no ALPN protocol)."""
-    d = tempfile.mkdtemp(prefix="kaminari-stunnel-")
     port = free_port()
-    conf = os.path.join(d, "stunnel.conf")
-    with open(conf, "w") as f:
-        f.write(f"""foreground = yes
-pid = {d}/stunnel.pid
-debug = warning
-[tunnel]
-accept = {HOST}:{port}
+    proc = start_stunnel(f"""accept = {HOST}:{port}
 connect = {HOST}:{target_port}
 cert = {cert.cert}
 key = {cert.key}
 """)
-    proc = Proc(["stunnel", conf])
     wait_port(port, proc=proc)
     return proc, port
 
@@ -231,10 +153,13 @@ def udp_beside_mux():
 
 
 test.check("kaminaric tls;mux=8 -> kaminaris tls: 200 short and 4 bulk (8 MiB) connections",
-           many_short_and_bulk)
-test.check("kaminaric tls;mux=8: half-close both ways", half_close_both_ways)
+           many_short_and_bulk_tls)
+test.check("kaminaric tls;mux=8: half-close both ways",
+           lambda: half_close_both_ways(cli_port, tls_pair))
+# A server with udp reads a marker from plain tls connections first; a Mux.Cool one is told by
+# its ALPN and needs no marker, and its sessions' targets may speak first.
 test.check("kaminaric tls;mux=8 -> kaminaris tls;udp: a target that speaks first",
-           target_speaks_first_and_udp_server)
+           lambda: target_speaks_first(lambda port: tls_pair(port, f"{SERVER_TLS};udp")))
 test.check("kaminaric tls without mux: plain, even for a stream like a New frame",
            without_mux_plain)
 test.check("kaminaric tls;mux=8 -> stunnel (no ALPN): apps go without mux, logged",
