@@ -54,8 +54,10 @@ class SServer:
         self.wait_for("ACCEPT")
 
     def text(self):
-        self.out.seek(0)
-        return self.out.read().decode(errors="replace")
+        # pread, as Proc.stderr_text(): s_server writes through the same file description, so
+        # a seek would move its offset and it would write over the start of its own output.
+        fd = self.out.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def wait_for(self, what, timeout=10):
         end = time.monotonic() + timeout
