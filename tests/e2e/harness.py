@@ -30,11 +30,22 @@ def _kill_all():
 atexit.register(_kill_all)
 
 
+_handed_out = set()
+
+
 def free_port(host=HOST):
+    """A port nothing listens on now, and that this process was not given before: the kernel
+    may hand out the same free port twice in a row, and a test that picks a server's and a
+    client's port before starting either would then start both on one (seen in CI)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            break
+    _handed_out.add(port)
+    return port
 
 
 def addr(host, port):
