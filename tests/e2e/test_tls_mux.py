@@ -6,12 +6,16 @@ otherwise reads a marker first), kaminaric without mux still plain, and a server
 take it: behind stunnel4 (a TLS server that selects no ALPN) the apps go as without mux, with
 a line saying so; to a kaminaris wss (which wants an upgrade) they fail, kaminaric stays. And
 `udp` beside it: a UDP association's own TLS connection does not offer kaminari-mux, so
-kaminaris reads its marker as usual."""
+kaminaris reads its marker as usual. And a Mux.Cool client that keeps sending while it reads
+nothing: kaminaris keeps reading it (its answers never wait for the way out) and drops it once
+they pile up, while the other clients go on."""
 
 import concurrent.futures
 import os
 import re
 import socket
+import ssl
+import time
 
 from harness import (HOST, EchoServer, Test, assert_same, exchange, free_port, start_stunnel,
                      wait_port)
@@ -152,6 +156,42 @@ def udp_beside_mux():
         udp_echo.close()
 
 
+def flood_without_reading():
+    # Keep frames (1 byte each) for a session that does not exist: kaminaris answers each with
+    # End. A client that reads none of the answers fills the TCP buffers, then kaminaris's
+    # outbox; it must go on reading (not wait to write, which would hold this client's writes
+    # up for good, and a peer doing the same in turn) and drop the client past the limit.
+    frame = bytes([0x00, 0x04, 0x00, 0x4d, 0x02, 0x01, 0x00, 0x01]) + b"x"
+    chunk = frame * 7000
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    ctx.set_alpn_protocols(["kaminari-mux"])
+    raw = socket.create_connection((HOST, srv_port), timeout=10)
+    sent = 0
+    try:
+        with ctx.wrap_socket(raw, server_hostname=NAME) as s:
+            if s.selected_alpn_protocol() != "kaminari-mux":
+                raise AssertionError(f"ALPN {s.selected_alpn_protocol()!r}")
+            s.settimeout(20)
+            start = time.monotonic()
+            while True:
+                try:
+                    s.sendall(chunk)
+                except TimeoutError:
+                    raise AssertionError(f"kaminaris stopped reading after {sent} bytes")
+                except OSError:
+                    break  # dropped (reset, broken pipe, or TLS's view of either)
+                sent += len(chunk)
+                if sent > 512 * 1024 * 1024 or time.monotonic() - start > 120:
+                    raise AssertionError(f"still not dropped after {sent} bytes")
+    finally:
+        raw.close()
+    wait_for(lambda: "of answers wait for a client that reads none of them" in srv.stderr_text(),
+             5.0, "kaminaris's line")
+    # The other clients of that kaminaris go on.
+    data = os.urandom(100000)
+    assert_same(exchange(cli_port, data), data, "a kaminaric session after the flood")
+
+
 test.check("kaminaric tls;mux=8 -> kaminaris tls: 200 short and 4 bulk (8 MiB) connections",
            many_short_and_bulk_tls)
 test.check("kaminaric tls;mux=8: half-close both ways",
@@ -168,6 +208,8 @@ test.check("kaminaric tls;mux=8 -> kaminaris wss: apps fail, logged, kaminaric s
            server_without_it_fails)
 test.check("kaminaric tls;mux=8;udp: a UDP association goes as one, not as Mux.Cool",
            udp_beside_mux)
+test.check("kaminaris tls: a Mux.Cool client that sends but never reads is dropped",
+           flood_without_reading)
 test.check("kaminaric: SIGTERM exits 0", lambda: cli.stop() == 0 or (_ for _ in ()).throw(
     AssertionError("exit code")))
 srv.kill()

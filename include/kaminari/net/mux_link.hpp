@@ -22,10 +22,12 @@
 // takes them, at most mux_session_queue_limit per session and mux_connection_queue_limit per
 // connection. Mux.Cool has no flow control: when a queue is full the websocket is not read
 // until it drains, so one slow stream holds up the other sessions of its connection (v2ray
-// does the same, with 512 KiB per session). Reads from the streams take turns writing to the
-// websocket (one writer, first come first served), each with one mux_buffer_size buffer
-// borrowed only for its read and write, so the connection's way out holds one buffer at a
-// time.
+// does the same, with 512 KiB per session). Each read from a stream borrows one mux_buffer_size
+// buffer for its read and its frame. One coroutine writes to the websocket at a time; frames
+// sent meanwhile are copied to the connection's outbox, and that writer writes them all at once
+// after its own (so the buffers go back at once). A session's way down waits while the outbox
+// holds mux_outbox_limit or more. The reader never waits for the way out: its answers go to the
+// outbox (or start a writer), so two peers that both stop reading cannot hold each other up.
 
 #include <kaminari/cli.hpp>
 #include <kaminari/codec/mux_cool.hpp>
@@ -57,35 +59,19 @@ inline constexpr std::size_t mux_session_queue_limit = 256 * 1024;
 /// Bytes queued for all the targets of one connection before the websocket stops being read.
 inline constexpr std::size_t mux_connection_queue_limit = 1024 * 1024;
 
+/// Frames waiting for the websocket while another is being written: a session's way down that
+/// finds this many waits for the writer to take them before it reads its target again.
+inline constexpr std::size_t mux_outbox_limit = 256 * 1024;
+
+/// The reader's answers (End for a session it cannot take) never wait for the websocket; a
+/// client that keeps sending while it reads none of them past this is dropped.
+inline constexpr std::size_t mux_outbox_hard_limit = 1024 * 1024;
+
 /// The buffer a read from the websocket or from a target borrows (a frame carries at most
 /// 64 KiB - 8 bytes of a target's data).
 inline constexpr std::size_t mux_buffer_size = 64 * 1024;
 
 namespace detail {
-
-// One writer at a time on the websocket, first come first served.
-class mux_gate {
-public:
-    explicit mux_gate(asio::any_io_executor exec)
-        : exec_(std::move(exec)) {}
-
-    // Completes holding the gate (true); false only if the wait was cancelled from outside.
-    asio::awaitable<bool> acquire();
-
-    // Hands the gate to the longest waiter, or frees it.
-    void release() noexcept;
-
-private:
-    struct waiter {
-        explicit waiter(const asio::any_io_executor& exec)
-            : timer(exec, asio::steady_timer::time_point::max()) {}
-        asio::steady_timer timer; // cancelled by release() to wake the waiter
-        bool granted = false;
-    };
-    asio::any_io_executor exec_;
-    std::deque<std::shared_ptr<waiter>> waiters_;
-    bool busy_ = false;
-};
 
 // One session: its target and the client's bytes waiting for it.
 struct mux_session {
@@ -117,7 +103,7 @@ struct mux_session {
 // all of them whatever order they are destroyed in (the io_context's destruction included).
 struct mux_state {
     explicit mux_state(const asio::any_io_executor& exec)
-        : gate(exec)
+        : flushed(exec, asio::steady_timer::time_point::max())
         , reader_wake(exec, asio::steady_timer::time_point::max())
         , all_done(exec, asio::steady_timer::time_point::max())
         , changed(exec, asio::steady_timer::time_point::max()) {}
@@ -133,12 +119,18 @@ struct mux_state {
     void abort_all() noexcept;
 
     std::unordered_map<std::uint16_t, std::shared_ptr<mux_session>> sessions;
-    mux_gate gate;
+    // The way out: one coroutine writes at a time (`writing`); frames sent meanwhile wait in
+    // `outbox`, in order, and that writer writes them all in one go once its own write is
+    // done, so sessions active together share writes (and segments, and the peer's wake-ups).
+    std::vector<std::uint8_t> outbox;
+    bool writing = false;
+    asio::steady_timer flushed; // cancelled when the writer takes the outbox, or stops
+    std::size_t flush_waiters = 0;
     asio::steady_timer reader_wake; // the reader waits on it for queue room
     asio::steady_timer all_done;    // the connection waits on it for its sessions to finish
     asio::steady_timer changed;     // cancelled when a session opens or closes, or at the end
     std::size_t queued = 0;         // sum of the sessions' `queued`
-    std::size_t running = 0;        // session coroutines not yet finished
+    std::size_t running = 0;        // session (and outbox writer) coroutines not yet finished
     std::uint64_t opened = 0;
     std::uint64_t refused = 0;
     std::uint64_t up = 0;
@@ -197,6 +189,12 @@ private:
     asio::awaitable<void> deliver(std::span<const std::uint8_t> data);
     asio::awaitable<error_code> write_locked(std::span<std::uint8_t> frame);
     asio::awaitable<error_code> send(std::span<std::uint8_t> frame);
+    asio::awaitable<error_code> flush_outbox();
+    void writer_done() noexcept;
+    void wake_flushed() noexcept;
+    asio::awaitable<void> outbox_room();
+    bool post(std::span<const std::uint8_t> frame);
+    bool post_end(std::uint16_t sid, bool failed);
     asio::awaitable<bool> send_end(std::uint16_t sid, bool failed);
     std::shared_ptr<mux_session> open(std::uint16_t sid);
     asio::awaitable<void> up(std::shared_ptr<mux_session> s);

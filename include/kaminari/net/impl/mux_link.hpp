@@ -136,6 +136,7 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session
     try {
         ec = co_await send(frame);
         buf.release();
+        co_await outbox_room();
     } catch (...) {
         finished(*s, true, nullptr);
         throw;
@@ -161,21 +162,26 @@ asio::awaitable<void> mux_connection<Link>::changed() {
 
 template <byte_stream Link>
 asio::awaitable<void> mux_connection<Link>::shutdown() {
-    if (!co_await st_->gate.acquire()) {
+    // After what is being written and queued: the writer writes the outbox before it stops.
+    while (st_->writing && !st_->ended) {
+        ++st_->flush_waiters;
+        co_await st_->flushed.async_wait(use_tuple);
+        --st_->flush_waiters;
+    }
+    if (st_->ended) {
         co_return;
     }
+    st_->writing = true;
     try {
-        if (!st_->ended) {
-            if (auto ec = co_await link_.shutdown_send()) {
-                log::debug("#{} Mux.Cool: closing: {}", id_, ec.message());
-                link_.close();
-            }
+        if (auto ec = co_await link_.shutdown_send()) {
+            log::debug("#{} Mux.Cool: closing: {}", id_, ec.message());
+            link_.close();
         }
     } catch (...) {
-        st_->gate.release();
+        writer_done();
         throw;
     }
-    st_->gate.release();
+    writer_done();
 }
 
 template <byte_stream Link>
@@ -200,7 +206,7 @@ asio::awaitable<bool> mux_connection<Link>::on_frame(const codec::mux::frame_met
                 udp_logged_ = true;
                 log::info("#{} Mux.Cool: refusing UDP session {}: only TCP is relayed", id_, m.id);
             }
-            co_return co_await send_end(m.id, true);
+            co_return post_end(m.id, true);
         }
         if (st_->sessions.size() >= mux_max_sessions) {
             if (st_->refused++ == 0) {
@@ -208,14 +214,14 @@ asio::awaitable<bool> mux_connection<Link>::on_frame(const codec::mux::frame_met
                           "until some end",
                           id_, st_->sessions.size(), m.id);
             }
-            co_return co_await send_end(m.id, true);
+            co_return post_end(m.id, true);
         }
         current_ = open(m.id);
         co_return true;
     case status::keep:
         if (it == st_->sessions.end()) {
             // v2ray: "notify remote peer to close this session", and drop the data.
-            co_return !m.has_data() || co_await send_end(m.id, false);
+            co_return !m.has_data() || post_end(m.id, false);
         }
         current_ = it->second;
         co_return true;
@@ -276,18 +282,113 @@ asio::awaitable<error_code> mux_connection<Link>::write_locked(std::span<std::ui
 
 template <byte_stream Link>
 asio::awaitable<error_code> mux_connection<Link>::send(std::span<std::uint8_t> frame) {
-    if (!co_await st_->gate.acquire()) {
+    if (st_->ended) {
         co_return asio::error::operation_aborted;
     }
+    if (st_->writing) {
+        // The writer writes it, after what came before it; a failure ends the connection.
+        st_->outbox.insert(st_->outbox.end(), frame.begin(), frame.end());
+        co_return error_code{};
+    }
+    st_->writing = true;
     error_code ec;
     try {
         ec = co_await write_locked(frame);
+        if (!ec) {
+            ec = co_await flush_outbox();
+        }
     } catch (...) {
-        st_->gate.release();
+        writer_done();
         throw;
     }
-    st_->gate.release();
+    writer_done();
     co_return ec;
+}
+
+// Writes what was queued while this writer wrote, and what is queued meanwhile, until the
+// outbox stays empty.
+template <byte_stream Link>
+asio::awaitable<error_code> mux_connection<Link>::flush_outbox() {
+    std::vector<std::uint8_t> batch;
+    while (!st_->outbox.empty()) {
+        batch.clear();
+        batch.swap(st_->outbox);
+        wake_flushed(); // room in the outbox again
+        if (auto ec = co_await write_locked(batch)) {
+            co_return ec;
+        }
+    }
+    co_return error_code{};
+}
+
+template <byte_stream Link>
+void mux_connection<Link>::writer_done() noexcept {
+    st_->writing = false;
+    // Nobody writes them now: only a failed (ended) connection leaves frames behind.
+    std::vector<std::uint8_t>().swap(st_->outbox);
+    wake_flushed();
+}
+
+template <byte_stream Link>
+void mux_connection<Link>::wake_flushed() noexcept {
+    if (st_->flush_waiters != 0) {
+        st_->flushed.cancel();
+    }
+}
+
+// A way down waits here, with no buffer, while the outbox is full.
+template <byte_stream Link>
+asio::awaitable<void> mux_connection<Link>::outbox_room() {
+    while (!st_->ended && st_->outbox.size() >= mux_outbox_limit) {
+        ++st_->flush_waiters;
+        co_await st_->flushed.async_wait(use_tuple);
+        --st_->flush_waiters;
+    }
+}
+
+// The reader's frames: queued, or written by a writer of their own, never waited for.
+template <byte_stream Link>
+bool mux_connection<Link>::post(std::span<const std::uint8_t> frame) {
+    if (st_->ended) {
+        return false;
+    }
+    if (st_->outbox.size() + frame.size() > mux_outbox_hard_limit) {
+        log::info("#{} Mux.Cool: {} bytes of answers wait for a client that reads none of them; "
+                  "closing",
+                  id_, st_->outbox.size());
+        st_->ended = true;
+        link_.close();
+        st_->reader_wake.cancel();
+        wake_flushed();
+        return false;
+    }
+    st_->outbox.insert(st_->outbox.end(), frame.begin(), frame.end());
+    if (!st_->writing) {
+        st_->writing = true;
+        ++st_->running; // run() waits for it, so this object outlives it
+        asio::co_spawn(link_.get_executor(), flush_outbox(),
+                       [this, st = st_](std::exception_ptr e, error_code) {
+                           (void)st; // the state outlives the writer
+                           if (e) {
+                               log::error("#{} Mux.Cool: writing to the client failed", id_);
+                               st_->ended = true;
+                               link_.close();
+                               st_->reader_wake.cancel();
+                           }
+                           writer_done();
+                           if (--st_->running == 0) {
+                               st_->all_done.cancel();
+                           }
+                       });
+    }
+    return true;
+}
+
+template <byte_stream Link>
+bool mux_connection<Link>::post_end(std::uint16_t sid, bool failed) {
+    std::array<std::uint8_t, codec::mux::end_frame_size> frame{};
+    codec::mux::encode_end(frame, sid, failed);
+    return post(frame);
 }
 
 template <byte_stream Link>
@@ -421,26 +522,16 @@ asio::awaitable<void> mux_connection<Link>::up(std::shared_ptr<mux_session> s) {
 template <byte_stream Link>
 asio::awaitable<void> mux_connection<Link>::down(std::shared_ptr<mux_session> s) {
     for (;;) {
-        // Wait without a buffer; take the gate, then a buffer, for one read and its frame.
+        // Wait without a buffer; take one for a read and its frame.
         auto [wec] =
             co_await s->target->socket().async_wait(asio::socket_base::wait_read, use_tuple);
         if (s->aborted || st_->ended) {
             co_return;
         }
-        if (!co_await st_->gate.acquire()) {
+        if (!co_await down_step(*s, wec)) {
             co_return;
         }
-        bool more = false;
-        try {
-            more = co_await down_step(*s, wec);
-        } catch (...) {
-            st_->gate.release();
-            throw;
-        }
-        st_->gate.release();
-        if (!more) {
-            co_return;
-        }
+        co_await outbox_room();
     }
 }
 
@@ -464,7 +555,7 @@ asio::awaitable<bool> mux_connection<Link>::down_step(mux_session& s, error_code
     }
     if (got.ec == asio::error::eof) {
         codec::mux::encode_end(end, s.id, false);
-        (void)co_await write_locked(end);
+        (void)co_await send(end);
         co_return false;
     }
     if (got.ec) {
@@ -476,7 +567,7 @@ asio::awaitable<bool> mux_connection<Link>::down_step(mux_session& s, error_code
             s.wake.cancel();
         }
         codec::mux::encode_end(end, s.id, true);
-        (void)co_await write_locked(end);
+        (void)co_await send(end);
         co_return false;
     }
     s.down += got.n;
@@ -484,7 +575,7 @@ asio::awaitable<bool> mux_connection<Link>::down_step(mux_session& s, error_code
     const auto frame = buf.span().first(codec::mux::keep_head_size + got.n);
     codec::mux::encode_keep_head(frame.first<codec::mux::keep_head_size>(), s.id,
                                  static_cast<std::uint16_t>(got.n));
-    co_return !co_await write_locked(frame);
+    co_return !co_await send(frame);
 }
 
 } // namespace kaminari::net::detail
