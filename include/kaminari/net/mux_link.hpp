@@ -24,8 +24,8 @@
 // until it drains, so one slow stream holds up the other sessions of its connection (v2ray
 // does the same, with 512 KiB per session). Each read from a stream borrows one mux_buffer_size
 // buffer for its read and its frame. One coroutine writes to the websocket at a time; frames
-// sent meanwhile are copied to the connection's outbox, and that writer writes them all at once
-// after its own (so the buffers go back at once). A session's way down waits while the outbox
+// sent meanwhile are copied to the connection's outbox (so their buffers go back at once), and
+// a writer of their own writes them all in one go. A session's way down waits while the outbox
 // holds mux_outbox_limit or more. The reader never waits for the way out: its answers go to the
 // outbox (or start a writer), so two peers that both stop reading cannot hold each other up.
 
@@ -120,8 +120,8 @@ struct mux_state {
 
     std::unordered_map<std::uint16_t, std::shared_ptr<mux_session>> sessions;
     // The way out: one coroutine writes at a time (`writing`); frames sent meanwhile wait in
-    // `outbox`, in order, and that writer writes them all in one go once its own write is
-    // done, so sessions active together share writes (and segments, and the peer's wake-ups).
+    // `outbox`, in order, and a writer of their own then writes them all in one go, so
+    // sessions active together share writes (and segments, and the peer's wake-ups).
     std::vector<std::uint8_t> outbox;
     bool writing = false;
     asio::steady_timer flushed; // cancelled when the writer takes the outbox, or stops
@@ -190,6 +190,7 @@ private:
     asio::awaitable<error_code> write_locked(std::span<std::uint8_t> frame);
     asio::awaitable<error_code> send(std::span<std::uint8_t> frame);
     asio::awaitable<error_code> flush_outbox();
+    void start_flusher();
     void writer_done() noexcept;
     void wake_flushed() noexcept;
     asio::awaitable<void> outbox_room();

@@ -99,6 +99,17 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session
         app.close();
         co_return nullptr;
     }
+    // Counted as running from here, so the connection cannot end (and this object go) while
+    // this waits for room in the outbox (see down()) or its New is queued.
+    ++st_->running;
+    co_await outbox_room();
+    if (st_->ended) {
+        app.close();
+        if (--st_->running == 0) {
+            st_->all_done.cancel();
+        }
+        co_return nullptr;
+    }
     // The app's first bytes, when they are there already (most apps speak as soon as they
     // are connected), ride in the New (as v2ray's client does): one frame and one write, and
     // the server has them when its dial completes. Anything else (none yet, end of stream, an
@@ -117,9 +128,7 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session
                                                       static_cast<std::uint16_t>(got));
     std::copy_n(head.begin(), n, buf.span().begin() + static_cast<std::ptrdiff_t>(room - n));
     const auto frame = buf.span().subspan(room - n, n + got);
-    // Known before its New goes: the server's answer may follow at once. Counted as running
-    // from here, so the connection cannot end (and this object go) while the New is queued.
-    ++st_->running;
+    // Known before its New goes: the server's answer may follow at once.
     auto s = std::make_shared<mux_session>(link_.get_executor(), sid);
     s->target.emplace(std::move(app));
     st_->sessions.emplace(sid, s);
@@ -136,7 +145,6 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session
     try {
         ec = co_await send(frame);
         buf.release();
-        co_await outbox_room();
     } catch (...) {
         finished(*s, true, nullptr);
         throw;
@@ -294,19 +302,21 @@ asio::awaitable<error_code> mux_connection<Link>::send(std::span<std::uint8_t> f
     error_code ec;
     try {
         ec = co_await write_locked(frame);
-        if (!ec) {
-            ec = co_await flush_outbox();
-        }
     } catch (...) {
         writer_done();
         throw;
+    }
+    if (!ec && !st_->ended && !st_->outbox.empty()) {
+        // What others queued meanwhile goes with a writer of its own: this session goes back
+        // to its own stream rather than write for the others as long as they keep sending.
+        start_flusher();
+        co_return ec;
     }
     writer_done();
     co_return ec;
 }
 
-// Writes what was queued while this writer wrote, and what is queued meanwhile, until the
-// outbox stays empty.
+// Writes the outbox, and what is queued meanwhile, until it stays empty.
 template <byte_stream Link>
 asio::awaitable<error_code> mux_connection<Link>::flush_outbox() {
     std::vector<std::uint8_t> batch;
@@ -365,23 +375,29 @@ bool mux_connection<Link>::post(std::span<const std::uint8_t> frame) {
     st_->outbox.insert(st_->outbox.end(), frame.begin(), frame.end());
     if (!st_->writing) {
         st_->writing = true;
-        ++st_->running; // run() waits for it, so this object outlives it
-        asio::co_spawn(link_.get_executor(), flush_outbox(),
-                       [this, st = st_](std::exception_ptr e, error_code) {
-                           (void)st; // the state outlives the writer
-                           if (e) {
-                               log::error("#{} Mux.Cool: writing to the client failed", id_);
-                               st_->ended = true;
-                               link_.close();
-                               st_->reader_wake.cancel();
-                           }
-                           writer_done();
-                           if (--st_->running == 0) {
-                               st_->all_done.cancel();
-                           }
-                       });
+        start_flusher();
     }
     return true;
+}
+
+// A writer that writes the outbox until it stays empty; `writing` is set, and is its.
+template <byte_stream Link>
+void mux_connection<Link>::start_flusher() {
+    ++st_->running; // run() waits for it, so this object outlives it
+    asio::co_spawn(link_.get_executor(), flush_outbox(),
+                   [this, st = st_](std::exception_ptr e, error_code) {
+                       (void)st; // the state outlives the writer
+                       if (e) {
+                           log::error("#{} Mux.Cool: writing to the client failed", id_);
+                           st_->ended = true;
+                           link_.close();
+                           st_->reader_wake.cancel();
+                       }
+                       writer_done();
+                       if (--st_->running == 0) {
+                           st_->all_done.cancel();
+                       }
+                   });
 }
 
 template <byte_stream Link>
@@ -528,10 +544,12 @@ asio::awaitable<void> mux_connection<Link>::down(std::shared_ptr<mux_session> s)
         if (s->aborted || st_->ended) {
             co_return;
         }
+        // No read while the outbox is full: with room, the read and its frame's place in the
+        // outbox follow without a wait, so the outbox stays under its limit plus one frame.
+        co_await outbox_room();
         if (!co_await down_step(*s, wec)) {
             co_return;
         }
-        co_await outbox_room();
     }
 }
 
