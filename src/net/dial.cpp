@@ -9,6 +9,7 @@
 #include <boost/asio/this_coro.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <netinet/in.h>
@@ -23,14 +24,31 @@ namespace {
 
 using tcp = asio::ip::tcp;
 
+error_code last_error() noexcept {
+    return {errno, boost::system::system_category()};
+}
+
+// Whether a connect that said EINPROGRESS has completed already. To an address on this host it
+// has: the loopback handshake runs inside connect() itself.
+bool established(int fd) noexcept {
+    ::tcp_info info{};
+    socklen_t len = sizeof info;
+    return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+           info.tcpi_state == TCP_ESTABLISHED;
+}
+
 // One attempt at `ep` on a fresh socket, tuned before the SYN leaves. With `fast_open` the
 // kernel defers the connect to the first write, whose bytes then ride in the SYN (when it holds
 // a cookie for the server; otherwise this is an ordinary connect that asks for one). In VPN
 // mode (protect_path() set) the socket is protected before its connect, within
-// protect_timeout and what is left before `deadline`.
+// protect_timeout and what is left before the deadline. `arm()` starts the deadline; it is
+// called only before something that waits, so a connect that completes at once (a target on
+// this host) costs no timer, no wait for writability and no EPOLLOUT registration (which asio's
+// async_connect leaves on the socket, so that each later wait for reading reports a spurious
+// writable event too).
+template <class Arm>
 asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint& ep,
-                                        bool fast_open,
-                                        std::chrono::steady_clock::time_point deadline) {
+                                        bool fast_open, Arm& arm) {
     error_code ec;
     socket.open(ep.protocol(), ec);
     if (ec == asio::error::no_descriptors && release_spare_pipes() != 0) {
@@ -46,6 +64,7 @@ asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint
                            sizeof on);
     }
     if (const std::string* path = protect_path()) {
+        const auto deadline = arm();
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
         const auto limit = std::clamp(left, std::chrono::milliseconds(0), protect_timeout);
@@ -56,8 +75,32 @@ asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint
                 : pec;
         }
     }
-    auto [cec] = co_await socket.async_connect(ep, use_tuple);
-    co_return cec;
+    // What async_connect does, without its wait when there is nothing to wait for.
+    socket.native_non_blocking(true, ec);
+    if (ec) {
+        co_return ec;
+    }
+    const int fd = socket.native_handle();
+    if (::connect(fd, ep.data(), static_cast<socklen_t>(ep.size())) == 0) {
+        co_return error_code{}; // (with fast open: deferred to the first write)
+    }
+    if (errno != EINPROGRESS && errno != EINTR) {
+        co_return last_error();
+    }
+    if (established(fd)) {
+        co_return error_code{};
+    }
+    arm();
+    auto [wec] = co_await socket.async_wait(tcp::socket::wait_write, use_tuple);
+    if (wec) {
+        co_return wec;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        co_return last_error();
+    }
+    co_return error_code(err, boost::system::system_category());
 }
 
 } // namespace
@@ -75,21 +118,30 @@ connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options op
         bool done = false;
         bool expired = false;
     };
-    auto state = std::make_shared<deadline_state>();
+    std::shared_ptr<deadline_state> state; // set once armed
     asio::steady_timer timer(exec, limit);
-    timer.async_wait([state, &socket, &resolver](const error_code& ec) {
-        if (ec || state->done) {
-            return;
+    // Started before the first wait (a connect that completes at once has none).
+    auto arm = [&] {
+        if (!state) {
+            state = std::make_shared<deadline_state>();
+            timer.async_wait([state = state, &socket, &resolver](const error_code& ec) {
+                if (ec || state->done) {
+                    return;
+                }
+                state->expired = true;
+                resolver.cancel();
+                error_code ignored;
+                socket.close(ignored);
+            });
         }
-        state->expired = true;
-        resolver.cancel();
-        error_code ignored;
-        socket.close(ignored);
-    });
+        return timer.expiry();
+    };
     const auto finish = [&](error_code ec) {
-        state->done = true;
-        timer.cancel();
-        if (state->expired) {
+        if (state) {
+            state->done = true;
+            timer.cancel();
+        }
+        if (state && state->expired) {
             ec = asio::error::timed_out;
         }
         if (ec) {
@@ -103,10 +155,10 @@ connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options op
     const auto literal = asio::ip::make_address(remote.host, ec);
     if (!ec) {
         // An address literal needs no resolver thread.
-        ec = co_await connect_one(socket, tcp::endpoint(literal, remote.port), opts.fast_open,
-                                  timer.expiry());
+        ec = co_await connect_one(socket, tcp::endpoint(literal, remote.port), opts.fast_open, arm);
         co_return finish(ec);
     }
+    arm();
     auto [rec, results] = co_await resolver.async_resolve(
         remote.host, std::to_string(remote.port), tcp::resolver::numeric_service, use_tuple);
     if (rec || state->expired) {
@@ -114,7 +166,7 @@ connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options op
     }
     ec = asio::error::host_not_found;
     for (const auto& r : results) {
-        ec = co_await connect_one(socket, r.endpoint(), opts.fast_open, timer.expiry());
+        ec = co_await connect_one(socket, r.endpoint(), opts.fast_open, arm);
         // A protect failure is not the address's: the next one would fail the same way.
         if (!ec || state->expired || ec.category() == protect_category()) {
             break;
