@@ -131,10 +131,12 @@ splice_relay_state::~splice_relay_state() {
 
 void splice_relay_state::start() {
     error_code ec;
-    // splice() must never block the worker: the sockets themselves go non-blocking.
-    dirs_[0].from->non_blocking(true, ec);
-    if (!ec) {
-        dirs_[1].from->non_blocking(true, ec);
+    // splice() must never block the worker: the sockets themselves go non-blocking (one that
+    // asio has made so already, a connected one, needs no second ioctl).
+    for (auto& d : dirs_) {
+        if (!ec && !d.from->native_non_blocking()) {
+            d.from->native_non_blocking(true, ec);
+        }
     }
     if (ec) {
         cancel();
@@ -149,8 +151,15 @@ void splice_relay_state::start() {
         return;
     }
     // An idle direction waits without a pipe; once data flows, splice is tried first and the
-    // reactor is asked only when the socket runs dry.
-    wait(dirs_[0], tcp::socket::wait_read);
+    // reactor is asked only when the socket runs dry. The first socket's first bytes are
+    // usually there already (the accepted side: its peer spoke while the remote was being
+    // dialed), so they are tried for at once: one splice instead of a wait for readability
+    // and a trip through the reactor. Nothing there: the pipe goes back to the spares.
+    pump(dirs_[0]);
+    if (!dirs_[0].done && dirs_[0].in_pipe == 0 && dirs_[0].pipe[0] >= 0 &&
+        dirs_[0].result.bytes == 0) {
+        close_pipe(dirs_[0].pipe, true);
+    }
     wait(dirs_[1], tcp::socket::wait_read);
     if (idle_limit_.count() > 0) {
         watchdog_.emplace(dirs_[0].from->get_executor());

@@ -98,6 +98,70 @@ TEST(Splice, EmptyPipesAreKeptForTheThreadsNextConnections) {
     EXPECT_EQ(spare_pipe_count(), 0u);
 }
 
+TEST(Splice, BytesAndEndThereBeforeTheRelayStartsGoThrough) {
+    // The first socket's bytes are tried for as the relay starts, before any wait: here they
+    // and their end of stream are all there by then, so that first try moves them and ends
+    // the direction, and the target's answer still comes back.
+    release_spare_pipes();
+    asio::io_context ctx;
+    auto front = connected_pair(ctx);
+    auto back = connected_pair(ctx);
+    tcp::socket& app = front.first;
+    tcp::socket& a = front.second;
+    tcp::socket& b = back.first;
+    tcp::socket& target = back.second;
+    const std::string up(100000, 'e');
+    asio::write(app, asio::buffer(up));
+    app.shutdown(tcp::socket::shutdown_send);
+    while (a.available() < up.size()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    bool done = false;
+    relay_result result;
+    async_splice_relay(a, b, std::chrono::milliseconds(0), [&](relay_result r) {
+        result = r;
+        done = true;
+    });
+    EXPECT_FALSE(done); // never from inside the call
+    std::string got_up;
+    std::thread peer([&] {
+        got_up = read_to_end(target);
+        asio::write(target, asio::buffer(std::string("answer")));
+        target.shutdown(tcp::socket::shutdown_send);
+    });
+    std::string got_down;
+    std::thread reader([&] { got_down = read_to_end(app); });
+    ctx.run();
+    peer.join();
+    reader.join();
+    EXPECT_TRUE(done);
+    EXPECT_EQ(got_up, up);
+    EXPECT_EQ(got_down, "answer");
+    EXPECT_EQ(result.a_to_b.bytes, up.size());
+    EXPECT_EQ(result.b_to_a.bytes, 6u);
+    EXPECT_FALSE(result.a_to_b.ec);
+    EXPECT_FALSE(result.b_to_a.ec);
+}
+
+TEST(Splice, NothingThereAtTheStartHoldsNoPipe) {
+    // The first try finds nothing: its pipe goes back to the spares while the relay waits.
+    release_spare_pipes();
+    asio::io_context ctx;
+    auto front = connected_pair(ctx);
+    auto back = connected_pair(ctx);
+    bool done = false;
+    async_splice_relay(front.second, back.first, std::chrono::milliseconds(0),
+                       [&](relay_result) { done = true; });
+    EXPECT_EQ(spare_pipe_count(), 1u);
+    ctx.run_for(std::chrono::milliseconds(20));
+    EXPECT_FALSE(done);
+    EXPECT_EQ(spare_pipe_count(), 1u);
+    front.first.shutdown(tcp::socket::shutdown_send);
+    back.second.shutdown(tcp::socket::shutdown_send);
+    ctx.run_for(std::chrono::seconds(5));
+    EXPECT_TRUE(done);
+}
+
 TEST(Splice, TheThreadKeepsAtMostSixteenSparePipes) {
     release_spare_pipes();
     // 20 relays alive at once, each with data both ways: 40 pipes in use, then given back;
