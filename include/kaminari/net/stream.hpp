@@ -14,10 +14,13 @@
 #include <boost/system/error_code.hpp>
 
 #include <array>
+#include <cerrno>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 namespace kaminari {
 namespace asio = boost::asio;
@@ -90,16 +93,22 @@ public:
 
     /// Reads what has already arrived, without waiting: asio::error::would_block when nothing
     /// has, asio::error::eof at the end of the stream.
+    /// (MSG_DONTWAIT: the socket's own mode is left alone, so this costs no FIONBIO.)
     io_result try_read_some(std::span<std::uint8_t> buf) noexcept {
-        error_code ec;
-        if (!socket_.non_blocking()) {
-            socket_.non_blocking(true, ec);
-            if (ec) {
-                return {ec, 0};
-            }
+        if (buf.empty()) {
+            return {};
         }
-        const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
-        return {ec, n};
+        const ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n > 0) {
+            return {{}, static_cast<std::size_t>(n)};
+        }
+        if (n == 0) {
+            return {asio::error::eof, 0};
+        }
+        if (errno == EINTR) {
+            return {asio::error::would_block, 0};
+        }
+        return {error_code(errno, boost::system::system_category()), 0};
     }
 
     asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf) {
