@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from fault_kit import SelectEcho, fd_count, raise_own_nofile, rss_kib, wait_for
+from fault_kit import SelectEcho, raise_own_nofile, rss_kib, wait_for
 from harness import HOST, Test, Tunnel
 
 SANITIZED = bool(os.environ.get("KAMINARI_SANITIZED"))

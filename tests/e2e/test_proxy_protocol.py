@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from harness import HOST, Test
+from harness import Test
 from udp_kit import SANITIZED, UdpEcho, UdpTunnel, ask
 
 ASSOCS = 200 if SANITIZED else 500
