@@ -95,9 +95,13 @@ asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint
     if (wec) {
         co_return wec;
     }
+    if (!socket.is_open()) {
+        // The deadline closed it after the wait completed (the caller reports timed_out).
+        co_return asio::error::operation_aborted;
+    }
     int err = 0;
     socklen_t len = sizeof err;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
         co_return last_error();
     }
     co_return error_code(err, boost::system::system_category());

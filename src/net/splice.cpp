@@ -155,10 +155,15 @@ void splice_relay_state::start() {
     // usually there already (the accepted side: its peer spoke while the remote was being
     // dialed), so they are tried for at once: one splice instead of a wait for readability
     // and a trip through the reactor. Nothing there: the pipe goes back to the spares.
-    pump(dirs_[0]);
-    if (!dirs_[0].done && dirs_[0].in_pipe == 0 && dirs_[0].pipe[0] >= 0 &&
-        dirs_[0].result.bytes == 0) {
-        close_pipe(dirs_[0].pipe, true);
+    // Without a pipe to be had (out of descriptors), it waits as before, without one.
+    if (open_pipe(dirs_[0].pipe)) {
+        wait(dirs_[0], tcp::socket::wait_read);
+    } else {
+        pump(dirs_[0]);
+        if (!dirs_[0].done && dirs_[0].in_pipe == 0 && dirs_[0].pipe[0] >= 0 &&
+            dirs_[0].result.bytes == 0) {
+            close_pipe(dirs_[0].pipe, true);
+        }
     }
     wait(dirs_[1], tcp::socket::wait_read);
     if (idle_limit_.count() > 0) {

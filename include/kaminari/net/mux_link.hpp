@@ -135,7 +135,8 @@ struct mux_state {
     std::uint64_t refused = 0;
     std::uint64_t up = 0;
     std::uint64_t down = 0;
-    bool ended = false; // nothing more is written to the websocket
+    bool ended = false;   // nothing more is written to the websocket
+    bool closing = false; // shutdown() is closing it: sessions neither open nor send
 };
 
 // Where a session without a stream of its own connects (kaminaris: the remote).

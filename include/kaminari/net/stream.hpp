@@ -98,17 +98,18 @@ public:
         if (buf.empty()) {
             return {};
         }
-        const ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
-        if (n > 0) {
-            return {{}, static_cast<std::size_t>(n)};
+        for (;;) {
+            const ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+            if (n > 0) {
+                return {{}, static_cast<std::size_t>(n)};
+            }
+            if (n == 0) {
+                return {asio::error::eof, 0};
+            }
+            if (errno != EINTR) {
+                return {error_code(errno, boost::system::system_category()), 0};
+            }
         }
-        if (n == 0) {
-            return {asio::error::eof, 0};
-        }
-        if (errno == EINTR) {
-            return {asio::error::would_block, 0};
-        }
-        return {error_code(errno, boost::system::system_category()), 0};
     }
 
     asio::awaitable<io_result> read_some(std::span<std::uint8_t> buf) {

@@ -99,52 +99,51 @@ asio::awaitable<std::shared_ptr<mux_session>> mux_connection<Link>::open_session
         app.close();
         co_return nullptr;
     }
-    // Counted as running from here, so the connection cannot end (and this object go) while
-    // this waits for room in the outbox (see down()) or its New is queued.
-    ++st_->running;
-    co_await outbox_room();
-    if (st_->ended) {
-        app.close();
-        if (--st_->running == 0) {
-            st_->all_done.cancel();
-        }
-        co_return nullptr;
-    }
-    // The app's first bytes, when they are there already (most apps speak as soon as they
-    // are connected), ride in the New (as v2ray's client does): one frame and one write, and
-    // the server has them when its dial completes. Anything else (none yet, end of stream, an
-    // error) is for the way down to find.
-    constexpr std::size_t room = codec::mux::max_new_head_size;
-    buffer_lease buf = borrow_buffer(mux_buffer_size);
-    const auto body =
-        buf.span().subspan(room, std::min(buf.span().size() - room, codec::mux::max_frame_payload));
-    const io_result first = app.try_read_some(body);
-    const std::size_t got = first.ec ? 0 : first.n;
-    std::array<std::uint8_t, codec::mux::max_new_head_size> head{};
-    // v2ray-plugin's client names 127.0.0.1:0 in every New; its server ignores it, as ours does.
-    static constexpr std::array<std::uint8_t, 4> nowhere{127, 0, 0, 1};
-    const std::size_t n = codec::mux::encode_new_head(head, sid, codec::mux::network::tcp, 0,
-                                                      codec::mux::address_type::ipv4, nowhere,
-                                                      static_cast<std::uint16_t>(got));
-    std::copy_n(head.begin(), n, buf.span().begin() + static_cast<std::ptrdiff_t>(room - n));
-    const auto frame = buf.span().subspan(room - n, n + got);
-    // Known before its New goes: the server's answer may follow at once.
+    // Registered (and counted as running, so the connection cannot end and this object go)
+    // before anything suspends: kaminaric's count of a link's sessions holds while this waits
+    // for room in the outbox (see down()) and while its New is queued. The server's answer may
+    // follow the New at once.
     auto s = std::make_shared<mux_session>(link_.get_executor(), sid);
     s->target.emplace(std::move(app));
-    st_->sessions.emplace(sid, s);
-    ++st_->opened;
-    s->down += got;
-    st_->down += got;
-    st_->changed.cancel();
-    if (log::enabled(log::level::debug)) {
-        log::debug("#{} Mux.Cool session {} opened{}", id_, sid,
-                   got != 0 ? fmt::format(" with {} bytes", got) : std::string());
-    }
-    // The New goes out before any Keep of this session: its way down starts after it.
+    ++st_->running;
     error_code ec;
     try {
+        st_->sessions.emplace(sid, s);
+        ++st_->opened;
+        st_->changed.cancel();
+        co_await outbox_room();
+        if (st_->ended || st_->closing || s->aborted) {
+            s->target->close();
+            finished(*s, true, nullptr); // as if its way up had run
+            co_return nullptr;
+        }
+        // The app's first bytes, when they are there already (most apps speak as soon as they
+        // are connected), ride in the New (as v2ray's client does): one frame and one write,
+        // and the server has them when its dial completes. Anything else (none yet, end of
+        // stream, an error) is for the way down to find.
+        constexpr std::size_t room = codec::mux::max_new_head_size;
+        buffer_lease buf = borrow_buffer(mux_buffer_size);
+        const auto body = buf.span().subspan(
+            room, std::min(buf.span().size() - room, codec::mux::max_frame_payload));
+        const io_result first = s->target->try_read_some(body);
+        const std::size_t got = first.ec ? 0 : first.n;
+        std::array<std::uint8_t, codec::mux::max_new_head_size> head{};
+        // v2ray-plugin's client names 127.0.0.1:0 in every New; its server ignores it, as ours
+        // does.
+        static constexpr std::array<std::uint8_t, 4> nowhere{127, 0, 0, 1};
+        const std::size_t n = codec::mux::encode_new_head(head, sid, codec::mux::network::tcp, 0,
+                                                          codec::mux::address_type::ipv4, nowhere,
+                                                          static_cast<std::uint16_t>(got));
+        std::copy_n(head.begin(), n, buf.span().begin() + static_cast<std::ptrdiff_t>(room - n));
+        const auto frame = buf.span().subspan(room - n, n + got);
+        s->down += got;
+        st_->down += got;
+        if (log::enabled(log::level::debug)) {
+            log::debug("#{} Mux.Cool session {} opened{}", id_, sid,
+                       got != 0 ? fmt::format(" with {} bytes", got) : std::string());
+        }
+        // The New goes out before any Keep of this session: its way down starts after it.
         ec = co_await send(frame);
-        buf.release();
     } catch (...) {
         finished(*s, true, nullptr);
         throw;
@@ -176,9 +175,10 @@ asio::awaitable<void> mux_connection<Link>::shutdown() {
         co_await st_->flushed.async_wait(use_tuple);
         --st_->flush_waiters;
     }
-    if (st_->ended) {
+    if (st_->ended || st_->closing) {
         co_return;
     }
+    st_->closing = true; // nothing is queued behind the close, or sent after it
     st_->writing = true;
     try {
         if (auto ec = co_await link_.shutdown_send()) {
@@ -290,7 +290,7 @@ asio::awaitable<error_code> mux_connection<Link>::write_locked(std::span<std::ui
 
 template <byte_stream Link>
 asio::awaitable<error_code> mux_connection<Link>::send(std::span<std::uint8_t> frame) {
-    if (st_->ended) {
+    if (st_->ended || st_->closing) {
         co_return asio::error::operation_aborted;
     }
     if (st_->writing) {
@@ -361,6 +361,9 @@ template <byte_stream Link>
 bool mux_connection<Link>::post(std::span<const std::uint8_t> frame) {
     if (st_->ended) {
         return false;
+    }
+    if (st_->closing) {
+        return true; // nothing goes after the close, and the connection is ending anyway
     }
     if (st_->outbox.size() + frame.size() > mux_outbox_hard_limit) {
         log::info("#{} Mux.Cool: {} bytes of answers wait for a client that reads none of them; "
