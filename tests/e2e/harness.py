@@ -272,6 +272,19 @@ debug = warning
     return Proc(["stunnel", conf])
 
 
+def start_stunnel_server(target_port, cert, key):
+    """stunnel4 as a TLS server (certificate `cert`, key `key`) on a free port in front of
+    `target_port`, ready; returns (proc, port)."""
+    port = free_port()
+    proc = start_stunnel(f"""accept = {HOST}:{port}
+connect = {HOST}:{target_port}
+cert = {cert}
+key = {key}
+""")
+    wait_port(port, proc=proc)
+    return proc, port
+
+
 def read_banner_then_echo(port, banner, data, timeout=10):
     """An app of a server that speaks first: reads `banner` through kaminaric on `port`, then
     sends `data` and reads the echo."""

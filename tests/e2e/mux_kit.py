@@ -68,7 +68,14 @@ def half_close_both_ways(client_port, start_pair):
     (kaminaris, kaminaric, kaminaric's port)."""
     data = os.urandom(3 << 20)
     assert_same(exchange(client_port, data), data, "echo after the app's half-close")
-    reply = os.urandom(1 << 20)
+    reply_before_target_close(start_pair, 1 << 20)
+
+
+def reply_before_target_close(start_pair, size):
+    """A target that sends `size` bytes and closes without reading, behind a pair that
+    `start_pair(target_port)` starts and returns as (server, client, client's port): three apps
+    each read the whole reply, then end of stream."""
+    reply = os.urandom(size)
 
     def speak_and_close(conn):
         conn.sendall(reply)

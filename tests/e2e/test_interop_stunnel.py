@@ -6,7 +6,7 @@ the test CA and verification on at both ends:
 stunnel, so the TLS on the wire is kaminaric's against stunnel's.)"""
 
 from harness import (KAMINARIS, EchoServer, Proc, Test, HOST, exchange, start_stunnel,
-                     stops_cleanly, wait_port)
+                     start_stunnel_server, stops_cleanly, wait_port)
 from harness import free_port as free_port_local
 from pki import Pki
 from tunnel_suite import run_suite
@@ -26,13 +26,8 @@ for kind in ("ecdsa", "rsa"):
     c = pki.server(kind)
 
     def stunnel_server(kaminaris_port, c=c):
-        port = free_port_local()
-        proc = stunnel(f"""accept = {HOST}:{port}
-connect = {HOST}:{kaminaris_port}
-cert = {c.cert}
-key = {c.key}
-""")
-        wait_port(port, proc=proc)
+        proc, port = start_stunnel_server(kaminaris_port, c.cert, c.key)
+        started.append(proc)
         return port
 
     def stunnel_client(listen_port, remote_port):

@@ -19,6 +19,7 @@ from harness import (HOST, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, as
                      banner_then_echo, exchange, free_port, read_banner_then_echo,
                      ss_downloads, wait_port)
 from fault_kit import wait_for
+from mux_kit import reply_before_target_close
 from pki import Pki
 
 test = Test(deadline=500)
@@ -120,24 +121,11 @@ def real_client_suite(name, client_opts, server_opts=WS, env_note=""):
                 target.close()
 
         def target_closes_first():
-            reply = os.urandom(2 << 20)
-
-            def speak_and_close(conn):
-                conn.sendall(reply)
-            target = ThreadedTarget(speak_and_close)
-            srv, sport = kaminaris(target.port, server_opts)
-            cli, cport = v2ray_client(sport, client_opts)
-            try:
-                for _ in range(3):
-                    with socket.create_connection((HOST, cport), timeout=30) as s:
-                        got = bytearray()
-                        while chunk := s.recv(1 << 16):
-                            got.extend(chunk)
-                    assert_same(bytes(got), reply, "reply before the target's close")
-            finally:
-                cli.kill()
-                srv.kill()
-                target.close()
+            def start_pair(target_port):
+                srv, sport = kaminaris(target_port, server_opts)
+                cli, cport = v2ray_client(sport, client_opts)
+                return srv, cli, cport
+            reply_before_target_close(start_pair, 2 << 20)
 
         def target_speaks_first():
             banner = b"220 hello from a server that speaks first\r\n"

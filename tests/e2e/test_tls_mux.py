@@ -17,8 +17,7 @@ import socket
 import ssl
 import time
 
-from harness import (HOST, EchoServer, Test, assert_same, exchange, free_port, start_stunnel,
-                     wait_port)
+from harness import HOST, EchoServer, Test, assert_same, exchange, start_stunnel_server
 from fault_kit import wait_for
 from mux_kit import (NEW_LIKE, half_close_both_ways, many_short_and_bulk,
                      start_kaminaric as kaminaric, start_kaminaris, target_speaks_first)
@@ -71,22 +70,10 @@ def without_mux_plain():
         s2.kill()
 
 
-def stunnel_server(target_port):
-    """stunnel4 as a TLS server in front of `target_port` (it selects no ALPN protocol)."""
-    port = free_port()
-    proc = start_stunnel(f"""accept = {HOST}:{port}
-connect = {HOST}:{target_port}
-cert = {cert.cert}
-key = {cert.key}
-""")
-    wait_port(port, proc=proc)
-    return proc, port
-
-
 def server_without_it_plain():
     # A TLS server that does not select kaminari-mux: the apps go one TLS connection each, as
     # without mux, and kaminaric says so once.
-    st, sp = stunnel_server(echo.port)
+    st, sp = start_stunnel_server(echo.port, cert.cert, cert.key)
     c2, cp2 = kaminaric(sp, f"{CLIENT_TLS};mux=8")
     try:
         datas = [os.urandom(2000 + 31 * i) for i in range(20)]

@@ -42,8 +42,10 @@ std::string read_to_end(tcp::socket& s) {
 }
 
 // app <-> [a =splice= b] <-> target: the app sends `up` and half-closes, the target reads to
-// the end, answers `down` and half-closes, the app reads to the end.
-void exchange_through_splice(const std::string& up, const std::string& down) {
+// the end, answers `down` and half-closes, the app reads to the end. With `before_start`, all
+// of `up` and its end of stream are waiting at `a` before the relay starts.
+void exchange_through_splice(const std::string& up, const std::string& down,
+                             bool before_start = false) {
     asio::io_context ctx;
     // Named sockets, not structured bindings: clang 14 cannot capture those in a lambda.
     auto front = connected_pair(ctx);
@@ -52,16 +54,30 @@ void exchange_through_splice(const std::string& up, const std::string& down) {
     tcp::socket& a = front.second;
     tcp::socket& b = back.first;
     tcp::socket& target = back.second;
+    const auto send_up = [&] {
+        asio::write(app, asio::buffer(up));
+        app.shutdown(tcp::socket::shutdown_send);
+    };
+    if (before_start) {
+        send_up();
+        while (a.available() < up.size()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
     bool done = false;
     relay_result result;
     async_splice_relay(a, b, std::chrono::milliseconds(0), [&](relay_result r) {
         result = r;
         done = true;
     });
+    if (before_start) {
+        EXPECT_FALSE(done); // never from inside the call
+    }
     // The relay runs on this thread; the app and the target block on threads of their own.
     std::thread writer([&] {
-        asio::write(app, asio::buffer(up));
-        app.shutdown(tcp::socket::shutdown_send);
+        if (!before_start) {
+            send_up();
+        }
     });
     std::string got_up;
     std::thread peer([&] {
@@ -103,44 +119,7 @@ TEST(Splice, BytesAndEndThereBeforeTheRelayStartsGoThrough) {
     // and their end of stream are all there by then, so that first try moves them and ends
     // the direction, and the target's answer still comes back.
     release_spare_pipes();
-    asio::io_context ctx;
-    auto front = connected_pair(ctx);
-    auto back = connected_pair(ctx);
-    tcp::socket& app = front.first;
-    tcp::socket& a = front.second;
-    tcp::socket& b = back.first;
-    tcp::socket& target = back.second;
-    const std::string up(100000, 'e');
-    asio::write(app, asio::buffer(up));
-    app.shutdown(tcp::socket::shutdown_send);
-    while (a.available() < up.size()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    bool done = false;
-    relay_result result;
-    async_splice_relay(a, b, std::chrono::milliseconds(0), [&](relay_result r) {
-        result = r;
-        done = true;
-    });
-    EXPECT_FALSE(done); // never from inside the call
-    std::string got_up;
-    std::thread peer([&] {
-        got_up = read_to_end(target);
-        asio::write(target, asio::buffer(std::string("answer")));
-        target.shutdown(tcp::socket::shutdown_send);
-    });
-    std::string got_down;
-    std::thread reader([&] { got_down = read_to_end(app); });
-    ctx.run();
-    peer.join();
-    reader.join();
-    EXPECT_TRUE(done);
-    EXPECT_EQ(got_up, up);
-    EXPECT_EQ(got_down, "answer");
-    EXPECT_EQ(result.a_to_b.bytes, up.size());
-    EXPECT_EQ(result.b_to_a.bytes, 6u);
-    EXPECT_FALSE(result.a_to_b.ec);
-    EXPECT_FALSE(result.b_to_a.ec);
+    exchange_through_splice(std::string(100000, 'e'), "answer", true);
 }
 
 TEST(Splice, NothingThereAtTheStartHoldsNoPipe) {

@@ -193,6 +193,7 @@ private:
     asio::awaitable<error_code> flush_outbox();
     void start_flusher();
     void writer_done() noexcept;
+    void fail() noexcept;
     void wake_flushed() noexcept;
     asio::awaitable<void> outbox_room();
     bool post(std::span<const std::uint8_t> frame);

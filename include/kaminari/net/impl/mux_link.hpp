@@ -281,11 +281,19 @@ asio::awaitable<error_code> mux_connection<Link>::write_locked(std::span<std::ui
     auto [ec, n] = co_await link_.write(std::span<const std::uint8_t>{}, frame);
     if (ec && !st_->ended) {
         log::debug("#{} Mux.Cool: writing to the client failed: {}", id_, ec.message());
-        st_->ended = true;
-        link_.close();             // the reader's read fails, and the connection ends
-        st_->reader_wake.cancel(); // or its wait for queue room
+        fail();
     }
     co_return ec;
+}
+
+// Nothing more is written; the reader's read fails (or its wait for queue room ends), and the
+// connection ends.
+template <byte_stream Link>
+void mux_connection<Link>::fail() noexcept {
+    st_->ended = true;
+    link_.close();
+    st_->reader_wake.cancel();
+    wake_flushed();
 }
 
 template <byte_stream Link>
@@ -369,10 +377,7 @@ bool mux_connection<Link>::post(std::span<const std::uint8_t> frame) {
         log::info("#{} Mux.Cool: {} bytes of answers wait for a client that reads none of them; "
                   "closing",
                   id_, st_->outbox.size());
-        st_->ended = true;
-        link_.close();
-        st_->reader_wake.cancel();
-        wake_flushed();
+        fail();
         return false;
     }
     st_->outbox.insert(st_->outbox.end(), frame.begin(), frame.end());
@@ -392,9 +397,7 @@ void mux_connection<Link>::start_flusher() {
                        (void)st; // the state outlives the writer
                        if (e) {
                            log::error("#{} Mux.Cool: writing to the client failed", id_);
-                           st_->ended = true;
-                           link_.close();
-                           st_->reader_wake.cancel();
+                           fail();
                        }
                        writer_done();
                        if (--st_->running == 0) {
