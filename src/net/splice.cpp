@@ -150,20 +150,15 @@ void splice_relay_state::start() {
                    [w = waiter(this, posted_id)]() mutable { w(error_code{}); });
         return;
     }
-    // An idle direction waits without a pipe; once data flows, splice is tried first and the
-    // reactor is asked only when the socket runs dry. The first socket's first bytes are
-    // usually there already (the accepted side: its peer spoke while the remote was being
-    // dialed), so they are tried for at once: one splice instead of a wait for readability
-    // and a trip through the reactor. Nothing there: the pipe goes back to the spares.
-    // Without a pipe to be had (out of descriptors), it waits as before, without one.
+    // A direction holds a pipe only while it moves bytes (see pump()). The first socket's
+    // first bytes are usually there already (the accepted side: its peer spoke while the
+    // remote was being dialed), so they are tried for at once: one splice instead of a wait
+    // for readability and a trip through the reactor. Without a pipe to be had (out of
+    // descriptors), it waits as before.
     if (open_pipe(dirs_[0].pipe)) {
         wait(dirs_[0], tcp::socket::wait_read);
     } else {
         pump(dirs_[0]);
-        if (!dirs_[0].done && dirs_[0].in_pipe == 0 && dirs_[0].pipe[0] >= 0 &&
-            dirs_[0].result.bytes == 0) {
-            close_pipe(dirs_[0].pipe, true);
-        }
     }
     wait(dirs_[1], tcp::socket::wait_read);
     if (idle_limit_.count() > 0) {
@@ -212,8 +207,12 @@ void splice_relay_state::abandon() noexcept {
     }
 }
 
-// Moves what `d.from` has through the pipe until the socket runs dry (then waits for it to be
-// readable) or `d.to` is full (then waits for it to be writable).
+// Moves what `d.from` has through the pipe until the socket runs dry (then gives the empty
+// pipe back to the thread's spares and waits for it to be readable) or `d.to` is full (then
+// waits for it to be writable, holding the pipe and the bytes in it). So a pipe is held only
+// while bytes are on their way: a quiet connection holds its two sockets and nothing else,
+// and a worker's connections share the few pipes busy at any one time instead of creating
+// and closing two each.
 void splice_relay_state::pump(direction& d) {
     if (d.pipe[0] < 0) {
         if (auto ec = open_pipe(d.pipe)) {
@@ -241,6 +240,7 @@ void splice_relay_state::pump(direction& d) {
                                    splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
+                close_pipe(d.pipe, true);
                 wait(d, tcp::socket::wait_read);
                 return;
             }

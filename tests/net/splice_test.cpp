@@ -3,11 +3,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <utility>
@@ -141,55 +143,127 @@ TEST(Splice, NothingThereAtTheStartHoldsNoPipe) {
     EXPECT_TRUE(done);
 }
 
-TEST(Splice, TheThreadKeepsAtMostSixteenSparePipes) {
-    release_spare_pipes();
-    // 20 relays alive at once, each with data both ways: 40 pipes in use, then given back;
-    // the thread keeps 16 and closes the rest.
-    asio::io_context ctx;
-    constexpr int count = 20;
-    std::vector<tcp::socket> apps, targets, inner;
-    inner.reserve(2 * count);
-    int done = 0;
-    for (int i = 0; i < count; ++i) {
-        auto [app, a] = connected_pair(ctx);
-        auto [b, target] = connected_pair(ctx);
-        inner.push_back(std::move(a));
-        inner.push_back(std::move(b));
-        apps.push_back(std::move(app));
-        targets.push_back(std::move(target));
+// Pipe ends this process has open (a relay's pipes and the thread's spares).
+std::size_t open_pipe_ends() {
+    std::size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        const auto target = std::filesystem::read_symlink(e.path(), ec);
+        if (!ec && target.string().rfind("pipe:[", 0) == 0) {
+            ++n;
+        }
     }
-    for (int i = 0; i < count; ++i) {
-        async_splice_relay(inner[2 * i], inner[2 * i + 1], std::chrono::milliseconds(0),
-                           [&](relay_result) { ++done; });
-        asio::write(apps[i], asio::buffer(std::string("ping")));
-        asio::write(targets[i], asio::buffer(std::string("pong")));
-    }
-    // Every direction takes a pipe for its bytes and keeps it while its stream goes on.
-    auto all_through = [&] {
+    return n;
+}
+
+// `count` relays app <-> [inner a =splice= inner b] <-> target on one io_context.
+struct relays {
+    explicit relays(int count) {
+        inner.reserve(2 * static_cast<std::size_t>(count));
         for (int i = 0; i < count; ++i) {
-            if (targets[i].available() < 4 || apps[i].available() < 4) {
+            auto [app, a] = connected_pair(ctx);
+            auto [b, target] = connected_pair(ctx);
+            inner.push_back(std::move(a));
+            inner.push_back(std::move(b));
+            apps.push_back(std::move(app));
+            targets.push_back(std::move(target));
+        }
+    }
+    void start() {
+        for (std::size_t i = 0; i < apps.size(); ++i) {
+            async_splice_relay(inner[2 * i], inner[2 * i + 1], std::chrono::milliseconds(0),
+                               [this](relay_result) { ++done; });
+        }
+    }
+    // Runs the io_context until `ready()` or 5 s.
+    template <class Pred>
+    bool run_until(Pred ready) {
+        for (int k = 0; k < 500 && !ready(); ++k) {
+            ctx.run_for(std::chrono::milliseconds(10));
+        }
+        return ready();
+    }
+    asio::io_context ctx;
+    std::vector<tcp::socket> apps, targets, inner;
+    std::size_t done = 0;
+};
+
+TEST(Splice, QuietConnectionsHoldNoPipe) {
+    // 20 relays with bytes both ways, then quiet but open: each direction took a pipe only
+    // while its bytes moved, so all of them shared one, which is now the thread's spare.
+    release_spare_pipes();
+    const std::size_t pipes_before = open_pipe_ends();
+    relays r(20);
+    r.start();
+    for (std::size_t i = 0; i < r.apps.size(); ++i) {
+        asio::write(r.apps[i], asio::buffer(std::string("ping")));
+        asio::write(r.targets[i], asio::buffer(std::string("pong")));
+    }
+    ASSERT_TRUE(r.run_until([&] {
+        for (std::size_t i = 0; i < r.apps.size(); ++i) {
+            if (r.targets[i].available() < 4 || r.apps[i].available() < 4) {
                 return false;
             }
         }
         return true;
-    };
-    for (int k = 0; k < 500 && !all_through(); ++k) {
-        ctx.run_for(std::chrono::milliseconds(10));
+    }));
+    EXPECT_EQ(spare_pipe_count(), 1u);
+    EXPECT_EQ(open_pipe_ends() - pipes_before, 2u);
+    for (std::size_t i = 0; i < r.apps.size(); ++i) {
+        r.apps[i].shutdown(tcp::socket::shutdown_send);
+        r.targets[i].shutdown(tcp::socket::shutdown_send);
     }
-    ASSERT_TRUE(all_through());
+    r.ctx.run();
+    EXPECT_EQ(r.done, r.apps.size());
+    for (std::size_t i = 0; i < r.apps.size(); ++i) {
+        EXPECT_EQ(read_to_end(r.targets[i]), "ping");
+        EXPECT_EQ(read_to_end(r.apps[i]), "pong");
+    }
+    EXPECT_EQ(release_spare_pipes(), 1u);
+}
+
+TEST(Splice, TheThreadKeepsAtMostSixteenSparePipes) {
+    // 20 relays whose targets do not read yet: each holds a pipe with bytes that wait for
+    // room at its target (40 pipe ends). Once the targets read it all, the pipes come back
+    // empty; the thread keeps 16 and closes the rest.
+    release_spare_pipes();
+    const std::size_t pipes_before = open_pipe_ends();
+    relays r(20);
+    const std::string up(1 << 20, 'u');
+    for (std::size_t i = 0; i < r.apps.size(); ++i) {
+        // A small send buffer past the relay, so the bytes pile up in its pipe.
+        r.inner[2 * i + 1].set_option(tcp::socket::send_buffer_size(4096));
+    }
+    r.start();
+    std::size_t written = 0;
+    for (auto& app : r.apps) {
+        asio::async_write(app, asio::buffer(up), [&](error_code ec, std::size_t) {
+            EXPECT_FALSE(ec);
+            app.shutdown(tcp::socket::shutdown_send);
+            ++written;
+        });
+    }
+    ASSERT_TRUE(r.run_until([&] { return open_pipe_ends() - pipes_before >= 40; }));
     EXPECT_EQ(spare_pipe_count(), 0u);
-    for (int i = 0; i < count; ++i) {
-        apps[i].shutdown(tcp::socket::shutdown_send);
-        targets[i].shutdown(tcp::socket::shutdown_send);
+    std::vector<std::string> got(r.apps.size());
+    for (std::size_t i = 0; i < r.apps.size(); ++i) {
+        r.inner[2 * i + 1].set_option(tcp::socket::send_buffer_size(1 << 20));
+        asio::async_read(r.targets[i], asio::dynamic_buffer(got[i]),
+                         [&r, i](error_code ec, std::size_t) {
+                             EXPECT_EQ(ec, asio::error::eof);
+                             r.targets[i].shutdown(tcp::socket::shutdown_send);
+                         });
     }
-    ctx.run();
-    EXPECT_EQ(done, count);
-    for (int i = 0; i < count; ++i) {
-        EXPECT_EQ(read_to_end(targets[i]), "ping");
-        EXPECT_EQ(read_to_end(apps[i]), "pong");
+    r.ctx.run();
+    EXPECT_EQ(written, r.apps.size());
+    EXPECT_EQ(r.done, r.apps.size());
+    for (std::size_t i = 0; i < r.apps.size(); ++i) {
+        EXPECT_EQ(got[i].size(), up.size());
+        EXPECT_EQ(read_to_end(r.apps[i]), "");
     }
     EXPECT_EQ(spare_pipe_count(), 16u);
     EXPECT_EQ(release_spare_pipes(), 16u);
+    EXPECT_EQ(open_pipe_ends(), pipes_before);
 }
 
 } // namespace

@@ -58,7 +58,7 @@ private:
             , to(&t) {}
         asio::ip::tcp::socket* from;
         asio::ip::tcp::socket* to;
-        int pipe[2] = {-1, -1}; // opened on the first readable event
+        int pipe[2] = {-1, -1}; // held only while bytes move (see pump())
         std::size_t in_pipe = 0;
         copy_result result;
         bool done = false;
