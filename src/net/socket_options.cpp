@@ -9,9 +9,12 @@ namespace kaminari::net {
 
 namespace {
 
-void tune(int fd) noexcept {
+void tune(int fd, bool keepalive) noexcept {
     const int on = 1;
     (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    if (!keepalive) {
+        return;
+    }
     (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
     for (const auto& [opt, value] :
          {std::pair{TCP_KEEPIDLE, keepalive_idle_s}, std::pair{TCP_KEEPINTVL, keepalive_interval_s},
@@ -22,10 +25,17 @@ void tune(int fd) noexcept {
 
 } // namespace
 
-void tune_socket(asio::ip::tcp::socket& socket) noexcept {
+void tune_socket(asio::ip::tcp::socket& socket, bool keepalive) noexcept {
     if (socket.is_open()) {
-        tune(socket.native_handle());
+        tune(socket.native_handle(), keepalive);
     }
+}
+
+bool on_this_host(const asio::ip::address& a) noexcept {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+        return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+    }
+    return a.is_loopback();
 }
 
 std::optional<quiet_time> quiet_times(asio::ip::tcp::socket& s) noexcept {
@@ -42,7 +52,7 @@ std::optional<quiet_time> quiet_times(asio::ip::tcp::socket& s) noexcept {
 
 void tune_listener(asio::ip::tcp::acceptor& acceptor) noexcept {
     if (acceptor.is_open()) {
-        tune(acceptor.native_handle());
+        tune(acceptor.native_handle(), true);
     }
 }
 

@@ -117,13 +117,15 @@ def tcp_sockets(pid, local_port=None, remote_port=None):
 
 
 def keepalive_timers(pid):
-    """For each established socket of the process: seconds until its keepalive timer fires,
-    or None when no keepalive timer runs (timer kind 2 in /proc/net/tcp; ticks of 1/100 s)."""
+    """For each established socket of the process: (its local port, seconds until its
+    keepalive timer fires, or None when no keepalive timer runs (timer kind 2 in
+    /proc/net/tcp; ticks of 1/100 s))."""
     ticks = os.sysconf("SC_CLK_TCK")
     timers = []
     for fields in established(pid):
         kind, when = fields[5].split(":")
-        timers.append(int(when, 16) / ticks if kind == "02" else None)
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        timers.append((local_port, int(when, 16) / ticks if kind == "02" else None))
     return timers
 
 

@@ -22,7 +22,8 @@ struct dial_options {
 
 /// Resolves `remote` (every time, so DNS changes are followed) and connects to the first of its
 /// addresses that accepts, within `limit` (asio::error::timed_out after it). The socket has
-/// TCP_NODELAY and keepalive (tune_socket) from before its SYN. In VPN mode (enable_protect(),
+/// TCP_NODELAY and, unless the address is on this host (on_this_host()), keepalive
+/// (tune_socket) from before its SYN. In VPN mode (enable_protect(),
 /// net/protect.hpp) every socket is protected before its connect; a failure there ends the
 /// attempt with a protect_errc.
 asio::awaitable<std::pair<error_code, asio::ip::tcp::socket>>

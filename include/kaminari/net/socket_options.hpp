@@ -19,9 +19,16 @@ inline constexpr int keepalive_idle_s = 60;
 inline constexpr int keepalive_interval_s = 15;
 inline constexpr int keepalive_probes = 4;
 
-/// Sets TCP_NODELAY and SO_KEEPALIVE with the timing above; errors are ignored (the socket may
-/// already be dead).
-void tune_socket(asio::ip::tcp::socket& socket) noexcept;
+/// Sets TCP_NODELAY and, with `keepalive`, SO_KEEPALIVE with the timing above; errors are
+/// ignored (the socket may already be dead).
+void tune_socket(asio::ip::tcp::socket& socket, bool keepalive = true) noexcept;
+
+/// Whether `a` is this host's loopback (127.0.0.0/8, ::1, or 127.x as a v4-mapped v6 address).
+/// A peer there needs no keepalive: it cannot vanish behind a network that went away, and when
+/// its process dies, our own kernel closes its connections. So the sockets dialed to such a
+/// peer (kaminaris's target as a shadowsocks plugin, ss-server on 127.0.0.1) skip the four
+/// keepalive setsockopt calls.
+bool on_this_host(const asio::ip::address& a) noexcept;
 
 /// The same options on a listening socket, before listen(): the sockets it accepts inherit
 /// them (Linux copies them at accept), so an accepted connection needs no setsockopt of its own.
