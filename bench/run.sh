@@ -3,7 +3,7 @@
 #   bash bench/run.sh --quick     # under 6 minutes on 2 cores (after the first build)
 #   bash bench/run.sh             # full: more rounds, longer runs, 2000 idle connections held
 # Installs what is missing (scripts/setup.sh bench), builds Release with the micro benchmarks
-# into build-bench/, runs mask_bench and codec_bench (JSON kept), then the tunnel benchmark
+# into build-bench/, runs mask_bench, codec_bench and tls_bench (JSON kept), then the tunnel benchmark
 # (bench/tunnel_bench/run.py) against socat, stunnel4 and v2ray-plugin. Any other argument is
 # passed to run.py (e.g. --only kaminari-tcp,socat --rounds 1). Another build's kaminaric and
 # kaminaris run as extra peers base-tcp .. base-wss with KAMINARI_BASELINE=DIR or --baseline DIR
@@ -28,7 +28,7 @@ mkdir -p "$out"
 
 min_time=0.5
 [[ $quick -eq 1 ]] && min_time=0.05
-for b in mask_bench codec_bench; do
+for b in mask_bench codec_bench tls_bench; do
     echo "== $b" >&2
     "$build/bench/$b" --benchmark_min_time="$min_time" --benchmark_out="$out/$b.json" \
         --benchmark_out_format=json >"$out/$b.txt"
