@@ -173,7 +173,8 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         if (ec) {
             // EMFILE, ENFILE, ENOBUFS, ...: the connection stays in the backlog; wait for
             // descriptors to free up instead of spinning or exiting. This worker's spare pipes
-            // go first: descriptors for connections rather than for their speed.
+            // go first: descriptors for connections rather than for their speed (a running
+            // splice relay that finds no pipe copies through a buffer instead).
             if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
                 release_spare_pipes();
             }

@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -153,13 +154,8 @@ void splice_relay_state::start() {
     // A direction holds a pipe only while it moves bytes (see pump()). The first socket's
     // first bytes are usually there already (the accepted side: its peer spoke while the
     // remote was being dialed), so they are tried for at once: one splice instead of a wait
-    // for readability and a trip through the reactor. Without a pipe to be had (out of
-    // descriptors), it waits as before.
-    if (open_pipe(dirs_[0].pipe)) {
-        wait(dirs_[0], tcp::socket::wait_read);
-    } else {
-        pump(dirs_[0]);
-    }
+    // for readability and a trip through the reactor.
+    pump(dirs_[0]);
     wait(dirs_[1], tcp::socket::wait_read);
     if (idle_limit_.count() > 0) {
         watchdog_.emplace(dirs_[0].from->get_executor());
@@ -214,11 +210,9 @@ void splice_relay_state::abandon() noexcept {
 // and a worker's connections share the few pipes busy at any one time instead of creating
 // and closing two each.
 void splice_relay_state::pump(direction& d) {
-    if (d.pipe[0] < 0) {
-        if (auto ec = open_pipe(d.pipe)) {
-            end(d, ec);
-            return;
-        }
+    if (d.pipe[0] < 0 && open_pipe(d.pipe)) {
+        copy_without_pipe(d);
+        return;
     }
     for (;;) {
         while (d.in_pipe > 0) {
@@ -254,6 +248,52 @@ void splice_relay_state::pump(direction& d) {
             return;
         }
         d.in_pipe = static_cast<std::size_t>(n);
+    }
+}
+
+// Without a pipe to be had (the process is out of descriptors: the listener and the dialer give
+// the spare pipes up first), a connection that is already running must not fail, so this
+// wake-up's bytes go through a buffer on the stack instead, and leave `d.from` only once
+// `d.to` has taken them: peek, send what `d.to` takes, then read exactly that much. Nothing is
+// held between wake-ups (bytes that did not go stay in the socket), so the next one tries for
+// a pipe again.
+void splice_relay_state::copy_without_pipe(direction& d) {
+    std::array<std::uint8_t, 16 * 1024> buf;
+    const int from = d.from->native_handle();
+    const int to = d.to->native_handle();
+    for (;;) {
+        const ssize_t n = ::recv(from, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                wait(d, tcp::socket::wait_read);
+                return;
+            }
+            end(d, last_error());
+            return;
+        }
+        if (n == 0) {
+            error_code ec;
+            d.to->shutdown(tcp::socket::shutdown_send, ec);
+            end(d, ec);
+            return;
+        }
+        const ssize_t m =
+            ::send(to, buf.data(), static_cast<std::size_t>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (m < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                wait(d, tcp::socket::wait_write);
+                return;
+            }
+            end(d, last_error());
+            return;
+        }
+        // They are there (peeked), so this takes exactly them.
+        const ssize_t taken = ::recv(from, buf.data(), static_cast<std::size_t>(m), MSG_DONTWAIT);
+        if (taken != m) {
+            end(d, taken < 0 ? last_error() : error_code(asio::error::connection_reset));
+            return;
+        }
+        d.result.bytes += static_cast<std::uint64_t>(m);
     }
 }
 

@@ -8,10 +8,16 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <fcntl.h>
 #include <filesystem>
 #include <string>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -143,6 +149,103 @@ TEST(Splice, NothingThereAtTheStartHoldsNoPipe) {
     EXPECT_TRUE(done);
 }
 
+// While it lives, the process can open no descriptor: RLIMIT_NOFILE is lowered to just above
+// the highest open one and every free slot below is taken. Both are undone when it goes.
+class no_descriptors_left {
+public:
+    no_descriptors_left() {
+        base_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ::getrlimit(RLIMIT_NOFILE, &saved_);
+        int highest = base_;
+        for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+            highest = std::max(highest, std::atoi(e.path().filename().c_str()));
+        }
+        rlimit lowered = saved_;
+        lowered.rlim_cur = static_cast<rlim_t>(highest) + 1;
+        ::setrlimit(RLIMIT_NOFILE, &lowered);
+        for (int fd; (fd = ::fcntl(base_, F_DUPFD_CLOEXEC, 0)) >= 0;) {
+            fillers_.push_back(fd);
+        }
+    }
+    no_descriptors_left(const no_descriptors_left&) = delete;
+    no_descriptors_left& operator=(const no_descriptors_left&) = delete;
+    ~no_descriptors_left() {
+        for (int fd : fillers_) {
+            ::close(fd);
+        }
+        ::close(base_);
+        ::setrlimit(RLIMIT_NOFILE, &saved_);
+    }
+
+private:
+    int base_ = -1;
+    rlimit saved_{};
+    std::vector<int> fillers_;
+};
+
+TEST(Splice, OutOfDescriptorsARunningConnectionGoesOnWithoutAPipe) {
+    // A connection that moved bytes (and gave its pipe back when it went quiet) wakes up when
+    // no pipe can be had: its bytes go through without one, in both directions, with more
+    // than one buffer's worth and waits for room on the far side, and none is lost or
+    // reordered. (Before, the relay failed the connection.)
+    release_spare_pipes();
+    asio::io_context ctx;
+    auto front = connected_pair(ctx);
+    auto back = connected_pair(ctx);
+    tcp::socket& app = front.first;
+    tcp::socket& target = back.second;
+    relay_result result;
+    bool done = false;
+    async_splice_relay(front.second, back.first, std::chrono::milliseconds(0), [&](relay_result r) {
+        result = r;
+        done = true;
+    });
+    asio::write(app, asio::buffer(std::string("hello")));
+    asio::write(target, asio::buffer(std::string("world")));
+    for (int k = 0; k < 500 && (target.available() < 5 || app.available() < 5); ++k) {
+        ctx.run_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(target.available(), 5u);
+    ASSERT_EQ(app.available(), 5u);
+    release_spare_pipes();
+
+    std::string up, down;
+    for (int i = 0; i < 300000; ++i) {
+        up.push_back(static_cast<char>('a' + i % 26));
+    }
+    for (int i = 0; i < 200000; ++i) {
+        down.push_back(static_cast<char>('A' + i % 23));
+    }
+    std::string got_up, got_down;
+    {
+        const no_descriptors_left none;
+        int probe[2];
+        ASSERT_NE(::pipe2(probe, O_CLOEXEC), 0);
+        ASSERT_EQ(errno, EMFILE);
+        asio::async_write(app, asio::buffer(up), [&](error_code ec, std::size_t) {
+            EXPECT_FALSE(ec);
+            app.shutdown(tcp::socket::shutdown_send);
+        });
+        asio::async_write(target, asio::buffer(down), [&](error_code ec, std::size_t) {
+            EXPECT_FALSE(ec);
+            target.shutdown(tcp::socket::shutdown_send);
+        });
+        asio::async_read(target, asio::dynamic_buffer(got_up),
+                         [](error_code ec, std::size_t) { EXPECT_EQ(ec, asio::error::eof); });
+        asio::async_read(app, asio::dynamic_buffer(got_down),
+                         [](error_code ec, std::size_t) { EXPECT_EQ(ec, asio::error::eof); });
+        ctx.run_for(std::chrono::seconds(10));
+        EXPECT_EQ(spare_pipe_count(), 0u);
+    }
+    ASSERT_TRUE(done);
+    EXPECT_EQ(got_up, "hello" + up);
+    EXPECT_EQ(got_down, "world" + down);
+    EXPECT_FALSE(result.a_to_b.ec);
+    EXPECT_FALSE(result.b_to_a.ec);
+    EXPECT_EQ(result.a_to_b.bytes, 5 + up.size());
+    EXPECT_EQ(result.b_to_a.bytes, 5 + down.size());
+}
+
 // Pipe ends this process has open (a relay's pipes and the thread's spares).
 std::size_t open_pipe_ends() {
     std::size_t n = 0;
@@ -195,13 +298,16 @@ TEST(Splice, QuietConnectionsHoldNoPipe) {
     const std::size_t pipes_before = open_pipe_ends();
     relays r(20);
     r.start();
+    // Each relay's own bytes, so that any crossing between connections would show.
+    const auto up = [](std::size_t i) { return "ping" + std::string(1, char('a' + i)); };
+    const auto down = [](std::size_t i) { return "pong" + std::string(1, char('a' + i)); };
     for (std::size_t i = 0; i < r.apps.size(); ++i) {
-        asio::write(r.apps[i], asio::buffer(std::string("ping")));
-        asio::write(r.targets[i], asio::buffer(std::string("pong")));
+        asio::write(r.apps[i], asio::buffer(up(i)));
+        asio::write(r.targets[i], asio::buffer(down(i)));
     }
     ASSERT_TRUE(r.run_until([&] {
         for (std::size_t i = 0; i < r.apps.size(); ++i) {
-            if (r.targets[i].available() < 4 || r.apps[i].available() < 4) {
+            if (r.targets[i].available() < 5 || r.apps[i].available() < 5) {
                 return false;
             }
         }
@@ -216,8 +322,8 @@ TEST(Splice, QuietConnectionsHoldNoPipe) {
     r.ctx.run();
     EXPECT_EQ(r.done, r.apps.size());
     for (std::size_t i = 0; i < r.apps.size(); ++i) {
-        EXPECT_EQ(read_to_end(r.targets[i]), "ping");
-        EXPECT_EQ(read_to_end(r.apps[i]), "pong");
+        EXPECT_EQ(read_to_end(r.targets[i]), up(i));
+        EXPECT_EQ(read_to_end(r.apps[i]), down(i));
     }
     EXPECT_EQ(release_spare_pipes(), 1u);
 }
@@ -229,19 +335,24 @@ TEST(Splice, TheThreadKeepsAtMostSixteenSparePipes) {
     release_spare_pipes();
     const std::size_t pipes_before = open_pipe_ends();
     relays r(20);
-    const std::string up(1 << 20, 'u');
+    // Each relay's own bytes, so that any crossing between connections would show.
+    std::vector<std::string> up;
     for (std::size_t i = 0; i < r.apps.size(); ++i) {
-        // A small send buffer past the relay, so the bytes pile up in its pipe.
+        up.emplace_back(1 << 20, char('a' + i));
+        // Small buffers past the relay (well under the 1 MiB sent, whatever the host's TCP
+        // defaults), so the bytes pile up in its pipe.
         r.inner[2 * i + 1].set_option(tcp::socket::send_buffer_size(4096));
+        r.targets[i].set_option(tcp::socket::receive_buffer_size(128 * 1024));
     }
     r.start();
     std::size_t written = 0;
-    for (auto& app : r.apps) {
-        asio::async_write(app, asio::buffer(up), [&](error_code ec, std::size_t) {
-            EXPECT_FALSE(ec);
-            app.shutdown(tcp::socket::shutdown_send);
-            ++written;
-        });
+    for (std::size_t i = 0; i < r.apps.size(); ++i) {
+        asio::async_write(r.apps[i], asio::buffer(up[i]),
+                          [&r, &written, i](error_code ec, std::size_t) {
+                              EXPECT_FALSE(ec);
+                              r.apps[i].shutdown(tcp::socket::shutdown_send);
+                              ++written;
+                          });
     }
     ASSERT_TRUE(r.run_until([&] { return open_pipe_ends() - pipes_before >= 40; }));
     EXPECT_EQ(spare_pipe_count(), 0u);
@@ -258,7 +369,8 @@ TEST(Splice, TheThreadKeepsAtMostSixteenSparePipes) {
     EXPECT_EQ(written, r.apps.size());
     EXPECT_EQ(r.done, r.apps.size());
     for (std::size_t i = 0; i < r.apps.size(); ++i) {
-        EXPECT_EQ(got[i].size(), up.size());
+        EXPECT_EQ(got[i].size(), up[i].size());
+        EXPECT_TRUE(got[i] == up[i]) << "relay " << i << " delivered other bytes";
         EXPECT_EQ(read_to_end(r.apps[i]), "");
     }
     EXPECT_EQ(spare_pipe_count(), 16u);

@@ -90,6 +90,7 @@ private:
     void on_ready(int which, const error_code& ec);
     void abandon() noexcept;
     void pump(direction& d);
+    void copy_without_pipe(direction& d);
     void end(direction& d, const error_code& ec);
     void check_idle();
     void wait(direction& d, asio::socket_base::wait_type type);
@@ -144,11 +145,13 @@ private:
 
 /// Relays `a` <-> `b` until both directions have ended, with the same half-close and error
 /// behaviour as relay(): end of stream shuts down the other socket's write side; an error
-/// closes both. A direction's pipe is taken on its first readable event, so an idle
-/// connection holds no pipe, from the thread's spare pipes when it has one, and given back
-/// there when the direction ends with it empty. With a non-zero `idle_limit`, when both sockets
-/// have been quiet (per the kernel's TCP_INFO) for that long, closes them and sets `idle` in the
-/// result. The sockets must outlive the operation; cancelling it closes them. Completes with
+/// closes both. A direction holds a pipe only while bytes move: it takes one from the thread's
+/// spare pipes (or makes one) when its socket has bytes, and gives it back when the socket runs
+/// dry with the pipe empty, so a quiet connection holds none. Out of descriptors, with no pipe
+/// to be had, bytes go through a small buffer instead, only as far as the other side takes
+/// them (the connection slows down but does not fail). With a non-zero `idle_limit`, when both
+/// sockets have been quiet (per the kernel's TCP_INFO) for that long, closes them and sets `idle`
+/// in the result. The sockets must outlive the operation; cancelling it closes them. Completes with
 /// void(relay_result), on the sockets' executor.
 template <asio::completion_token_for<void(relay_result)> Token>
 auto async_splice_relay(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b,
