@@ -57,7 +57,7 @@ asio::awaitable<error_code> connect_one(tcp::socket& socket, const tcp::endpoint
     if (ec) {
         co_return ec;
     }
-    tune_socket(socket, !on_this_host(ep.address()));
+    tune_dialed(socket, ep);
     if (fast_open) {
         const int on = 1;
         (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &on,

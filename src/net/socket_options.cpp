@@ -38,6 +38,10 @@ bool on_this_host(const asio::ip::address& a) noexcept {
     return a.is_loopback();
 }
 
+void tune_dialed(asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& remote) noexcept {
+    tune_socket(socket, !on_this_host(remote.address()));
+}
+
 std::optional<quiet_time> quiet_times(asio::ip::tcp::socket& s) noexcept {
     if (!s.is_open()) {
         return std::nullopt;

@@ -138,7 +138,7 @@ def keepalive(mode_opts):
     a peer that vanished would hold its tunnel that long. A socket dialed to this host (here
     both programs' remotes are on 127.0.0.1) has none: such a peer cannot vanish behind a
     network, and our own kernel closes its connections when it dies. (Keepalive on sockets
-    dialed elsewhere: SocketOptions unit tests.)"""
+    dialed elsewhere: the SocketOptions unit tests, which tune without connecting.)"""
     echo = SelectEcho()
     tunnel = Tunnel(mode_opts, mode_opts, echo.port)
     held = [socket.create_connection((HOST, tunnel.client_port), timeout=5) for _ in range(3)]

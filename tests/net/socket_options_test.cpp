@@ -49,6 +49,24 @@ TEST(SocketOptions, KeepaliveWithItsTimingOrNoneAndNoDelayEither) {
     EXPECT_EQ(option(without, SOL_SOCKET, SO_KEEPALIVE), 0);
 }
 
+TEST(SocketOptions, ADialedSocketHasKeepaliveUnlessItsRemoteIsOnThisHost) {
+    // Only the options: nothing connects (tests reach no address but loopback).
+    asio::io_context ctx;
+    for (const char* a : {"192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"}) {
+        tcp::socket s(ctx, tcp::v4());
+        tune_dialed(s, tcp::endpoint(asio::ip::make_address(a), 443));
+        EXPECT_EQ(option(s, SOL_SOCKET, SO_KEEPALIVE), 1) << a;
+        EXPECT_EQ(option(s, IPPROTO_TCP, TCP_KEEPIDLE), keepalive_idle_s) << a;
+        EXPECT_EQ(option(s, IPPROTO_TCP, TCP_NODELAY), 1) << a;
+    }
+    for (const char* a : {"127.0.0.1", "::1", "::ffff:127.0.0.1"}) {
+        tcp::socket s(ctx, tcp::v4());
+        tune_dialed(s, tcp::endpoint(asio::ip::make_address(a), 443));
+        EXPECT_EQ(option(s, SOL_SOCKET, SO_KEEPALIVE), 0) << a;
+        EXPECT_EQ(option(s, IPPROTO_TCP, TCP_NODELAY), 1) << a;
+    }
+}
+
 TEST(SocketOptions, ASocketDialedToThisHostHasNoDelayAndNoKeepalive) {
     asio::io_context ctx;
     tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));

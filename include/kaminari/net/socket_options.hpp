@@ -30,6 +30,10 @@ void tune_socket(asio::ip::tcp::socket& socket, bool keepalive = true) noexcept;
 /// keepalive setsockopt calls.
 bool on_this_host(const asio::ip::address& a) noexcept;
 
+/// The options of a socket about to connect to `remote`: tune_socket(), with keepalive unless
+/// `remote` is on this host (on_this_host()).
+void tune_dialed(asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& remote) noexcept;
+
 /// The same options on a listening socket, before listen(): the sockets it accepts inherit
 /// them (Linux copies them at accept), so an accepted connection needs no setsockopt of its own.
 void tune_listener(asio::ip::tcp::acceptor& acceptor) noexcept;
