@@ -2,7 +2,7 @@
 // with `insecure;sni=bench.local`, tls::server_context with `servername=bench.local`, as in the
 // tunnel bench's tls setup) and engines, between two engines in memory: no socket, no relay,
 // no event loop. Each iteration is one connection's TLS: the handshake, 64 bytes each way (which
-// also delivers the server's session tickets to the client's cache), and the engines' end.
+// also delivers the server's session tickets to the client's cache), and both engines freed.
 // This is the floor under kaminari's tls and wss modes without mux: whatever a relay does
 // around it, a connection costs at least this much CPU, for both sides together.
 
@@ -65,8 +65,9 @@ void BM_resumed(benchmark::State& state) {
 }
 BENCHMARK(BM_resumed)->Unit(benchmark::kMicrosecond);
 
-// Every handshake a full one: the client's cache is emptied before each (the certificate is
-// sent, decoded and its ECDSA P-256 signature checked; the server signs).
+// Every handshake a full one: the client's cache is emptied before each (the server sends its
+// certificate and signs the handshake with its P-256 key; the client decodes the certificate
+// and checks that signature, but with `insecure` not the chain).
 void BM_full(benchmark::State& state) {
     const tls::client_context cctx(client_options());
     const tls::server_context sctx(server_options());
