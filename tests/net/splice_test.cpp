@@ -216,30 +216,55 @@ TEST(Splice, OutOfDescriptorsARunningConnectionGoesOnWithoutAPipe) {
     for (int i = 0; i < 200000; ++i) {
         down.push_back(static_cast<char>('A' + i % 23));
     }
+    // With UBSan, the first check of an object's dynamic type (the error categories, on any
+    // error_code made with them) takes a descriptor of the sanitizer's own: those checks are
+    // made here, while there are descriptors. The relay's end (a virtual call too) comes after
+    // the window without them.
+    for (const error_code& e :
+         {error_code(EMFILE, boost::system::system_category()),
+          error_code(EAGAIN, boost::system::generic_category()), error_code(asio::error::eof)}) {
+        EXPECT_FALSE(e.message().empty());
+    }
     std::string got_up, got_down;
+    int written = 0;
+    int read = 0;
     {
         const no_descriptors_left none;
         int probe[2];
         ASSERT_NE(::pipe2(probe, O_CLOEXEC), 0);
         ASSERT_EQ(errno, EMFILE);
-        asio::async_write(app, asio::buffer(up), [&](error_code ec, std::size_t) {
-            EXPECT_FALSE(ec);
-            app.shutdown(tcp::socket::shutdown_send);
-        });
-        asio::async_write(target, asio::buffer(down), [&](error_code ec, std::size_t) {
-            EXPECT_FALSE(ec);
-            target.shutdown(tcp::socket::shutdown_send);
-        });
+        for (auto [from, bytes] : {std::pair{&app, &up}, std::pair{&target, &down}}) {
+            asio::async_write(*from, asio::buffer(*bytes), [&](error_code ec, std::size_t) {
+                EXPECT_FALSE(ec);
+                ++written;
+            });
+        }
         asio::async_read(target, asio::dynamic_buffer(got_up),
-                         [](error_code ec, std::size_t) { EXPECT_EQ(ec, asio::error::eof); });
+                         asio::transfer_exactly(5 + up.size()), [&](error_code ec, std::size_t) {
+                             EXPECT_FALSE(ec);
+                             ++read;
+                         });
         asio::async_read(app, asio::dynamic_buffer(got_down),
-                         [](error_code ec, std::size_t) { EXPECT_EQ(ec, asio::error::eof); });
-        ctx.run_for(std::chrono::seconds(10));
+                         asio::transfer_exactly(5 + down.size()), [&](error_code ec, std::size_t) {
+                             EXPECT_FALSE(ec);
+                             ++read;
+                         });
+        for (int k = 0; k < 1000 && (written < 2 || read < 2); ++k) {
+            ctx.run_for(std::chrono::milliseconds(10));
+        }
         EXPECT_EQ(spare_pipe_count(), 0u);
     }
-    ASSERT_TRUE(done);
+    ASSERT_EQ(written, 2);
+    ASSERT_EQ(read, 2);
     EXPECT_EQ(got_up, "hello" + up);
     EXPECT_EQ(got_down, "world" + down);
+    EXPECT_FALSE(done);
+    app.shutdown(tcp::socket::shutdown_send);
+    target.shutdown(tcp::socket::shutdown_send);
+    ctx.run();
+    ASSERT_TRUE(done);
+    EXPECT_EQ(read_to_end(target), "");
+    EXPECT_EQ(read_to_end(app), "");
     EXPECT_FALSE(result.a_to_b.ec);
     EXPECT_FALSE(result.b_to_a.ec);
     EXPECT_EQ(result.a_to_b.bytes, 5 + up.size());
