@@ -30,6 +30,12 @@ error_code last_error() noexcept {
     return {errno, boost::system::system_category()};
 }
 
+// Whether the system call that just failed would do better later (nothing there, no room, or
+// a signal).
+bool try_again() noexcept {
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
 // A worker's empty pipes, kept for its next connections: a new pipe costs pipe2() and fcntl()
 // and a closed one two close() calls, 8 of the ~50 syscalls a short tcp connection makes per
 // side. Only empty pipes come back (a direction that ended with bytes still in its pipe closes
@@ -223,28 +229,13 @@ void splice_relay_state::pump(direction& d) {
                 d.result.bytes += static_cast<std::uint64_t>(m);
                 continue;
             }
-            if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
-                wait(d, tcp::socket::wait_write);
-                return;
-            }
-            end(d, m < 0 ? last_error() : error_code(asio::error::connection_reset));
+            stop_writing(d, m);
             return;
         }
         const ssize_t n = ::splice(d.from->native_handle(), nullptr, d.pipe[1], nullptr,
                                    splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                close_pipe(d.pipe, true);
-                wait(d, tcp::socket::wait_read);
-                return;
-            }
-            end(d, last_error());
-            return;
-        }
-        if (n == 0) {
-            error_code ec;
-            d.to->shutdown(tcp::socket::shutdown_send, ec);
-            end(d, ec);
+        if (n <= 0) {
+            stop_reading(d, n);
             return;
         }
         d.in_pipe = static_cast<std::size_t>(n);
@@ -263,28 +254,14 @@ void splice_relay_state::copy_without_pipe(direction& d) {
     const int to = d.to->native_handle();
     for (;;) {
         const ssize_t n = ::recv(from, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                wait(d, tcp::socket::wait_read);
-                return;
-            }
-            end(d, last_error());
-            return;
-        }
-        if (n == 0) {
-            error_code ec;
-            d.to->shutdown(tcp::socket::shutdown_send, ec);
-            end(d, ec);
+        if (n <= 0) {
+            stop_reading(d, n);
             return;
         }
         const ssize_t m =
             ::send(to, buf.data(), static_cast<std::size_t>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (m < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                wait(d, tcp::socket::wait_write);
-                return;
-            }
-            end(d, last_error());
+        if (m <= 0) {
+            stop_writing(d, m);
             return;
         }
         // They are there (peeked), so this takes exactly them.
@@ -295,6 +272,33 @@ void splice_relay_state::copy_without_pipe(direction& d) {
         }
         d.result.bytes += static_cast<std::uint64_t>(m);
     }
+}
+
+// A read from `d.from` (splice or recv) that moved nothing, `n` <= 0: with nothing there yet,
+// gives back the direction's pipe (empty: reads happen only then) and waits for more; at end
+// of stream, passes it on to `d.to`; on an error, ends the direction with it.
+void splice_relay_state::stop_reading(direction& d, ssize_t n) {
+    if (n < 0 && try_again()) {
+        close_pipe(d.pipe, true);
+        wait(d, tcp::socket::wait_read);
+        return;
+    }
+    if (n < 0) {
+        end(d, last_error());
+        return;
+    }
+    error_code ec;
+    d.to->shutdown(tcp::socket::shutdown_send, ec);
+    end(d, ec);
+}
+
+// A write to `d.to` that moved nothing, `m` <= 0: waits for room, or ends the direction.
+void splice_relay_state::stop_writing(direction& d, ssize_t m) {
+    if (m < 0 && try_again()) {
+        wait(d, tcp::socket::wait_write);
+        return;
+    }
+    end(d, m < 0 ? last_error() : error_code(asio::error::connection_reset));
 }
 
 // A clean end (no `ec`) ends only this direction; an error closes both sockets, which ends the

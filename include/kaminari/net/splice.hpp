@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <sys/types.h>
 #include <utility>
 
 namespace kaminari::net {
@@ -91,6 +92,8 @@ private:
     void abandon() noexcept;
     void pump(direction& d);
     void copy_without_pipe(direction& d);
+    void stop_reading(direction& d, ssize_t n);
+    void stop_writing(direction& d, ssize_t m);
     void end(direction& d, const error_code& ec);
     void check_idle();
     void wait(direction& d, asio::socket_base::wait_type type);
