@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <exception>
 #include <fcntl.h>
 #include <memory>
@@ -24,7 +25,9 @@
 #include <netinet/tcp.h>
 #include <optional>
 #include <string>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <utility>
 
 namespace kaminari::net {
@@ -158,6 +161,78 @@ struct accept_logs {
 
 std::atomic<std::uint64_t> next_id{0};
 
+// One registration of a descriptor in an epoll set, as /proc/self/fdinfo shows it.
+struct epoll_entry {
+    int epoll_fd = -1;
+    std::uint32_t events = 0;
+    std::uint64_t data = 0;
+};
+
+// The epoll sets of this process that hold `fd` (from /proc/self/fdinfo of every eventpoll
+// descriptor: lines "tfd: FD events: HEX data: HEX ...").
+std::vector<epoll_entry> epoll_entries_of(int fd) {
+    std::vector<epoll_entry> found;
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) {
+        return found;
+    }
+    while (const dirent* e = ::readdir(dir)) {
+        char link[64];
+        const std::string path = fmt::format("/proc/self/fd/{}", e->d_name);
+        const ssize_t n = ::readlink(path.c_str(), link, sizeof link - 1);
+        if (n <= 0 ||
+            std::string_view(link, static_cast<std::size_t>(n)) != "anon_inode:[eventpoll]") {
+            continue;
+        }
+        const int epfd = std::atoi(e->d_name);
+        std::FILE* f = std::fopen(fmt::format("/proc/self/fdinfo/{}", epfd).c_str(), "r");
+        if (f == nullptr) {
+            continue;
+        }
+        char line[256];
+        while (std::fgets(line, sizeof line, f) != nullptr) {
+            int tfd = -1;
+            unsigned events = 0;
+            unsigned long long data = 0;
+            if (std::sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events, &data) == 3 &&
+                tfd == fd) {
+                found.push_back({epfd, events, data});
+            }
+        }
+        std::fclose(f);
+    }
+    ::closedir(dir);
+    return found;
+}
+
+// A connection arriving on a listening socket that N workers wait on wakes all N (each has the
+// socket in its own epoll set), and N-1 of them find nothing to accept: at one connection at a
+// time that is a wasted wake-up, accept (EAGAIN) and return to epoll_wait per worker, about a
+// tenth of a relay's CPU per connection. Asio registers the socket without EPOLLEXCLUSIVE, so
+// this re-registers it with that flag, same events (less EPOLLPRI, which EPOLLEXCLUSIVE does
+// not allow and a listening socket never raises) and same data: the kernel then wakes one
+// waiting worker per connection, and every worker only while none waits. The accept loop never
+// has two operations queued on the acceptor, so asio never modifies the registration (which
+// EPOLLEXCLUSIVE would refuse). Where the kernel lacks EPOLLEXCLUSIVE (before 4.5) or /proc is
+// not mounted, the registration stays as asio made it.
+void wake_one_worker_per_connection(int fd) {
+    const auto entries = epoll_entries_of(fd);
+    if (entries.size() != 1) {
+        return;
+    }
+    const auto& e = entries.front();
+    epoll_event ev{};
+    ev.events = (e.events & ~static_cast<std::uint32_t>(EPOLLPRI)) | EPOLLEXCLUSIVE;
+    ev.data.u64 = e.data;
+    if (::epoll_ctl(e.epoll_fd, EPOLL_CTL_DEL, fd, nullptr) != 0) {
+        return;
+    }
+    if (::epoll_ctl(e.epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        ev.events = e.events;
+        (void)::epoll_ctl(e.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    }
+}
+
 // Accepts on one worker and runs each connection on that same worker: no connection crosses
 // threads.
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
@@ -244,6 +319,9 @@ void serve_listeners(std::vector<asio::ip::tcp::acceptor> listeners, runtime& rt
                 acceptor.assign(protocol, fd);
             } else {
                 acceptor = asio::ip::tcp::acceptor(rt.context(i), protocol, listener.release());
+            }
+            if (rt.size() > 1) {
+                wake_one_worker_per_connection(acceptor.native_handle());
             }
             asio::co_spawn(rt.context(i),
                            accept_loop(std::move(acceptor), rt, handler, max_conns, logs), on_end);

@@ -35,7 +35,9 @@ using accept_end_handler = std::function<void(std::exception_ptr)>;
 /// Accepts on every listener from every worker: each worker waits on the listening socket
 /// itself (a duplicate descriptor in its own reactor) and runs the connections it accepts, so
 /// a new connection never waits for a hand-off to another thread. Without SO_REUSEPORT: a
-/// second instance on the same port still fails to bind instead of silently sharing it.
+/// second instance on the same port still fails to bind instead of silently sharing it. Each
+/// worker's registration of the listening socket carries EPOLLEXCLUSIVE (where the kernel
+/// has it), so a new connection wakes one worker that waits, not all of them.
 /// Every connection is spawned with a completion handler that logs an escaping exception
 /// (which ends only that connection). Accept errors such as EMFILE are logged once per burst
 /// and followed by a 100 ms back-off; the loops keep serving. With `max_conns` (0 = no cap)
