@@ -472,6 +472,7 @@ class Setup:
 
     kind = "peer"
     transport = "tcp"
+    conn_only = False  # measured in the connection-setup runs only (no hold, tls or bulk)
 
     def __init__(self, name):
         self.name = name
@@ -569,6 +570,36 @@ class V2ray(Pair):
         return (["ss-v2ray-plugin"], env)
 
 
+class Floor(Pair):
+    """A pair of bench/floor_relay.c (one thread, epoll, read/write, nothing a product needs):
+    the kernel's share of a relayed connection, run with kaminari-tcp and base-tcp, taking
+    turns with them. Built with cc into the work directory on first start."""
+
+    kind = "floor"
+    mode = "tcp"
+    conn_only = True
+
+    def __init__(self, workdir):
+        super().__init__("floor")
+        self.exe = os.path.join(workdir, "floor_relay")
+
+    def start(self, target_port):
+        if not os.access(self.exe, os.X_OK):
+            src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                               "floor_relay.c")
+            cc = shutil.which("cc") or shutil.which("gcc")
+            if not cc:
+                raise Unavailable("no C compiler (cc) to build bench/floor_relay.c")
+            r = subprocess.run([cc, "-O2", "-o", self.exe, src], capture_output=True, text=True,
+                               timeout=120, stdin=subprocess.DEVNULL)
+            if r.returncode:
+                raise Unavailable(f"cc floor_relay.c failed: {r.stderr.strip()[:200]}")
+        return super().start(target_port)
+
+    def argv_env(self, role, listen, remote):
+        return ([self.exe, str(listen), str(remote)], None)
+
+
 class Kaminari(Pair):
     """kaminaric + kaminaris; prefix "kaminari" for the build under test, "base" for the
     baseline pair (--baseline / KAMINARI_BASELINE), with the same options."""
@@ -620,6 +651,8 @@ def make_setups(args, workdir, cert, key):
             setups.append(Kaminari(mode, copts, sopts, transport,
                                    os.path.join(args.baseline, "kaminaric"),
                                    os.path.join(args.baseline, "kaminaris"), prefix="base"))
+        if mode == "tcp":
+            setups.append(Floor(workdir))
     if args.only:
         keep = [n for n in args.only.split(",") if n]
         known = {s.name for s in setups}
@@ -1234,9 +1267,26 @@ BASELINE_RATIOS = [("conn_rate_1", "conn/s c=1", True), ("conn_rate", "conn/s c=
                    ("cpu_us_50_server", "CPU/conn server", False)]
 
 
+def pair_ratios(stats, samples, a, b):
+    """a / b for each BASELINE_RATIOS key: the ratio of medians, and the per-round ratios (the
+    two ran at the same time, taking turns, in each round)."""
+    row = {}
+    for key, _, _ in BASELINE_RATIOS:
+        x, y = stats[a].get(key), stats[b].get(key)
+        if not x or not y or not y["median"]:
+            continue
+        per_round = []
+        b_by_round = {r["round"]: r[key] for r in samples[b] if key in r}
+        for r in samples[a]:
+            if key in r and b_by_round.get(r["round"]):
+                per_round.append(r[key] / b_by_round[r["round"]])
+        row[key] = {"ratio": x["median"] / y["median"], "per_round": per_round}
+    return row
+
+
 def baseline_ratios(setups, stats, samples):
-    """kaminari-X / base-X per mode: the ratio of medians, and the min-max of the per-round
-    ratios (both ran back to back in each round)."""
+    """kaminari-X / base-X per mode; with the floor, also floor / base-tcp and kaminari-tcp /
+    floor (rows named so that no goal applies to them)."""
     names = {s.name for s in setups}
     out = {}
     for s in setups:
@@ -1245,18 +1295,13 @@ def baseline_ratios(setups, stats, samples):
         b = f"base-{MUX_BASE.get(s.mode, s.mode)}"
         if b not in names:
             continue
-        row = {}
-        for key, _, _ in BASELINE_RATIOS:
-            a, c = stats[s.name].get(key), stats[b].get(key)
-            if not a or not c or not c["median"]:
-                continue
-            per_round = []
-            base_by_round = {x["round"]: x[key] for x in samples[b] if key in x}
-            for x in samples[s.name]:
-                if key in x and base_by_round.get(x["round"]):
-                    per_round.append(x[key] / base_by_round[x["round"]])
-            row[key] = {"ratio": a["median"] / c["median"], "per_round": per_round}
-        out[s.mode if s.mode not in MUX_BASE else f"{s.mode} (÷ {b})"] = row
+        out[s.mode if s.mode not in MUX_BASE else f"{s.mode} (÷ {b})"] = \
+            pair_ratios(stats, samples, s.name, b)
+    if "floor" in names:
+        if "base-tcp" in names:
+            out["floor (÷ base-tcp)"] = pair_ratios(stats, samples, "floor", "base-tcp")
+        if "kaminari-tcp" in names:
+            out["kaminari-tcp ÷ floor"] = pair_ratios(stats, samples, "kaminari-tcp", "floor")
     return out
 
 
@@ -1341,7 +1386,12 @@ def conn_section(setups, stats, na, cfg, ratios, out):
               "machine is mostly scheduling noise. Goal: issue 10 (conn/s c=50 at least, p50 at "
               "most). Rows `X-mux (÷ base-Y)`: kaminari with mux=8 against the baseline "
               "build's plain mode Y of the same transport (it has no mux), measured in the same "
-              "rounds but not at the same time.", "",
+              "rounds but not at the same time. Rows with `floor`: a pair of "
+              "`bench/floor_relay.c` (one thread, epoll, read/write, no socket options, timers "
+              "or logs: the least a relay does per connection, most of it the kernel's TCP "
+              "work), measured at the same time as kaminari-tcp and base-tcp; `floor (÷ "
+              "base-tcp)` is as far as any relay could go in tcp mode on this machine and "
+              "harness.", "",
               "| mode | " + " | ".join(t for _, t, _ in BASELINE_RATIOS) + " | goal c=50 / p50 "
               "| met |",
               "|---|" + "---:|" * len(BASELINE_RATIOS) + "---:|:---:|"]
@@ -1610,11 +1660,11 @@ class Config:
 
 def round_order(setups, rnd):
     """The setups of round `rnd`, in groups measured together (a setup alone, or kaminari-X
-    with its base-X twin): rotated by one each round, so drift on the machine hits all alike;
+    with its base-X twin, and kaminari-tcp also with the floor): rotated by one each round, so drift on the machine hits all alike;
     in a pair the two take turns going first."""
     groups = []
     for s in setups:
-        if (s.kind == "baseline" and groups and groups[-1][0].kind == "kaminari"
+        if (s.kind in ("baseline", "floor") and groups and groups[-1][0].kind == "kaminari"
                 and groups[-1][0].mode == s.mode):
             groups[-1].append(s)
         else:
@@ -1758,11 +1808,11 @@ def main():
                 for s in group:
                     sample = gs[s.name]
                     try:
-                        if "hold" not in skip:
+                        if "hold" not in skip and not s.conn_only:
                             measure_hold(s, cfg, sample)
                         if "tls" not in skip and s.transport == "tls":
                             measure_tls_handshakes(s, cfg, sample)
-                        if "bulk" not in skip:
+                        if "bulk" not in skip and not s.conn_only:
                             if not iperf.proc.alive():
                                 iperf.restart()
                             measure_bulk(s, iperf, cfg, sample)
