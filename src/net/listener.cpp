@@ -13,6 +13,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -159,6 +160,20 @@ struct accept_logs {
     burst_log refusals;
 };
 
+// The connections each worker runs, for the turns at the listening socket.
+using worker_loads = std::vector<std::atomic<std::size_t>>;
+
+// Whether worker `i` runs more connections than some other worker.
+bool busier_than_another(const worker_loads& loads, std::size_t i) {
+    const std::size_t mine = loads[i].load(std::memory_order_relaxed);
+    for (std::size_t j = 0; j < loads.size(); ++j) {
+        if (j != i && loads[j].load(std::memory_order_relaxed) < mine) {
+            return true;
+        }
+    }
+    return false;
+}
+
 std::atomic<std::uint64_t> next_id{0};
 
 // One registration of a descriptor in an epoll set, as /proc/self/fdinfo shows it.
@@ -205,39 +220,108 @@ std::vector<epoll_entry> epoll_entries_of(int fd) {
     return found;
 }
 
+// A worker's registration of a listening socket, made again with EPOLLEXCLUSIVE.
+class exclusive_registration {
+public:
+    exclusive_registration(int epoll_fd, int fd, std::uint32_t asio_events, std::uint64_t data)
+        : epoll_fd_(epoll_fd)
+        , fd_(fd)
+        , asio_events_(asio_events)
+        , data_(data) {}
+
+    // Registers the socket in this worker's epoll set with EPOLLEXCLUSIVE: the kernel puts the
+    // registration at the back of the socket's wait queue. Where the kernel refuses the flag,
+    // asio's registration is made again instead (false); throws when neither can be made.
+    bool add() const {
+        if (add(exclusive_events())) {
+            return true;
+        }
+        if (!add(asio_events_)) {
+            throw startup_error(fmt::format(
+                "listen: cannot register the listening socket again: {}", std::strerror(errno)));
+        }
+        return false;
+    }
+
+    // Moves this worker behind the others in the socket's wait queue, where the kernel looks
+    // last for a worker to wake: the next connection goes to another worker that waits. False,
+    // logged, when the registration could only be made without the flag again or not at all
+    // (the other workers still accept).
+    bool to_back() const {
+        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd_, nullptr) != 0) {
+            log::error("listen: cannot re-register the listening socket: {}", std::strerror(errno));
+            return false;
+        }
+        if (add(exclusive_events())) {
+            return true;
+        }
+        if (add(asio_events_)) {
+            log::warn("listen: a worker waits without EPOLLEXCLUSIVE: {}", std::strerror(errno));
+        } else {
+            log::error("listen: a worker no longer waits on the listening socket: {}",
+                       std::strerror(errno));
+        }
+        return false;
+    }
+
+private:
+    // Asio's events less EPOLLPRI, which EPOLLEXCLUSIVE does not allow (a listening socket
+    // never raises it).
+    std::uint32_t exclusive_events() const noexcept {
+        return (asio_events_ & ~static_cast<std::uint32_t>(EPOLLPRI)) | EPOLLEXCLUSIVE;
+    }
+    bool add(std::uint32_t events) const noexcept {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.u64 = data_;
+        return ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd_, &ev) == 0;
+    }
+
+    int epoll_fd_;
+    int fd_;
+    std::uint32_t asio_events_;
+    std::uint64_t data_;
+};
+
 // A connection arriving on a listening socket that N workers wait on wakes all N (each has the
 // socket in its own epoll set), and N-1 of them find nothing to accept: at one connection at a
 // time that is a wasted wake-up, accept (EAGAIN) and return to epoll_wait per worker, about a
 // tenth of a relay's CPU per connection. Asio registers the socket without EPOLLEXCLUSIVE, so
-// this re-registers it with that flag, same events (less EPOLLPRI, which EPOLLEXCLUSIVE does
-// not allow and a listening socket never raises) and same data: the kernel then wakes one
-// waiting worker per connection, and every worker only while none waits. The accept loop never
-// has two operations queued on the acceptor, so asio never modifies the registration (which
-// EPOLLEXCLUSIVE would refuse). Where the kernel lacks EPOLLEXCLUSIVE (before 4.5) or /proc is
-// not mounted, the registration stays as asio made it.
-void wake_one_worker_per_connection(int fd) {
+// this re-registers it with that flag, same events (less EPOLLPRI) and same data: the kernel
+// then wakes one waiting worker per connection, and every worker only while none waits.
+// EPOLLEXCLUSIVE refuses EPOLL_CTL_MOD, which asio never issues for the acceptor: it accepts
+// speculatively (an accept before any wait) and waits only for reading, which is registered
+// from the start; nothing may call async_wait() or set a non-speculative operation on it.
+// Where the kernel lacks EPOLLEXCLUSIVE (before 4.5) or /proc is not mounted, the registration
+// stays as asio made it (nullopt).
+std::optional<exclusive_registration> wake_one_worker_per_connection(int fd) {
     const auto entries = epoll_entries_of(fd);
     if (entries.size() != 1) {
-        return;
+        log::debug("listen: the listening socket stays without EPOLLEXCLUSIVE ({} registrations)",
+                   entries.size());
+        return std::nullopt;
     }
     const auto& e = entries.front();
-    epoll_event ev{};
-    ev.events = (e.events & ~static_cast<std::uint32_t>(EPOLLPRI)) | EPOLLEXCLUSIVE;
-    ev.data.u64 = e.data;
+    exclusive_registration reg(e.epoll_fd, fd, e.events, e.data);
     if (::epoll_ctl(e.epoll_fd, EPOLL_CTL_DEL, fd, nullptr) != 0) {
-        return;
+        log::debug("listen: the listening socket stays without EPOLLEXCLUSIVE: {}",
+                   std::strerror(errno));
+        return std::nullopt;
     }
-    if (::epoll_ctl(e.epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        ev.events = e.events;
-        (void)::epoll_ctl(e.epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    if (!reg.add()) {
+        log::debug("listen: the kernel refuses EPOLLEXCLUSIVE: {}", std::strerror(errno));
+        return std::nullopt;
     }
+    return reg;
 }
 
 // Accepts on one worker and runs each connection on that same worker: no connection crosses
 // threads.
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
                                   const connection_handler& handler, std::size_t max_conns,
-                                  std::shared_ptr<accept_logs> logs) {
+                                  std::shared_ptr<accept_logs> logs,
+                                  std::optional<exclusive_registration> exclusive,
+                                  std::shared_ptr<worker_loads> loads, std::size_t worker) {
     const auto exec = acceptor.get_executor();
     asio::steady_timer backoff(exec);
     for (;;) {
@@ -273,17 +357,30 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         }
         // TCP_NODELAY and keepalive came with the socket: it inherits the listener's options.
         metrics::add(metrics::accepted);
+        // The kernel wakes the first worker that waits in the socket's wait queue. A worker that
+        // already runs more connections than another goes to the back of it, so connections
+        // that come one at a time (long-lived tunnels opened one after another) are spread
+        // over the workers, within a connection or two, instead of all going to the one
+        // registered first whenever it is free. Short connections are over before the next
+        // comes: then no worker is busier, and there is no re-registration.
+        std::atomic<std::size_t>& load = (*loads)[worker];
+        if (exclusive && busier_than_another(*loads, worker) && !exclusive->to_back()) {
+            exclusive.reset();
+        }
+        load.fetch_add(1, std::memory_order_relaxed);
         const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed) + 1;
         std::optional<asio::awaitable<void>> connection;
         try {
             connection.emplace(handler(std::move(socket), id));
         } catch (const std::exception& ex) {
             // No coroutine frame (bad_alloc): only this connection is lost, not the listener.
+            load.fetch_sub(1, std::memory_order_relaxed);
             rt.end_connection();
             log::error("#{} cannot start: {}", id, ex.what());
             continue;
         }
-        asio::co_spawn(exec, std::move(*connection), [id, &rt](std::exception_ptr e) {
+        asio::co_spawn(exec, std::move(*connection), [id, &rt, &load, loads](std::exception_ptr e) {
+            load.fetch_sub(1, std::memory_order_relaxed);
             rt.end_connection();
             if (!e) {
                 return;
@@ -305,6 +402,7 @@ void serve_listeners(std::vector<asio::ip::tcp::acceptor> listeners, runtime& rt
                      const connection_handler& handler, std::size_t max_conns,
                      const accept_end_handler& on_end) {
     auto logs = std::make_shared<accept_logs>();
+    auto loads = std::make_shared<worker_loads>(rt.size());
     for (auto& listener : listeners) {
         const auto protocol = listener.local_endpoint().protocol();
         for (std::size_t i = 0; i < rt.size(); ++i) {
@@ -320,11 +418,14 @@ void serve_listeners(std::vector<asio::ip::tcp::acceptor> listeners, runtime& rt
             } else {
                 acceptor = asio::ip::tcp::acceptor(rt.context(i), protocol, listener.release());
             }
+            std::optional<exclusive_registration> exclusive;
             if (rt.size() > 1) {
-                wake_one_worker_per_connection(acceptor.native_handle());
+                exclusive = wake_one_worker_per_connection(acceptor.native_handle());
             }
-            asio::co_spawn(rt.context(i),
-                           accept_loop(std::move(acceptor), rt, handler, max_conns, logs), on_end);
+            asio::co_spawn(
+                rt.context(i),
+                accept_loop(std::move(acceptor), rt, handler, max_conns, logs, exclusive, loads, i),
+                on_end);
         }
     }
 }

@@ -1,6 +1,8 @@
 #include "kaminari/net/listener.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
@@ -11,6 +13,8 @@
 #include <cstdio>
 #include <dirent.h>
 #include <future>
+#include <map>
+#include <mutex>
 #include <netinet/in.h>
 #include <string>
 #include <sys/epoll.h>
@@ -25,8 +29,8 @@ namespace {
 
 using tcp = asio::ip::tcp;
 
-// The events of every registration, in any epoll set of this process, of a socket bound to
-// 127.0.0.1:`port` (/proc/self/fdinfo of each eventpoll descriptor).
+// The events of every registration, in any epoll set of this process, of a listening socket
+// bound to 127.0.0.1:`port` (/proc/self/fdinfo of each eventpoll descriptor).
 std::vector<unsigned> registrations_of_port(std::uint16_t port) {
     std::vector<unsigned> events;
     DIR* dir = ::opendir("/proc/self/fd");
@@ -54,8 +58,12 @@ std::vector<unsigned> registrations_of_port(std::uint16_t port) {
             }
             sockaddr_in a{};
             socklen_t len = sizeof a;
+            int listening = 0;
+            socklen_t listening_len = sizeof listening;
             if (::getsockname(tfd, reinterpret_cast<sockaddr*>(&a), &len) == 0 &&
-                a.sin_family == AF_INET && ntohs(a.sin_port) == port) {
+                a.sin_family == AF_INET && ntohs(a.sin_port) == port &&
+                ::getsockopt(tfd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &listening_len) == 0 &&
+                listening != 0) {
                 events.push_back(ev);
             }
         }
@@ -131,13 +139,97 @@ TEST(Listener, AConnectionIsAcceptedWhileTheOtherWorkerIsBusy) {
         co_await asio::async_write(socket, asio::buffer(&c, 1), asio::use_awaitable);
     });
     auto first = std::async(std::launch::async, [&] { return first_byte(s.port); });
-    while (n.load() == 0) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (n.load() == 0 && std::chrono::steady_clock::now() < give_up) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    ASSERT_EQ(n.load(), 1) << "the first connection was not accepted";
     // The first connection's worker is blocked now; the other one must take this.
     EXPECT_EQ(first_byte(s.port), '2');
     second_served.set_value();
     EXPECT_EQ(first.get(), '1');
+}
+
+// A client connection to 127.0.0.1:`port`, or -1.
+int connect_to(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// The kernel wakes the first waiting worker in the socket's wait queue: without turns, the
+// worker registered first would take every connection that comes while it is free, and
+// long-lived tunnels opened one after another would all share one core. Each connection here
+// stays open to the end; each is answered after a pause, when its worker waits on the
+// listening socket again (a connection that comes while a worker is between two accepts goes
+// to that worker, whatever the turn).
+TEST(Listener, LongLivedConnectionsOneAtATimeAreSpreadOverTheWorkers) {
+    std::mutex mutex;
+    std::map<std::thread::id, int> by_thread;
+    std::string order; // the worker of each connection, in order: "ABAB..."
+    std::atomic<int> n{0};
+    served s([&](tcp::socket socket, std::uint64_t) -> asio::awaitable<void> {
+        {
+            std::lock_guard lock(mutex);
+            auto [it, added] = by_thread.try_emplace(std::this_thread::get_id(), 0);
+            ++it->second;
+            order += static_cast<char>('A' + std::distance(by_thread.begin(), it));
+        }
+        const char c = static_cast<char>('a' + (n++ % 26));
+        asio::steady_timer pause(socket.get_executor(), std::chrono::milliseconds(5));
+        co_await pause.async_wait(asio::use_awaitable);
+        co_await asio::async_write(socket, asio::buffer(&c, 1), asio::use_awaitable);
+        char end = 0;
+        (void)co_await socket.async_read_some(asio::buffer(&end, 1),
+                                              asio::as_tuple(asio::use_awaitable));
+    });
+    constexpr int connections = 20;
+    std::vector<int> open;
+    for (int i = 0; i < connections; ++i) {
+        const int fd = connect_to(s.port);
+        char c = 0;
+        EXPECT_TRUE(fd >= 0 && ::recv(fd, &c, 1, 0) == 1 && c == static_cast<char>('a' + i))
+            << "connection " << i;
+        open.push_back(fd);
+    }
+    const auto events = registrations_of_port(s.port);
+    EXPECT_EQ(events.size(), 2u);
+    for (const unsigned ev : events) {
+        EXPECT_TRUE(ev & EPOLLEXCLUSIVE) << "after the turns: " << std::hex << ev;
+    }
+    {
+        std::lock_guard lock(mutex);
+        EXPECT_EQ(by_thread.size(), 2u) << "every connection went to one worker: " << order;
+        for (const auto& [thread, count] : by_thread) {
+            EXPECT_GE(count, connections / 2 - 3)
+                << "a worker took " << count << " of " << connections << ": " << order;
+        }
+    }
+    for (const int fd : open) {
+        ::close(fd);
+    }
+}
+
+// Connections that are over before the next comes leave no worker busier than another: they
+// are all served, whichever worker takes them.
+TEST(Listener, ShortConnectionsOneAtATimeAreAllServed) {
+    std::atomic<int> n{0};
+    served s([&](tcp::socket socket, std::uint64_t) -> asio::awaitable<void> {
+        const char c = static_cast<char>('a' + (n++ % 26));
+        co_await asio::async_write(socket, asio::buffer(&c, 1), asio::use_awaitable);
+    });
+    for (int i = 0; i < 50; ++i) {
+        ASSERT_EQ(first_byte(s.port), static_cast<char>('a' + i % 26)) << "connection " << i;
+    }
 }
 
 } // namespace

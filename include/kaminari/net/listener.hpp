@@ -37,7 +37,10 @@ using accept_end_handler = std::function<void(std::exception_ptr)>;
 /// a new connection never waits for a hand-off to another thread. Without SO_REUSEPORT: a
 /// second instance on the same port still fails to bind instead of silently sharing it. Each
 /// worker's registration of the listening socket carries EPOLLEXCLUSIVE (where the kernel
-/// has it), so a new connection wakes one worker that waits, not all of them.
+/// has it), so a new connection wakes one worker that waits, not all of them; a worker that
+/// runs more connections than another moves to the back of the socket's wait queue (where the
+/// kernel looks last for a worker to wake), so connections that come one at a time are spread
+/// over the workers.
 /// Every connection is spawned with a completion handler that logs an escaping exception
 /// (which ends only that connection). Accept errors such as EMFILE are logged once per burst
 /// and followed by a 100 ms back-off; the loops keep serving. With `max_conns` (0 = no cap)
