@@ -88,7 +88,12 @@ int main(int argc, char **argv) {
             if (!evs[i].data.ptr) {
                 for (;;) {
                     int a = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
-                    if (a < 0) break;
+                    if (a < 0) {
+                        /* Out of descriptors: the connection stays in the backlog and the
+                         * listener readable; pause rather than spin on it. */
+                        if (errno == EMFILE || errno == ENFILE) usleep(10000);
+                        break;
+                    }
                     int b = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
                     struct conn *c = b < 0 ? NULL : calloc(1, sizeof *c);
                     if (!c || (connect(b, (struct sockaddr *)&ta, sizeof ta) < 0 &&
@@ -102,8 +107,12 @@ int main(int argc, char **argv) {
                     c->fd[1] = b;
                     struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                             .data.ptr = c};
-                    epoll_ctl(ep, EPOLL_CTL_ADD, a, &e);
-                    epoll_ctl(ep, EPOLL_CTL_ADD, b, &e);
+                    if (epoll_ctl(ep, EPOLL_CTL_ADD, a, &e) < 0 ||
+                        epoll_ctl(ep, EPOLL_CTL_ADD, b, &e) < 0) {
+                        close(a); /* closing also takes a registered descriptor out */
+                        close(b);
+                        free(c);
+                    }
                 }
                 continue;
             }

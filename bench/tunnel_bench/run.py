@@ -590,8 +590,11 @@ class Floor(Pair):
             cc = shutil.which("cc") or shutil.which("gcc")
             if not cc:
                 raise Unavailable("no C compiler (cc) to build bench/floor_relay.c")
-            r = subprocess.run([cc, "-O2", "-o", self.exe, src], capture_output=True, text=True,
-                               timeout=120, stdin=subprocess.DEVNULL)
+            try:
+                r = subprocess.run([cc, "-O2", "-o", self.exe, src], capture_output=True,
+                                   text=True, timeout=120, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise Unavailable("cc floor_relay.c took over 120 s") from None
             if r.returncode:
                 raise Unavailable(f"cc floor_relay.c failed: {r.stderr.strip()[:200]}")
         return super().start(target_port)
@@ -1378,7 +1381,7 @@ def conn_section(setups, stats, na, cfg, ratios, out):
     if os.path.exists(os.path.join(out, "conn_setup.png")):
         L += ["![connection setup](conn_setup.png)", ""]
     if ratios:
-        L += ["### kaminari vs the baseline build (kaminari-X ÷ base-X)", "",
+        L += ["### kaminari vs the baseline build, and the floor (kaminari-X ÷ base-X)", "",
               "Ratio of medians, and in brackets the min–max of the per-round ratios (the two "
               "run at the same time, taking turns: with identical builds this is the "
               "instrument's noise). conn/s: higher is better; latency (unloaded, c=1) and CPU "
