@@ -160,14 +160,18 @@ struct accept_logs {
     burst_log refusals;
 };
 
-// The connections each worker runs, for the turns at the listening socket.
-using worker_loads = std::vector<std::atomic<std::size_t>>;
+// The connections one worker runs, for the turns at the listening socket; a cache line each,
+// since each worker writes its own on every connection.
+struct alignas(64) worker_load {
+    std::atomic<std::size_t> connections{0};
+};
+using worker_loads = std::vector<worker_load>;
 
 // Whether worker `i` runs more connections than some other worker.
 bool busier_than_another(const worker_loads& loads, std::size_t i) {
-    const std::size_t mine = loads[i].load(std::memory_order_relaxed);
+    const std::size_t mine = loads[i].connections.load(std::memory_order_relaxed);
     for (std::size_t j = 0; j < loads.size(); ++j) {
-        if (j != i && loads[j].load(std::memory_order_relaxed) < mine) {
+        if (j != i && loads[j].connections.load(std::memory_order_relaxed) < mine) {
             return true;
         }
     }
@@ -220,6 +224,9 @@ std::vector<epoll_entry> epoll_entries_of(int fd) {
     return found;
 }
 
+// What became of a worker's registration of the listening socket when it was made again.
+enum class registration { exclusive, plain, none };
+
 // A worker's registration of a listening socket, made again with EPOLLEXCLUSIVE.
 class exclusive_registration {
 public:
@@ -229,39 +236,24 @@ public:
         , asio_events_(asio_events)
         , data_(data) {}
 
-    // Registers the socket in this worker's epoll set with EPOLLEXCLUSIVE: the kernel puts the
-    // registration at the back of the socket's wait queue. Where the kernel refuses the flag,
-    // asio's registration is made again instead (false); throws when neither can be made.
-    bool add() const {
+    // Registers the socket in this worker's epoll set (after a DEL) with EPOLLEXCLUSIVE: the
+    // kernel puts the registration at the back of the socket's wait queue. Where the kernel
+    // refuses the flag, asio's registration is made again instead (plain); none when neither
+    // can be made (out of memory, or of epoll watches).
+    registration add() const noexcept {
         if (add(exclusive_events())) {
-            return true;
+            return registration::exclusive;
         }
-        if (!add(asio_events_)) {
-            throw startup_error(fmt::format(
-                "listen: cannot register the listening socket again: {}", std::strerror(errno)));
-        }
-        return false;
+        return add(asio_events_) ? registration::plain : registration::none;
     }
 
     // Moves this worker behind the others in the socket's wait queue, where the kernel looks
-    // last for a worker to wake: the next connection goes to another worker that waits. False,
-    // logged, when the registration could only be made without the flag again or not at all
-    // (the other workers still accept).
-    bool to_back() const {
+    // last for a worker to wake: the next connection goes to another worker that waits.
+    registration to_back() const noexcept {
         if (::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd_, nullptr) != 0) {
-            log::error("listen: cannot re-register the listening socket: {}", std::strerror(errno));
-            return false;
+            return registration::exclusive; // still there, as it was
         }
-        if (add(exclusive_events())) {
-            return true;
-        }
-        if (add(asio_events_)) {
-            log::warn("listen: a worker waits without EPOLLEXCLUSIVE: {}", std::strerror(errno));
-        } else {
-            log::error("listen: a worker no longer waits on the listening socket: {}",
-                       std::strerror(errno));
-        }
-        return false;
+        return add();
     }
 
 private:
@@ -308,11 +300,17 @@ std::optional<exclusive_registration> wake_one_worker_per_connection(int fd) {
                    std::strerror(errno));
         return std::nullopt;
     }
-    if (!reg.add()) {
+    switch (reg.add()) {
+    case registration::exclusive:
+        return reg;
+    case registration::plain:
         log::debug("listen: the kernel refuses EPOLLEXCLUSIVE: {}", std::strerror(errno));
         return std::nullopt;
+    case registration::none:
+        break;
     }
-    return reg;
+    throw startup_error(fmt::format("listen: cannot register the listening socket again: {}",
+                                    std::strerror(errno)));
 }
 
 // Accepts on one worker and runs each connection on that same worker: no connection crosses
@@ -357,16 +355,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         }
         // TCP_NODELAY and keepalive came with the socket: it inherits the listener's options.
         metrics::add(metrics::accepted);
-        // The kernel wakes the first worker that waits in the socket's wait queue. A worker that
-        // already runs more connections than another goes to the back of it, so connections
-        // that come one at a time (long-lived tunnels opened one after another) are spread
-        // over the workers, within a connection or two, instead of all going to the one
-        // registered first whenever it is free. Short connections are over before the next
-        // comes: then no worker is busier, and there is no re-registration.
-        std::atomic<std::size_t>& load = (*loads)[worker];
-        if (exclusive && busier_than_another(*loads, worker) && !exclusive->to_back()) {
-            exclusive.reset();
-        }
+        std::atomic<std::size_t>& load = (*loads)[worker].connections;
         load.fetch_add(1, std::memory_order_relaxed);
         const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed) + 1;
         std::optional<asio::awaitable<void>> connection;
@@ -393,6 +382,34 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
                 log::error("#{} connection ended by an unknown exception", id);
             }
         });
+        // The kernel wakes the first worker that waits in the socket's wait queue. A worker
+        // that now runs more connections than another goes to the back of it, so connections
+        // that come one at a time (long-lived tunnels opened one after another) are spread
+        // over the workers, at most one apart, instead of all going to the one registered first
+        // whenever it is free. (After the connection has started: its first bytes go first.)
+        if (exclusive && busier_than_another(*loads, worker)) {
+            registration now = exclusive->to_back();
+            if (now == registration::none) {
+                log::error("listen: a worker lost its place on the listening socket: {}; "
+                           "retrying every 100 ms",
+                           std::strerror(errno));
+            }
+            while (now == registration::none) {
+                // Asio counts the socket as registered: until it is again, this worker would
+                // never hear of a connection.
+                backoff.expires_after(std::chrono::milliseconds(100));
+                co_await backoff.async_wait(use_tuple);
+                if (!acceptor.is_open()) {
+                    co_return;
+                }
+                now = exclusive->add();
+            }
+            if (now == registration::plain) {
+                log::warn("listen: a worker waits without EPOLLEXCLUSIVE: {}",
+                          std::strerror(errno));
+                exclusive.reset();
+            }
+        }
     }
 }
 
