@@ -570,6 +570,24 @@ class V2ray(Pair):
         return (["ss-v2ray-plugin"], env)
 
 
+def build_c(name, exe):
+    """Builds bench/<name>.c with cc into `exe` unless it is there; raises Unavailable when it
+    cannot."""
+    if os.access(exe, os.X_OK):
+        return
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", f"{name}.c")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise Unavailable(f"no C compiler (cc) to build bench/{name}.c")
+    try:
+        r = subprocess.run([cc, "-O2", "-o", exe, src, "-lm"], capture_output=True, text=True,
+                           timeout=120, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"cc {name}.c took over 120 s") from None
+    if r.returncode:
+        raise Unavailable(f"cc {name}.c failed: {r.stderr.strip()[:200]}")
+
+
 class Floor(Pair):
     """A pair of bench/floor_relay.c (one thread, epoll, read/write, nothing a product needs):
     the kernel's share of a relayed connection, run with kaminari-tcp and base-tcp, taking
@@ -584,19 +602,7 @@ class Floor(Pair):
         self.exe = os.path.join(workdir, "floor_relay")
 
     def start(self, target_port):
-        if not os.access(self.exe, os.X_OK):
-            src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                               "floor_relay.c")
-            cc = shutil.which("cc") or shutil.which("gcc")
-            if not cc:
-                raise Unavailable("no C compiler (cc) to build bench/floor_relay.c")
-            try:
-                r = subprocess.run([cc, "-O2", "-o", self.exe, src], capture_output=True,
-                                   text=True, timeout=120, stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise Unavailable("cc floor_relay.c took over 120 s") from None
-            if r.returncode:
-                raise Unavailable(f"cc floor_relay.c failed: {r.stderr.strip()[:200]}")
+        build_c("floor_relay", self.exe)
         return super().start(target_port)
 
     def argv_env(self, role, listen, remote):
@@ -694,9 +700,21 @@ def echo_check(port, timeout=5.0):
             raise Unavailable("the echo check came back different")
 
 
-def run_self(mode_args, timeout):
-    """Runs this script in a helper mode and returns its JSON line."""
-    c = Child("loadgen", [sys.executable, os.path.abspath(__file__)] + mode_args, pipe=True)
+# The connection-setup harness: bench/conn_harness.c's echo target and load generator when cc
+# can build it (CONN_HARNESS["exe"], set in main()), else this script's own (--echo, --loadgen).
+CONN_HARNESS = {"exe": None}
+
+
+def harness_argv(mode, args):
+    """The command line of the harness's `mode` ("echo" or "loadgen") with `args`."""
+    if CONN_HARNESS["exe"]:
+        return [CONN_HARNESS["exe"], mode] + [str(a) for a in args]
+    return [sys.executable, os.path.abspath(__file__), f"--{mode}"] + [str(a) for a in args]
+
+
+def run_loadgen(args, timeout):
+    """Runs the load generator with `args` and returns its JSON line."""
+    c = Child("loadgen", harness_argv("loadgen", args), pipe=True)
     try:
         out, _ = c.proc.communicate(timeout=timeout)
         line = out.decode().strip().splitlines()
@@ -786,7 +804,7 @@ def start_echo():
     """A fresh echo target on a fresh port for each measurement, so that TIME_WAIT sockets
     left towards it by one setup do not eat the ephemeral ports of the next."""
     port = free_port()
-    echo = Child("echo", [sys.executable, os.path.abspath(__file__), "--echo", str(port)])
+    echo = Child("echo", harness_argv("echo", [port]))
     try:
         wait_listening(port, [echo])
     except Unavailable as e:
@@ -803,8 +821,7 @@ def rate_run(port, concurrency, seconds, count, relays, echo, cfg):
         return [cpu_seconds(p.pid, children) for p in relays + [echo]]
 
     before = snapshot()
-    r = run_self(["--loadgen", str(port), str(concurrency), str(seconds), str(count), "lat"],
-                 seconds + 30)
+    r = run_loadgen([port, concurrency, seconds, count, "lat"], seconds + 30)
     # Let the relays finish closing, and forked relays (socat) be reaped into their parent's
     # counters.
     time.sleep(cfg.settle)
@@ -842,7 +859,7 @@ def measure_rates(group, cfg, samples):
             up.append((s, port))
         for s, port in up:
             # Warm up (first-connection allocations, thread pools, the first full TLS handshake).
-            run_self(["--loadgen", str(port), "10", "2", str(cfg.warmup)], 20)
+            run_loadgen([port, 10, 2, cfg.warmup], 20)
         time.sleep(0.3)
         # Keys: conn_rate_<c> (conn_rate is c=50, as before), lat<c>_p50_ms / lat<c>_p99_ms (time
         # to first echoed byte), cpu_us_<c>_client / _server / _both (relay CPU per
@@ -913,7 +930,7 @@ def measure_hold(setup, cfg, sample):
         port = setup.start(echo_port)
         echo_check(port)
         relays = setup.relays()
-        run_self(["--loadgen", str(port), "10", "2", str(cfg.warmup)], 20)
+        run_loadgen([port, 10, 2, cfg.warmup], 20)
         time.sleep(0.3)
         base = [rss_kib(p.pid) for p in relays]
         h = Child("holder", [sys.executable, os.path.abspath(__file__), "--holder", str(port),
@@ -1331,7 +1348,7 @@ def conn_section(setups, stats, na, cfg, ratios, out):
          "turns window by window (A B B A ...). First-echoed-byte latency p50/p99: one "
          "connection at a time (the c=1 run). CPU µs per connection: user+sys of each relay "
          "process (`/proc/PID/stat`, forked children included) over the c=50 run divided by the "
-         "connections that got their echo. The last column is the Python load generator's own "
+         "connections that got their echo. The last column is the load generator's own "
          "CPU over the c=50 / c=500 runs (100% = one core: the run measures the load generator, "
          "not the tunnel). Per-round spread: the per-metric tables below.", "",
          "| setup | transport | conn/s c=1 | conn/s c=50 | conn/s c=500 | p50 ms c=1 "
@@ -1460,8 +1477,10 @@ def write_report(out, args, cfg, machine, setups, extra, samples, status, starte
           + (f"; setups: {args.only}" if args.only else ""),
           "- all on 127.0.0.1; every setup restarted for each measurement group; order rotated "
           "each round; cells are median (min–max) over rounds",
-          "- targets: iperf3 -s; an epoll echo server (Python, own process); load generator "
-          "in Python (own process). The `direct` row is the ceiling of this harness.",
+          "- targets: iperf3 -s; an epoll echo server and a load generator, each in its own "
+          "process, "
+          + ("in C (bench/conn_harness.c)" if CONN_HARNESS["exe"] else "in Python (run.py)")
+          + ". The `direct` row is the ceiling of this harness.",
           "- peers: socat relay pair (tcp), stunnel4 pair with an EC P-256 certificate (tls), "
           "ss-v2ray-plugin pair in websocket mode with its default mux (ws); kaminari "
           f"server tls uses `servername={WS_HOST}`, client `sni={WS_HOST};insecure`",
@@ -1714,6 +1733,10 @@ def main():
                     metavar="DIR", help="a directory with another build's kaminaric and "
                     "kaminaris (default: $KAMINARI_BASELINE): run as the extra peers base-tcp, "
                     "base-ws-skip, ..., base-wss, with kaminari-X / base-X ratios")
+    ap.add_argument("--harness", choices=("c", "python"), default="c",
+                    help="connection setup's echo target and load generator: c "
+                    "(bench/conn_harness.c, built with cc; the default, Python if cc cannot "
+                    "build it) or python (this script's own, as before 2026-12-03)")
     # helper modes
     ap.add_argument("--echo", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--loadgen", nargs="+", help=argparse.SUPPRESS)
@@ -1762,6 +1785,15 @@ def main():
     setups, extra = [], []
     machine = machine_info(args)
     try:
+        if args.harness == "c":
+            try:
+                exe = os.path.join(workdir, "conn_harness")
+                build_c("conn_harness", exe)
+                CONN_HARNESS["exe"] = exe
+            except Unavailable as e:
+                notes.append(f"harness: the Python one ({e})")
+                print(f"run.py: {e}; using the Python harness", file=sys.stderr)
+        machine["harness"] = "c" if CONN_HARNESS["exe"] else "python"
         cert, key = make_cert(workdir)
         setups = make_setups(args, workdir, cert, key)
         if any(s.transport == "tls" for s in setups) and "tls" not in skip:
