@@ -1,7 +1,7 @@
 /* conn_harness: the connection-setup bench's echo target and load generator, in C.
  *
  *   conn_harness echo PORT
- *   conn_harness loadgen PORT CONCURRENCY SECONDS COUNT [lat]      (both on 127.0.0.1)
+ *   conn_harness loadgen PORT CONCURRENCY SECONDS COUNT [lat [GAP_MS]]  (both on 127.0.0.1)
  *
  * The same two programs as the Python ones in bench/tunnel_bench/run.py (--echo, --loadgen),
  * doing the same work per connection and printing the same JSON line, at a fraction of their
@@ -15,7 +15,10 @@
  * loadgen: `CONCURRENCY` connections at a time, each: socket (non-blocking, TCP_NODELAY),
  * connect, send 64 bytes once writable, read them back, close; new ones for SECONDS or until
  * COUNT have completed. Latency: connect() to the first echoed byte. Errors are counted by
- * errno name. Not part of kaminari. */
+ * errno name. With GAP_MS (concurrency 1 only), each connection after the first starts GAP_MS
+ * after the one before it ended: a connection to a tunnel that was idle meanwhile, where
+ * back-to-back connections would find it still busy with the last one's aftermath (a pool
+ * refilling, a session ticket). Not part of kaminari. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -222,7 +225,7 @@ struct loadgen {
     struct conn* conns;
     char* open_fd;
     long live, done, concurrency, count;
-    double end;
+    double end, gap;
 };
 
 static int may_open(const struct loadgen* g) {
@@ -260,11 +263,20 @@ static void open_one(struct loadgen* g) {
     g->live++;
 }
 
-static int loadgen(int port, long concurrency, double seconds, long count, int want_lat) {
+/* Sleeps `s` seconds (EINTR resumes the rest). */
+static void pause_s(double s) {
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+static int loadgen(int port, long concurrency, double seconds, long count, int want_lat,
+                   double gap) {
     struct loadgen g = {.addr = loopback(port),
                         .nofile = raise_nofile(),
                         .concurrency = concurrency,
-                        .count = count};
+                        .count = count,
+                        .gap = gap};
     g.conns = calloc(g.nofile, sizeof *g.conns);
     g.open_fd = calloc(g.nofile, 1);
     size_t lat_cap = 1 << 16, n_lat = 0;
@@ -346,6 +358,8 @@ static int loadgen(int port, long concurrency, double seconds, long count, int w
                         lat[n_lat++] = c->t_first - c->t0;
                 }
             }
+            if ((failed || finished) && g.gap > 0 && may_open(&g))
+                pause_s(g.gap);
             while (may_open(&g))
                 open_one(&g);
         }
@@ -388,10 +402,13 @@ static int loadgen(int port, long concurrency, double seconds, long count, int w
 int main(int argc, char** argv) {
     if (argc == 3 && strcmp(argv[1], "echo") == 0)
         return echo(atoi(argv[2]));
-    if ((argc == 6 || argc == 7) && strcmp(argv[1], "loadgen") == 0)
+    const double gap_ms = argc == 8 ? atof(argv[7]) : 0;
+    if ((argc >= 6 && argc <= 8) && strcmp(argv[1], "loadgen") == 0 &&
+        (argc < 8 || (strcmp(argv[6], "lat") == 0 && gap_ms > 0 && atol(argv[3]) == 1)))
         return loadgen(atoi(argv[2]), atol(argv[3]), atof(argv[4]), atol(argv[5]),
-                       argc == 7 && strcmp(argv[6], "lat") == 0);
+                       argc >= 7 && strcmp(argv[6], "lat") == 0, gap_ms / 1e3);
     fprintf(stderr, "usage: conn_harness echo PORT\n"
-                    "       conn_harness loadgen PORT CONCURRENCY SECONDS COUNT [lat]\n");
+                    "       conn_harness loadgen PORT CONCURRENCY SECONDS COUNT [lat [GAP_MS]]\n"
+                    "       (GAP_MS > 0, with CONCURRENCY 1 only)\n");
     return 2;
 }

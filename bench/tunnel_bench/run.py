@@ -9,6 +9,8 @@ Setups (each on the transport it can do):
   kaminari-tcp, kaminari-ws-{skip,fixed,standard}, kaminari-tls, kaminari-wss,
   kaminari-ws-mux, kaminari-wss-mux, kaminari-tls-mux (mux=8: connections as Mux.Cool
                       sessions on shared websockets / TLS connections)
+  kaminari-ws-pool, kaminari-wss-pool, kaminari-tls-pool (pool=8: connections on ones the
+                      client keeps ready, TCP and TLS done; ws and wss with ed=2048)
   base-tcp, base-ws-{skip,fixed,standard}, base-tls, base-wss, ...
                       another build's kaminaric/kaminaris with the same options
                       (--baseline DIR or KAMINARI_BASELINE=DIR; each runs together with its
@@ -308,10 +310,11 @@ def _percentile(values, q):
     return s[k]
 
 
-def loadgen(port, concurrency, seconds, count, want_lat=False, payload_size=64):
+def loadgen(port, concurrency, seconds, count, want_lat=False, payload_size=64, gap=0.0):
     """Short connections: connect, send payload, read it back, close; `concurrency` at a time,
-    for `seconds` or until `count` completed. Prints one JSON line (with every latency, in µs,
-    when want_lat)."""
+    for `seconds` or until `count` completed; with `gap` (seconds, concurrency 1), each one after
+    the first starts that long after the one before it ended. Prints one JSON line (with every
+    latency, in µs, when want_lat)."""
     raise_nofile()
     payload = b"k" * payload_size
     ep = select.epoll()
@@ -387,6 +390,8 @@ def loadgen(port, concurrency, seconds, count, want_lat=False, payload_size=64):
             except OSError as e:
                 close(fd)
                 note_error(type(e).__name__ if not e.errno else errno.errorcode.get(e.errno, "?"))
+            if gap > 0 and fd not in conns and may_open():
+                time.sleep(gap)
             while may_open() and len(conns) < concurrency and errors <= 1000:
                 open_one()
         if errors > 1000:
@@ -647,15 +652,20 @@ def make_setups(args, workdir, cert, key):
              # mux=8: app connections share websockets (Mux.Cool sessions).
              ("ws-mux", ws + ";mux=8", ws, "ws"),
              ("wss-mux", ws + ";" + tls_c + ";mux=8", ws + ";" + tls_s, "wss"),
-             ("tls-mux", tls_c + ";mux=8", tls_s, "tls")]
+             ("tls-mux", tls_c + ";mux=8", tls_s, "tls"),
+             # pool=8: the client keeps 8 connections ready (TCP, and TLS, done); with ed the
+             # app's first bytes ride in the upgrade request of a warm websocket.
+             ("ws-pool", ws + ";ed=2048;pool=8", ws, "ws"),
+             ("wss-pool", ws + ";" + tls_c + ";ed=2048;pool=8", ws + ";" + tls_s, "wss"),
+             ("tls-pool", tls_c + ";pool=8", tls_s, "tls")]
     setups = [Direct(), Socat(), Stunnel(workdir, cert, key), V2ray()]
     for mode, copts, sopts, transport in modes:
         setups.append(Kaminari(mode, copts, sopts, transport, args.kaminaric, args.kaminaris))
         # The baseline right after the same mode of the build under test: round_order keeps
         # the two together (measure_rates runs them at the same time), so drift on the machine
         # hits both alike.
-        # A mux mode has no twin: the baseline build (53f1371) has no mux; its ratios are
-        # taken against the baseline's plain mode of the same transport (MUX_BASE).
+        # A mux or pool mode has no twin: the baseline build (53f1371) has neither; its ratios
+        # are taken against the baseline's plain mode of the same transport (MUX_BASE).
         if args.baseline and mode not in MUX_BASE:
             setups.append(Kaminari(mode, copts, sopts, transport,
                                    os.path.join(args.baseline, "kaminaric"),
@@ -677,9 +687,11 @@ def make_setups(args, workdir, cert, key):
 
 PEERS = ["direct", "socat", "stunnel", "v2ray"]
 
-# mux=8 setups: the baseline build's setup their ratios are taken against (same transport,
-# one connection to the server per app connection; not run at the same time as them).
-MUX_BASE = {"ws-mux": "ws-skip", "wss-mux": "wss", "tls-mux": "tls"}
+# mux=8 and pool=8 setups: the baseline build's setup their ratios are taken against (same
+# transport, one connection to the server per app connection, made when the app connects; not
+# run at the same time as them).
+MUX_BASE = {"ws-mux": "ws-skip", "wss-mux": "wss", "tls-mux": "tls",
+            "ws-pool": "ws-skip", "wss-pool": "wss", "tls-pool": "tls"}
 
 # ---------------------------------------------------------------------------------------------
 # Measurements
@@ -909,6 +921,28 @@ def measure_rates(group, cfg, samples):
                                 sample[f"cpu_us_{suffix}_both"] = sum(us)
                 if a["errors"]:
                     sample.setdefault("errors", []).append(f"c={suffix}: {a['errors']}")
+        # After idle: cfg.idle connections one at a time, each cfg.idle_gap_ms after the one
+        # before it ended (the tunnel idle meanwhile: a pool refilled, no aftermath of the last
+        # connection still running), in two halves, the setups taking turns.
+        if cfg.idle:
+            lats, errs = {s.name: [] for s, _ in up}, {s.name: {} for s, _ in up}
+            for i in range(2):
+                for s, port in (up[::-1] if i % 2 else up):
+                    n = cfg.idle // 2
+                    r = run_loadgen([port, 1, n * (cfg.idle_gap_ms / 1e3 + 0.1), n, "lat",
+                                     cfg.idle_gap_ms], n * (cfg.idle_gap_ms / 1e3 + 0.1) + 30)
+                    e = errs[s.name]
+                    if "error" in r:
+                        e[r["error"]] = e.get(r["error"], 0) + 1
+                        continue
+                    lats[s.name] += r["lat_us"]
+                    for k, v in r["error_kinds"].items():
+                        e[k] = e.get(k, 0) + v
+            for s, _ in up:
+                if lats[s.name]:
+                    samples[s.name]["lat_idle_p50_ms"] = _percentile(lats[s.name], 0.50) / 1e3
+                if errs[s.name]:
+                    samples[s.name].setdefault("errors", []).append(f"idle: {errs[s.name]}")
             for s, _ in up:
                 for p in s.relays():
                     if not p.alive():
@@ -1044,6 +1078,8 @@ METRICS = [
      "{:.3f}"),
     ("lat1_p99_ms", "Time to first echoed byte unloaded (concurrency 1), p99", "ms", False,
      "{:.3f}"),
+    ("lat_idle_p50_ms", "Time to first echoed byte after idle (one at a time, each 20 ms after "
+     "the one before it ended), p50", "ms", False, "{:.3f}"),
     ("lat50_p50_ms", "Time to first echoed byte at concurrency 50, p50", "ms", False, "{:.2f}"),
     ("lat50_p99_ms", "Time to first echoed byte at concurrency 50, p99", "ms", False, "{:.2f}"),
     ("lat500_p50_ms", "Time to first echoed byte at concurrency 500, p50", "ms", False,
@@ -1278,11 +1314,13 @@ def targets_section(stats):
 # Issue 10's goals, as ratios to the baseline build (53f1371): conn/s at concurrency 50 at least,
 # unloaded first-byte latency p50 at most. ws means mask=skip (the default).
 BASELINE_GOALS = {"tcp": (2.1, 0.5), "ws-skip": (2.1, 0.4), "tls": (2.2, 0.35),
-                  "ws-mux": (2.1, 0.4), "tls-mux": (2.2, 0.35)}
+                  "ws-mux": (2.1, 0.4), "tls-mux": (2.2, 0.35),
+                  "ws-pool": (2.1, 0.4), "tls-pool": (2.2, 0.35)}
 # The ratio columns: key, title, higher is better.
 BASELINE_RATIOS = [("conn_rate_1", "conn/s c=1", True), ("conn_rate", "conn/s c=50", True),
                    ("conn_rate_500", "conn/s c=500", True),
                    ("lat1_p50_ms", "p50 latency", False), ("lat1_p99_ms", "p99 latency", False),
+                   ("lat_idle_p50_ms", "p50 after idle", False),
                    ("cpu_us_50_client", "CPU/conn client", False),
                    ("cpu_us_50_server", "CPU/conn server", False)]
 
@@ -1329,7 +1367,7 @@ def conn_section(setups, stats, na, cfg, ratios, out):
     """The connection-setup section: rates at concurrency 1/50/500, unloaded first-byte latency,
     relay CPU per connection, the load generator's own CPU; then the baseline ratios."""
     keys = ["conn_rate_1", "conn_rate", "conn_rate_500", "lat1_p50_ms", "lat1_p99_ms",
-            "cpu_us_50_client", "cpu_us_50_server", "cpu_us_50_both"]
+            "lat_idle_p50_ms", "cpu_us_50_client", "cpu_us_50_server", "cpu_us_50_both"]
     if not any(stats[s.name].get(k) for s in setups for k in keys):
         return []
 
@@ -1346,24 +1384,29 @@ def conn_section(setups, stats, na, cfg, ratios, out):
          f"1, 50 and 500 ({cfg.conn_seconds:g} s each, in {cfg.slices} windows; c=1 stops after "
          f"{cfg.unloaded} connections); kaminari-X and base-X run at the same time, taking "
          "turns window by window (A B B A ...). First-echoed-byte latency p50/p99: one "
-         "connection at a time (the c=1 run). CPU µs per connection: user+sys of each relay "
+         "connection at a time (the c=1 run). p50 after idle: one connection at a time, "
+         f"{cfg.idle} in all, each {cfg.idle_gap_ms} ms after the one before it ended (the "
+         "tunnel idle in between, as when an app connects after a pause: a `pool` has refilled, "
+         "and on a VM the idle processes' CPUs have gone to sleep). "
+         "CPU µs per connection: user+sys of each relay "
          "process (`/proc/PID/stat`, forked children included) over the c=50 run divided by the "
          "connections that got their echo. The last column is the load generator's own "
          "CPU over the c=50 / c=500 runs (100% = one core: the run measures the load generator, "
          "not the tunnel). Per-round spread: the per-metric tables below.", "",
          "| setup | transport | conn/s c=1 | conn/s c=50 | conn/s c=500 | p50 ms c=1 "
-         "| p99 ms c=1 | CPU µs/conn client | CPU µs/conn server | CPU µs/conn both "
-         "| load gen CPU c=50 / 500 |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "| p99 ms c=1 | p50 ms after idle | CPU µs/conn client | CPU µs/conn server "
+         "| CPU µs/conn both | load gen CPU c=50 / 500 |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in setups:
         if s.name in na and not any(stats[s.name].get(k) for k in keys):
-            L.append(f"| {s.name} | {s.transport} |" + " n/a |" * 9)
+            L.append(f"| {s.name} | {s.transport} |" + " n/a |" * 10)
             continue
         L.append(f"| {s.name} | {s.transport} | {med(s.name, 'conn_rate_1', '{:.0f}')} | "
                  f"{med(s.name, 'conn_rate', '{:.0f}')} | "
                  f"{med(s.name, 'conn_rate_500', '{:.0f}')} | "
                  f"{med(s.name, 'lat1_p50_ms', '{:.3f}')} | "
                  f"{med(s.name, 'lat1_p99_ms', '{:.3f}')} | "
+                 f"{med(s.name, 'lat_idle_p50_ms', '{:.3f}')} | "
                  f"{med(s.name, 'cpu_us_50_client', '{:.0f}')} | "
                  f"{med(s.name, 'cpu_us_50_server', '{:.0f}')} | "
                  f"{med(s.name, 'cpu_us_50_both', '{:.0f}')} | "
@@ -1404,8 +1447,9 @@ def conn_section(setups, stats, na, cfg, ratios, out):
               "instrument's noise). conn/s: higher is better; latency (unloaded, c=1) and CPU "
               "µs/conn (c=50): lower is better; p99 of a few hundred connections on a busy "
               "machine is mostly scheduling noise. Goal: issue 10 (conn/s c=50 at least, p50 at "
-              "most). Rows `X-mux (÷ base-Y)`: kaminari with mux=8 against the baseline "
-              "build's plain mode Y of the same transport (it has no mux), measured in the same "
+              "most). Rows `X-mux (÷ base-Y)` and `X-pool (÷ base-Y)`: kaminari with mux=8, "
+              "or with pool=8 (and ed=2048 for ws and wss), against the baseline build's plain "
+              "mode Y of the same transport (it has neither), measured in the same "
               "rounds but not at the same time. Rows with `floor`: a pair of "
               "`bench/floor_relay.c` (one thread, epoll, read/write, no socket options, timers "
               "or logs: the least a relay does per connection, most of it the kernel's TCP "
@@ -1673,6 +1717,9 @@ class Config:
         # Slices per connection-setup level: a setup and its twin take turns (A B B A ...).
         self.slices = args.slices or (2 if quick else 4)
         self.unloaded = args.unloaded or (200 if quick else 1000)
+        # First-byte latency after idle: connections, and the pause before each.
+        self.idle = args.idle if args.idle is not None else (20 if quick else 60)
+        self.idle_gap_ms = 20
         self.hold = args.hold if args.hold is not None else 2000  # what issue 6 defines
         self.socat_hold = 200
         self.hold_seconds = 60
@@ -1716,6 +1763,8 @@ def main():
     ap.add_argument("--duration", type=int, help="iperf3 seconds per run")
     ap.add_argument("--conn-seconds", type=float, help="seconds per connection-rate run")
     ap.add_argument("--unloaded", type=int, help="connections for the unloaded latency")
+    ap.add_argument("--idle", type=int, help="connections for the latency after idle, each "
+                    "20 ms after the one before it (0: not measured)")
     ap.add_argument("--slices", type=int, help="connection setup: slices of --conn-seconds per "
                     "concurrency level, kaminari-X and base-X taking turns (quick 2, full 4)")
     ap.add_argument("--hold", type=int, help="idle connections held for the RSS measurement")
@@ -1747,7 +1796,9 @@ def main():
         return echo_server(args.echo)
     if args.loadgen:
         p, c, s, n = args.loadgen[:4]
-        return loadgen(int(p), int(c), float(s), int(n), want_lat=args.loadgen[4:] == ["lat"])
+        gap = float(args.loadgen[5]) / 1e3 if len(args.loadgen) > 5 else 0.0
+        return loadgen(int(p), int(c), float(s), int(n), want_lat=args.loadgen[4:5] == ["lat"],
+                       gap=gap)
     if args.holder:
         p, n, s = args.holder
         return holder(int(p), int(n), float(s))

@@ -41,9 +41,10 @@ def echo_target():
     return p, port
 
 
-def loadgen(argv, port, conc, seconds, count, lat=True):
+def loadgen(argv, port, conc, seconds, count, lat=True, gap_ms=None):
     r = subprocess.run(argv + [str(port), str(conc), str(seconds), str(count)]
-                       + (["lat"] if lat else []), capture_output=True, text=True, timeout=60)
+                       + (["lat"] if lat else []) + ([str(gap_ms)] if gap_ms else []),
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -106,6 +107,21 @@ def c_and_python_load_generators_print_the_same_keys():
     echo.stop()
 
 
+def loadgen_pauses_between_connections():
+    # The bench's latency after idle: with GAP_MS each connection starts that long after the
+    # one before it ended, in both load generators.
+    echo, port = echo_target()
+    for argv in ([exe["conn_harness"], "loadgen"], [sys.executable, RUN_PY, "--loadgen"]):
+        r = loadgen(argv, port, 1, 10, 6, gap_ms=100)
+        assert r["done"] == 6 and r["errors"] == 0 and len(r["lat_us"]) == 6, r
+        assert r["wall"] >= 0.5, f"{argv[0]}: 6 connections 100 ms apart in {r['wall']:.3f} s"
+        assert max(r["lat_us"]) < 100000, r["lat_us"]  # the pause is not in the latency
+    bad = subprocess.run([exe["conn_harness"], "loadgen", str(port), "2", "1", "4", "lat", "50"],
+                         capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "usage" in bad.stderr, (bad.returncode, bad.stderr)
+    echo.stop()
+
+
 def through_the_floor_and_kaminari():
     echo, port = echo_target()
     fs, fc = free_port(), free_port()
@@ -134,6 +150,8 @@ try:
                    loadgen_counts_refusals_by_name)
         test.check("C and Python load generators print the same keys",
                    c_and_python_load_generators_print_the_same_keys)
+        test.check("both load generators pause GAP_MS between connections",
+                   loadgen_pauses_between_connections)
         test.check("500 connections through the floor pair and a kaminari tcp pair",
                    through_the_floor_and_kaminari)
 finally:
