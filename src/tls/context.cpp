@@ -511,13 +511,17 @@ server_context::server_context(const tls_server_options& opts) {
 
     // Session tickets with OpenSSL's per-process keys. With early data and anti-replay on,
     // OpenSSL issues TLS 1.3 tickets that are single-use entries of the server session cache,
-    // so the cache stays on.
+    // so the cache stays on. Most entries are tickets that will never come back: a client
+    // keeps up to session_cache::capacity (256) and resumes with the newest, and one that
+    // exits leaves all of its own. OpenSSL's default of 20480 entries is about 22 MB of them
+    // (1.1 KB each), kept for the tickets' two hours; default_session_cache_size bounds that.
     static constexpr unsigned char session_id_context[] = "kaminari";
     checked("session id context", [&] {
         return SSL_CTX_set_session_id_context(ctx, session_id_context,
                                               sizeof session_id_context - 1);
     });
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    set_session_cache_size(default_session_cache_size);
     set_max_early_data(default_max_early_data);
     // The callback's argument only says whether to take kaminari-mux: any non-null pointer.
     static const bool take_mux = true;
@@ -527,6 +531,10 @@ server_context::server_context(const tls_server_options& opts) {
 
 void server_context::set_max_early_data(std::uint32_t bytes) {
     checked("max early data", [&] { return SSL_CTX_set_max_early_data(ctx_.get(), bytes); });
+}
+
+void server_context::set_session_cache_size(std::size_t sessions) {
+    SSL_CTX_sess_set_cache_size(ctx_.get(), static_cast<long>(sessions));
 }
 
 engine server_context::make_engine() const {

@@ -408,6 +408,40 @@ TEST(Engine, BurstOfConnectionsAllResume) {
     ASSERT_NO_FATAL_FAILURE(run_burst(40, true));
 }
 
+// With anti-replay every ticket kaminaris issues is an entry of its session cache until used or
+// expired (two hours), and most are never used: a client keeps 256 and resumes with the newest,
+// one that exits leaves all of its own. The cache holds default_session_cache_size of them
+// (OpenSSL's own default, 20480, is about 22 MB); when full the oldest goes, the newest tickets
+// still resume, and a client that comes back with an evicted one gets a full handshake.
+TEST(Engine, ServerSessionCacheKeepsTheNewestTicketsWithinItsSize) {
+    trust_only(shared_pki().ca_pem);
+    server_context sctx(server_opts());
+    EXPECT_EQ(SSL_CTX_sess_get_cache_size(sctx.native_handle()),
+              static_cast<long>(server_context::default_session_cache_size));
+    sctx.set_session_cache_size(16);
+
+    client_context early(client_opts("test.example")); // its tickets become the oldest
+    ASSERT_NO_FATAL_FAILURE(obtain_ticket(early, sctx));
+    client_context later(client_opts("test.example"));
+    for (int i = 0; i < 20; ++i) { // 20 full handshakes, two tickets each
+        later.sessions().clear();
+        ASSERT_NO_FATAL_FAILURE(obtain_ticket(later, sctx));
+    }
+    EXPECT_LE(SSL_CTX_sess_number(sctx.native_handle()), 16);
+
+    auto resume = [&](client_context& cctx) {
+        engine c = cctx.make_engine();
+        engine s = sctx.make_engine();
+        auto r = pump_handshake(c, s);
+        EXPECT_FALSE(r.client) << r.client.message();
+        EXPECT_FALSE(r.server) << r.server.message();
+        EXPECT_EQ(send(c, s, "after"), "after");
+        return c.session_reused();
+    };
+    EXPECT_TRUE(resume(later));
+    EXPECT_FALSE(resume(early)); // evicted: a full handshake, not a failure
+}
+
 TEST(Engine, Tls12HandshakeAndResumption) {
     trust_only(shared_pki().ca_pem);
     client_context cctx(client_opts("test.example"));

@@ -114,6 +114,12 @@ class server_context {
 public:
     static constexpr std::uint32_t default_max_early_data = 16384;
 
+    /// Sessions the server keeps (SSL_CTX_sess_set_cache_size): with early data and
+    /// anti-replay on, each TLS 1.3 ticket it issues is an entry until the ticket is used or
+    /// expires (two hours), about 1.1 KB each. When full, the oldest goes; a client that
+    /// resumes with it gets a full handshake instead.
+    static constexpr std::size_t default_session_cache_size = 4096;
+
     /// Builds the SSL_CTX, reading every file now. Throws startup_error naming the file when a
     /// file is missing, unreadable, not a certificate/key/OCSP response, or when the key does
     /// not match the certificate; config_error when neither cert+key nor servername is set.
@@ -129,6 +135,9 @@ public:
     /// Early data accepted per connection (SSL_CTX_set_max_early_data); 0 turns 0-RTT off.
     /// Call before serving.
     void set_max_early_data(std::uint32_t bytes);
+
+    /// How many sessions the server keeps (default_session_cache_size). Call before serving.
+    void set_session_cache_size(std::size_t sessions);
 
     SSL_CTX* native_handle() const noexcept { return ctx_.get(); }
 
