@@ -57,6 +57,40 @@ def retired_after_128():
         s2.kill()
 
 
+def burst_rides_open_websocket():
+    # One worker, mux=2: two held connections fill the websocket; a third rides it at once
+    # (over n while a burst lasts) instead of waiting for a new one, which opens meanwhile
+    # and takes the fourth.
+    s2, p2 = kaminaris(echo.port)
+    c2, cp2 = kaminaric(p2, f"{WS};mux=2;threads=1")
+    held = []
+    try:
+        wait_for(lambda: sum(websockets_at(s2).values()) == 1, 10.0, "the probe's session")
+        for i in range(3):
+            held.append(socket.create_connection((HOST, cp2), timeout=10))
+            held[-1].sendall(b"%d" % i)
+            assert held[-1].recv(16) == b"%d" % i, f"connection {i}"
+        wait_for(lambda: c2.stderr_text().count("Mux.Cool connection open") == 2, 10.0,
+                 "a second websocket opened ahead")
+        data = os.urandom(1000)
+        assert_same(exchange(cp2, data), data, "the fourth connection")
+        counts = sorted(websockets_at(s2).values())
+        # The first: the probe's session and three; the second: the fourth connection.
+        if counts != [1, 4]:
+            raise AssertionError(f"sessions per websocket: {counts}")
+        for sock in held:
+            sock.sendall(b"again")
+            got = b""
+            while len(got) < 5 and (chunk := sock.recv(16)):
+                got += chunk
+            assert got == b"again", "a held connection after the burst"
+    finally:
+        for sock in held:
+            sock.close()
+        c2.kill()
+        s2.kill()
+
+
 def idle_websocket_closed():
     s2, p2 = kaminaris(echo.port)
     c2, cp2 = kaminaric(p2, f"{WS};mux=8;threads=1")  # one worker: one websocket
@@ -139,6 +173,8 @@ test.check("kaminaric mux=8 -> kaminaris: half-close both ways",
 test.check("kaminaric mux=8 -> kaminaris: a target that speaks first",
            lambda: target_speaks_first(ws_pair))
 test.check("kaminaric mux=1: a websocket carries 128 sessions, then a new one", retired_after_128)
+test.check("kaminaric mux=2: a burst rides the open websocket while another opens",
+           burst_rides_open_websocket)
 test.check("kaminaric mux=8: a websocket without sessions for 16 s is closed",
            idle_websocket_closed)
 test.check("kaminaric mux=8: ends logged with their bytes; kaminaris restarted, apps go on",

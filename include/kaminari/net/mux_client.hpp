@@ -6,9 +6,12 @@
 // already open skips the connect and both handshakes.
 //
 // Per worker, a mux_links keeps the websockets it opened. An app connection goes to the first
-// one with fewer than n sessions open that has not carried mux_sessions_per_link yet (one
-// being opened counts the sessions waiting for it); with none, it opens a new one and others
-// may wait for it too. A websocket that has carried mux_sessions_per_link sessions takes no
+// open one with fewer than n sessions that has not carried mux_sessions_per_link yet. When a
+// burst has filled them all, it goes to the least busy open one with fewer than 2n (at most
+// mux_max_sessions, kaminaris's limit) rather than wait for a new websocket, and one starts
+// opening for the connections after it. Failing that, it waits for a websocket being opened
+// (which counts the sessions waiting for it as open), or opens a new one that others may
+// wait for too. A websocket that has carried mux_sessions_per_link sessions takes no
 // more and closes once its last ends; one with no session for mux_link_idle closes (v2ray's
 // client: 128 sessions, 16 s). A websocket that fails to open fails the app connections
 // waiting for it; one that ends ends its sessions. With `tls;mux=<n>` the links are TLS
@@ -113,8 +116,22 @@ private:
         }
     };
 
+    // Sessions an open websocket takes while a burst outgrows the open ones (see choose()):
+    // twice n, within what a kaminaris takes on one connection, and never fewer than n.
+    std::size_t burst_limit() const noexcept {
+        return std::max(per_link_, std::min(2 * per_link_, mux_max_sessions));
+    }
+    // Where app connection `id`'s session goes: the first open websocket with room; else the
+    // least busy open one under burst_limit(), and a websocket starts opening for the sessions
+    // after it unless one is already being opened with room; else one being opened with room.
+    // Null: open a new one and wait for it.
+    std::shared_ptr<link> choose(std::uint64_t id);
     // Opens `l` (its opener's part), then runs it detached.
     asio::awaitable<void> open_link(std::shared_ptr<link> l, std::uint64_t id);
+    static asio::awaitable<void> open_ahead(std::shared_ptr<mux_links> self,
+                                            std::shared_ptr<link> l, std::uint64_t id) {
+        co_await self->open_link(std::move(l), id);
+    }
     asio::awaitable<void> run_link(std::shared_ptr<link> l);
     static asio::awaitable<void> watch(std::shared_ptr<link> l);
     void forget(const std::shared_ptr<link>& l) noexcept {
@@ -135,13 +152,7 @@ asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tc
     // Twice at most: a websocket that the server closed before this app's session opened on
     // it (a restart) gives way to another, once.
     for (int attempt = 0; attempt < 2; ++attempt) {
-        std::shared_ptr<link> l;
-        for (auto& c : links_) {
-            if (c->has_room(per_link_)) {
-                l = c;
-                break;
-            }
-        }
+        std::shared_ptr<link> l = choose(id);
         if (!l) {
             l = std::make_shared<link>(exec_, id);
             links_.push_back(l);
@@ -190,6 +201,40 @@ asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tc
         co_return r;
     }
     co_return std::nullopt;
+}
+
+template <byte_stream Link>
+std::shared_ptr<typename mux_links<Link>::link> mux_links<Link>::choose(std::uint64_t id) {
+    std::shared_ptr<link> opening;
+    std::shared_ptr<link> busy;
+    for (auto& c : links_) {
+        if (c->st != state::open) {
+            if (!opening && c->has_room(per_link_)) {
+                opening = c;
+            }
+            continue;
+        }
+        if (c->has_room(per_link_)) {
+            return c;
+        }
+        if (c->has_room(burst_limit()) && (!busy || c->conn->sessions() < busy->conn->sessions())) {
+            busy = c;
+        }
+    }
+    if (!busy) {
+        return opening;
+    }
+    // A cold websocket costs this session the connect and the handshakes (two or three round
+    // trips); an open one carries it at once, a little over n for a while.
+    if (!opening && !stopped_) {
+        auto ahead = std::make_shared<link>(exec_, id);
+        links_.push_back(ahead);
+        log::debug("#{} Mux.Cool: every connection has {} sessions or more; opening another", id,
+                   per_link_);
+        asio::co_spawn(exec_, open_ahead(this->shared_from_this(), std::move(ahead), id),
+                       asio::detached);
+    }
+    return busy;
 }
 
 template <byte_stream Link>
