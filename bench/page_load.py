@@ -21,8 +21,9 @@ HTML byte), and writes page_load.json and page_load.md to --out when given.
 
 Setups: `none` (shadowsocks alone), `v2ray` (ss-v2ray-plugin in websocket mode with its
 default mux, which reuses a websocket for connections that come one after another), and
-kaminari's: ws, ws-ed (ed=2048), ws-pool (pool=8;ed=2048), ws-mux (mux=8), wss, wss-0rtt-ed
-(0rtt;ed=2048), wss-pool (pool=8;ed=2048), wss-mux (mux=8), tls, tls-mux (mux=8)."""
+kaminari's: ws (as a plugin kaminaric sends websocket early data unless told otherwise),
+ws-ed0 (ed=0), ws-pool (pool=8), ws-mux (mux=8), wss, wss-ed0, wss-0rtt (0rtt), wss-pool,
+wss-mux, tls, tls-mux."""
 
 import argparse
 import asyncio
@@ -51,13 +52,14 @@ SETUPS = {
     "none": (None, "", ""),
     "v2ray": ("ss-v2ray-plugin", "host=bench.example;path=/ws",
               "server;host=bench.example;path=/ws"),
-    "ws": ("kaminari", WS, WS),
-    "ws-ed": ("kaminari", WS + ";ed=2048", WS),
-    "ws-pool": ("kaminari", WS + ";pool=8;ed=2048", WS),
+    "ws": ("kaminari", WS, WS),  # as a plugin: ed=2048 unless told otherwise
+    "ws-ed0": ("kaminari", WS + ";ed=0", WS),
+    "ws-pool": ("kaminari", WS + ";pool=8", WS),
     "ws-mux": ("kaminari", WS + ";mux=8", WS),
     "wss": ("kaminari", f"{WS};{TLS_C}", f"{WS};{TLS_S}"),
-    "wss-0rtt-ed": ("kaminari", f"{WS};{TLS_C};0rtt;ed=2048", f"{WS};{TLS_S}"),
-    "wss-pool": ("kaminari", f"{WS};{TLS_C};pool=8;ed=2048", f"{WS};{TLS_S}"),
+    "wss-ed0": ("kaminari", f"{WS};{TLS_C};ed=0", f"{WS};{TLS_S}"),
+    "wss-0rtt": ("kaminari", f"{WS};{TLS_C};0rtt", f"{WS};{TLS_S}"),
+    "wss-pool": ("kaminari", f"{WS};{TLS_C};pool=8", f"{WS};{TLS_S}"),
     "wss-mux": ("kaminari", f"{WS};{TLS_C};mux=8", f"{WS};{TLS_S}"),
     "tls": ("kaminari", TLS_C, TLS_S),
     "tls-mux": ("kaminari", TLS_C + ";mux=8", TLS_S),

@@ -329,7 +329,13 @@ int run(role who, int argc, char** argv) {
         net::client_config cfg{inv.remote, parse_client_options(inv.options), std::nullopt};
         cfg.opts.android_vpn = cfg.opts.android_vpn || inv.android_vpn;
         cfg.opts.common.tfo = cfg.opts.common.tfo || inv.fast_open;
+        const bool plugin_ed = inv.sip003 && apply_plugin_defaults(cfg.opts);
         apply_common(cfg.opts.common, cfg.opts.warnings);
+        if (plugin_ed) {
+            log::info("shadowsocks plugin: websocket early data on (ed={}): the shadowsocks "
+                      "client speaks first; 'ed=0' turns it off",
+                      cfg.opts.ws->early_data);
+        }
         if (cfg.opts.android_vpn) {
             // Before any worker starts: every connect_remote() from now on protects its socket.
             net::enable_protect();

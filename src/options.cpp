@@ -427,6 +427,7 @@ std::optional<ws_options> parse_ws(const option_map& map, bool client,
         }
         if (auto e = map.value("ed")) {
             ws.early_data = parse_early_data(*e);
+            ws.early_data_given = true;
         }
     }
     return ws;
@@ -664,6 +665,14 @@ server_options parse_server_options(std::string_view text) {
     }
     check_udp(o);
     return o;
+}
+
+bool apply_plugin_defaults(client_options& o) {
+    if (!o.ws || o.ws->early_data_given || o.mux != 0) {
+        return false;
+    }
+    o.ws->early_data = max_ws_early_data;
+    return true;
 }
 
 std::string describe(const client_options& o) {

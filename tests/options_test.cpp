@@ -141,6 +141,30 @@ TEST(ClientOptions, EarlyData) {
     EXPECT_EQ(server.warnings[0], "ignoring 'ed': it is a client option");
 }
 
+TEST(ClientOptions, PluginDefaultsTurnEarlyDataOnForWs) {
+    // As a shadowsocks plugin the app always speaks first: ws gets ed=2048 unless told.
+    auto ws = parse_client_options("ws;host=a;path=/");
+    EXPECT_TRUE(apply_plugin_defaults(ws));
+    EXPECT_EQ(ws.ws->early_data, max_ws_early_data);
+    EXPECT_EQ(describe(ws), "ws(host=a, path=/, mask=skip, ed=2048)");
+    auto wss = parse_client_options("ws;host=a;path=/;tls;sni=a");
+    EXPECT_TRUE(apply_plugin_defaults(wss));
+    EXPECT_EQ(wss.ws->early_data, max_ws_early_data);
+    // What the user said stays: ed=0 is off, ed=<n> is n.
+    for (const auto& [text, n] : std::vector<std::pair<std::string_view, std::size_t>>{
+             {"ed=0", 0}, {"ed=100", 100}, {"ed=2048", 2048}}) {
+        auto o = parse_client_options(fmt::format("ws;host=a;path=/;{}", text));
+        EXPECT_FALSE(apply_plugin_defaults(o)) << text;
+        EXPECT_EQ(o.ws->early_data, n) << text;
+    }
+    // mux: a websocket is not one app's; tcp and tls: no websocket.
+    for (std::string_view text : {"ws;host=a;path=/;mux=8", "tls;sni=a", "", "tls;sni=a;mux=8"}) {
+        auto o = parse_client_options(text);
+        EXPECT_FALSE(apply_plugin_defaults(o)) << text;
+        EXPECT_TRUE(!o.ws || o.ws->early_data == 0) << text;
+    }
+}
+
 TEST(ClientOptions, EscapedPathAndLastKeyWins) {
     auto o = parse_client_options("ws;host=a;path=/a\\;b");
     EXPECT_EQ(o.ws->path, "/a;b");

@@ -36,8 +36,10 @@ struct ws_options {
     std::string path;
     codec::mask_mode mask = codec::mask_mode::skip;
     /// Client, `ed=<n>`: up to n of the app's first bytes ride in the upgrade request
-    /// (`Sec-WebSocket-Protocol`, Xray's early data); 0 = off (the default).
+    /// (`Sec-WebSocket-Protocol`, Xray's early data); 0 = off (the default, except as a
+    /// shadowsocks plugin: apply_plugin_defaults()).
     std::size_t early_data = 0;
+    bool early_data_given = false; ///< `ed=` was among the options
 };
 
 /// Client TLS settings (`tls`, `sni=`, `alpn=`, `0rtt`, `insecure`).
@@ -159,6 +161,12 @@ struct server_options {
 
 /// Parses and validates the client's options. Throws config_error naming the option.
 client_options parse_client_options(std::string_view text);
+
+/// What changes when kaminaric runs as a shadowsocks (SIP003) plugin: its app is then the
+/// shadowsocks client, which always speaks first (its salt and request), so websocket early
+/// data can never make it wait; `ws` without `ed=` or `mux` gets ed=max_ws_early_data.
+/// Returns whether it changed anything.
+bool apply_plugin_defaults(client_options& opts);
 
 /// Parses and validates the server's options. Throws config_error naming the option.
 server_options parse_server_options(std::string_view text);

@@ -1,9 +1,12 @@
 """kaminari as a real shadowsocks SIP003 plugin: ss-local + kaminaric -> ss-server + kaminaris,
 curl fetching a multi-MiB file through SOCKS5, byte-exact, in every transport; escaped plugin
-options; the v2ray-plugin client against kaminaris; no plugin left behind."""
+options; as a plugin kaminaric sends websocket early data unless told not to (ed=0), and a
+v2ray-plugin server gets those bytes again as frames; the v2ray-plugin client against kaminaris;
+no plugin left behind."""
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -59,11 +62,11 @@ def wait_gone(pid, timeout=3.0):
     raise AssertionError(f"plugin process {pid} still running {timeout}s after its host stopped")
 
 
-def start_pair(client_plugin, client_opts, server_opts):
+def start_pair(client_plugin, client_opts, server_opts, server_plugin=KAMINARIS):
     public = free_port()
     socks = free_port()
     server = Proc(["ss-server", "-s", HOST, "-p", str(public), "-k", PASSWORD, "-m", METHOD,
-                   "--plugin", KAMINARIS, "--plugin-opts", server_opts])
+                   "--plugin", server_plugin, "--plugin-opts", server_opts])
     wait_port(public, proc=server)
     client = Proc(["ss-local", "-s", HOST, "-p", str(public), "-l", str(socks), "-b", HOST,
                    "-k", PASSWORD, "-m", METHOD, "--plugin", client_plugin,
@@ -85,10 +88,14 @@ def fetch(socks, tries=3):
     raise AssertionError(f"curl failed: {last}")
 
 
-def run_mode(name, client_plugin, client_opts, server_opts):
+def run_mode(name, client_plugin, client_opts, server_opts, server_plugin=KAMINARIS,
+             logs=None):
+    """`logs(client_log, server_log)` checks the hosts' logs (their plugins' included) after
+    the fetches."""
     started = []
     test.check(f"{name}: ss-server and ss-local start with the plugins",
-               lambda: started.extend(start_pair(client_plugin, client_opts, server_opts)))
+               lambda: started.extend(start_pair(client_plugin, client_opts, server_opts,
+                                                 server_plugin)))
     if not started:
         return
     server, client, socks = started
@@ -126,12 +133,43 @@ def run_mode(name, client_plugin, client_opts, server_opts):
 
     test.check(f"{name}: curl 8 MiB through SOCKS5 byte-exact", through)
     test.check(f"{name}: 4 parallel fetches", parallel_fetches)
+    if logs:
+        test.check(f"{name}: the logs", lambda: logs(client.stderr_text(), server.stderr_text()))
     test.check(f"{name}: stopping ss-local/ss-server leaves no plugin", stop_leaves_nothing)
 
 
 WS = "ws;host=example.com;path=/ws"
+PLUGIN_ED = "shadowsocks plugin: websocket early data on (ed=2048)"
+
+
+def early_data_by_default(client_log, server_log):
+    # As a plugin kaminaric's app (ss-local) speaks first: ed=2048 without being asked, and
+    # kaminaris got ss-local's first bytes in the upgrade requests.
+    if PLUGIN_ED not in client_log:
+        raise AssertionError(f"no '{PLUGIN_ED}' in the client's log:\n{client_log[-2000:]}")
+    if not re.search(r"websocket early data: \d+ bytes", server_log):
+        raise AssertionError(f"kaminaris got no early data:\n{server_log[-2000:]}")
+
+
+def early_data_off(client_log, server_log):
+    if PLUGIN_ED in client_log or "websocket early data:" in server_log:
+        raise AssertionError("early data with ed=0")
+
+
+def early_data_resent(client_log, _):
+    # v2ray-plugin's server does not take early data: kaminaric sends those bytes again as
+    # frames after the 101 (the fetches above are byte-exact).
+    if PLUGIN_ED not in client_log or "early data not echoed; resending" not in client_log:
+        raise AssertionError(f"no early data resent:\n{client_log[-2000:]}")
+
+
 run_mode("plain", KAMINARIC, "", "")
-run_mode("ws", KAMINARIC, WS, WS)
+run_mode("ws", KAMINARIC, f"{WS};loglevel=debug", f"{WS};loglevel=debug",
+         logs=early_data_by_default)
+run_mode("ws ed=0", KAMINARIC, f"{WS};ed=0", f"{WS};loglevel=debug", logs=early_data_off)
+run_mode("ws to a v2ray-plugin server", KAMINARIC, f"{WS};loglevel=debug",
+         "server;mux=0;host=example.com;path=/ws", server_plugin="ss-v2ray-plugin",
+         logs=early_data_resent)
 run_mode("tls", KAMINARIC, "tls;sni=example.com;insecure", "tls;servername=example.com")
 run_mode("wss", KAMINARIC, f"{WS};tls;sni=example.com;insecure",
          f"{WS};tls;servername=example.com")

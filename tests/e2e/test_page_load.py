@@ -45,7 +45,7 @@ def bench_processes(bench_pid):
 
 def loads_a_page_through_every_kind_of_setup():
     out = tempfile.mkdtemp(prefix="kaminari-page-load-")
-    setups = ["none", "ws", "ws-mux", "wss-0rtt-ed"]
+    setups = ["none", "ws", "ws-mux", "wss-0rtt"]
     bench = subprocess.Popen([sys.executable, BENCH, "--rtt-ms", str(RTT_MS), "--rounds", "1",
                         "--loads", "2", "--gap", "0.3", "--hosts", str(HOSTS), "--resources",
                         str(RESOURCES), "--setups", ",".join(setups), "--out", out],
