@@ -35,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -139,9 +140,11 @@ async def fetch(conn, host, path, size, marks=None):
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    got = await reader.readexactly(length if length is not None else -1)
-    if length != size or got != body(host, path, size):
-        raise Failed(f"host {host} {path}: {len(got)} bytes, not the {size} it sent")
+    if length != size:
+        raise Failed(f"host {host} {path}: Content-Length {length}, not the {size} it sent")
+    got = await reader.readexactly(length)
+    if got != body(host, path, size):
+        raise Failed(f"host {host} {path}: the {size} bytes are not the ones it sent")
     return size
 
 
@@ -222,13 +225,30 @@ class Procs:
             except ProcessLookupError:
                 pass
             p.wait()
+        for p in self.procs:  # until the groups' last members are gone
+            while time.monotonic() < end + 2:
+                try:
+                    os.killpg(p.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.01)
         self.procs = []
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and not handed out before: the kernel may give the same
+    free port twice in a row."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            break
+    _handed_out.add(port)
+    return port
 
 
 def wait_port(port, proc, timeout=10.0):
@@ -268,6 +288,9 @@ def start_setup(procs, name, exes, rtt_ms, log):
         if not line:
             raise Failed("delay proxy exited before listening")
     network = int(line.split()[1])
+    # What it prints from now on (a line per TCP Fast Open connection, or every chunk with
+    # DELAY_PROXY_TRACE=1) goes to the log: a pipe nobody reads would stop it.
+    threading.Thread(target=lambda: [log.write(x) for x in delay.stdout], daemon=True).start()
     client = procs.start(["ss-local", "-s", HOST, "-p", str(network), "-l", str(socks),
                           "-b", HOST] + ss + plugin_args(name, exes, "client"),
                          stdout=log, stderr=log)
@@ -285,7 +308,8 @@ async def ready(socks_port, origin_port, timeout=10.0):
             conn = await socks_open(socks_port, origin_port)
             await fetch(conn, 0, "/ready", 16)
             return
-        except (Failed, OSError, asyncio.IncompleteReadError):
+        except (Failed, OSError, ValueError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError):
             if time.monotonic() > end:
                 raise Failed(f"no fetch through the setup within {timeout:g} s") from None
             await asyncio.sleep(0.05)
@@ -315,6 +339,13 @@ def table(results, rtt_ms):
     return "\n".join(rows)
 
 
+def on_sigterm(*_):
+    """Stops what it started (the `finally` blocks below); a second SIGTERM does not cut
+    that short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rtt-ms", type=float, default=100.0)
@@ -331,7 +362,7 @@ def main():
     ap.add_argument("--out", help="directory for page_load.json and page_load.md")
     ap.add_argument("--origin", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops what it started, below
+    signal.signal(signal.SIGTERM, on_sigterm)
     if args.origin:
         asyncio.run(origin_main(args.origin))
         return 0
@@ -384,8 +415,8 @@ def main():
                         r["page_s"].append(secs)
                         r["html_s"].append(html)
                         r["connections"].append(conns)
-                except (Failed, OSError, asyncio.TimeoutError,
-                        asyncio.IncompleteReadError) as e:
+                except (Failed, OSError, ValueError, asyncio.TimeoutError,
+                        asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
                     r["error"] = str(e) or type(e).__name__
                 finally:
                     procs.stop()
