@@ -164,7 +164,8 @@ client_options parse_client_options(std::string_view text);
 
 /// What changes when kaminaric runs as a shadowsocks (SIP003) plugin: its app is then the
 /// shadowsocks client, which always speaks first (its salt and request), so websocket early
-/// data can never make it wait; `ws` without `ed=` or `mux` gets ed=max_ws_early_data.
+/// data can never make it wait; `ws` without `ed=` and without `mux` gets
+/// ed=max_ws_early_data.
 /// Returns whether it changed anything.
 bool apply_plugin_defaults(client_options& opts);
 

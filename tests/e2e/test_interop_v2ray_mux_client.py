@@ -66,6 +66,10 @@ def burst_rides_open_websocket():
     held = []
     try:
         wait_for(lambda: sum(websockets_at(s2).values()) == 1, 10.0, "the probe's session")
+        # Closed at kaminaric too, or the second connection would already find the websocket
+        # full, and the third would go to the websocket opened ahead.
+        wait_for(lambda: "Mux.Cool session 1 closed" in c2.stderr_text(), 10.0,
+                 "the probe's session closed")
         for i in range(3):
             held.append(socket.create_connection((HOST, cp2), timeout=10))
             held[-1].sendall(b"%d" % i)

@@ -8,7 +8,7 @@
 // Per worker, a mux_links keeps the websockets it opened. An app connection goes to the first
 // open one with fewer than n sessions that has not carried mux_sessions_per_link yet. When a
 // burst has filled them all, it goes to the least busy open one with fewer than 2n (at most
-// mux_max_sessions, kaminaris's limit) rather than wait for a new websocket, and one starts
+// mux_burst_max, under kaminaris's limit) rather than wait for a new websocket, and one starts
 // opening for the connections after it. Failing that, it waits for a websocket being opened
 // (which counts the sessions waiting for it as open), or opens a new one that others may
 // wait for too. A websocket that has carried mux_sessions_per_link sessions takes no
@@ -41,6 +41,9 @@ namespace kaminari::net {
 
 /// Sessions a websocket carries in its life before it is retired (v2ray: MaxConnection 128).
 inline constexpr std::size_t mux_sessions_per_link = 128;
+
+/// Most sessions a burst puts on one websocket beyond n (see mux_links::choose()).
+inline constexpr std::size_t mux_burst_max = mux_max_sessions * 3 / 4;
 
 /// A websocket with no session for this long is closed (v2ray's client: 16 s).
 inline constexpr std::chrono::seconds mux_link_idle{16};
@@ -117,9 +120,11 @@ private:
     };
 
     // Sessions an open websocket takes while a burst outgrows the open ones (see choose()):
-    // twice n, within what a kaminaris takes on one connection, and never fewer than n.
+    // twice n, never fewer than n, and at most mux_burst_max, which leaves kaminaris (at most
+    // mux_max_sessions on one connection) room for sessions that have ended here but not yet
+    // there (their last bytes still going to the target).
     std::size_t burst_limit() const noexcept {
-        return std::max(per_link_, std::min(2 * per_link_, mux_max_sessions));
+        return std::max(per_link_, std::min(2 * per_link_, mux_burst_max));
     }
     // Where app connection `id`'s session goes: the first open websocket with room; else the
     // least busy open one under burst_limit(), and a websocket starts opening for the sessions
