@@ -41,6 +41,8 @@ import time
 HOST = "127.0.0.1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DELAY_PROXY = os.path.join(REPO, "tests", "e2e", "delay_proxy.py")
+sys.path.insert(0, os.path.dirname(DELAY_PROXY))
+from harness import free_port  # noqa: E402 (never the same port twice)
 METHOD = "chacha20-ietf-poly1305"
 PASSWORD = "kaminari-page-load"
 PER_HOST = 6  # a browser's HTTP/1.1 connections per host
@@ -233,22 +235,6 @@ class Procs:
                     break
                 time.sleep(0.01)
         self.procs = []
-
-
-_handed_out = set()
-
-
-def free_port():
-    """A port nothing listens on now and not handed out before: the kernel may give the same
-    free port twice in a row."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            break
-    _handed_out.add(port)
-    return port
 
 
 def wait_port(port, proc, timeout=10.0):
