@@ -180,6 +180,14 @@ bool busier_than_another(const worker_loads& loads, std::size_t i) {
 
 std::atomic<std::uint64_t> next_id{0};
 
+} // namespace
+
+std::uint64_t new_connection_id() noexcept {
+    return next_id.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+namespace {
+
 // One registration of a descriptor in an epoll set, as /proc/self/fdinfo shows it.
 struct epoll_entry {
     int epoll_fd = -1;
@@ -357,7 +365,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         metrics::add(metrics::accepted);
         std::atomic<std::size_t>& load = (*loads)[worker].connections;
         load.fetch_add(1, std::memory_order_relaxed);
-        const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed) + 1;
+        const std::uint64_t id = new_connection_id();
         std::optional<asio::awaitable<void>> connection;
         try {
             connection.emplace(handler(std::move(socket), id));

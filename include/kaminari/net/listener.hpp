@@ -22,6 +22,10 @@ namespace kaminari::net {
 using connection_handler =
     std::function<asio::awaitable<void>(asio::ip::tcp::socket socket, std::uint64_t id)>;
 
+/// A fresh connection id (the `#N` of the log), from the counter that numbers accepted
+/// connections: for connections kaminari opens on its own (a Mux.Cool link opened ahead).
+std::uint64_t new_connection_id() noexcept;
+
 /// Binds a listener on every address `local` resolves to (a name may give IPv4 and IPv6).
 /// Throws startup_error naming the address when none can be bound. With `fast_open` the
 /// listeners take TCP Fast Open connections (data in the SYN) where the kernel allows it.

@@ -19,6 +19,7 @@
 // holds for them.
 
 #include <kaminari/log.hpp>
+#include <kaminari/net/listener.hpp>
 #include <kaminari/net/mux_link.hpp>
 #include <kaminari/net/relay.hpp>
 
@@ -54,6 +55,53 @@ inline constexpr std::chrono::seconds mux_link_close_wait{10};
 /// After a server declined Mux.Cool (tls: it did not select ALPN kaminari-mux), app
 /// connections go without it for this long before the next one asks again.
 inline constexpr std::chrono::seconds mux_declined_wait{60};
+
+/// What mux_links::choose() sees of a websocket.
+struct mux_link_view {
+    bool open = false;        ///< open (else being opened)
+    bool room = false;        ///< takes a session under n
+    bool burst_room = false;  ///< takes a session under the burst limit
+    std::size_t sessions = 0; ///< sessions open on it now
+};
+
+/// Where a session goes: links[index], or none (npos: open a new websocket and wait for it);
+/// `open_ahead`: also start opening a websocket for the sessions after it.
+struct mux_choice {
+    static constexpr std::size_t none = static_cast<std::size_t>(-1);
+    std::size_t index = none;
+    bool open_ahead = false;
+};
+
+/// The choice (pure, so it is tested without sockets; `view(link)` gives a mux_link_view): the
+/// first open websocket with room; else the least busy open one with burst room, and another
+/// starts opening unless one being opened has room (a cold websocket costs a session the
+/// connect and the handshakes, two or three round trips; an open one carries it at once, a
+/// little over n for a while); else the first being opened with room; else none.
+template <class Links, class View>
+mux_choice choose_mux_link(const Links& links, View view) {
+    std::size_t opening = mux_choice::none;
+    std::size_t busy = mux_choice::none;
+    std::size_t busy_sessions = 0;
+    std::size_t i = 0;
+    for (const auto& l : links) {
+        const mux_link_view v = view(l);
+        if (!v.open) {
+            if (opening == mux_choice::none && v.room) {
+                opening = i;
+            }
+        } else if (v.room) {
+            return {i, false};
+        } else if (v.burst_room && (busy == mux_choice::none || v.sessions < busy_sessions)) {
+            busy = i;
+            busy_sessions = v.sessions;
+        }
+        ++i;
+    }
+    if (busy == mux_choice::none) {
+        return {opening, false};
+    }
+    return {busy, opening == mux_choice::none};
+}
 
 /// The websockets of one worker. Every call on that worker's thread.
 template <byte_stream Link>
@@ -100,7 +148,7 @@ private:
         explicit link(const asio::any_io_executor& exec, std::uint64_t link_id)
             : id(link_id)
             , ready(exec, asio::steady_timer::time_point::max()) {}
-        std::uint64_t id;           // the connection id that opened it, for the log
+        std::uint64_t id; // for the log: the app connection that opened it, or its own (ahead)
         std::optional<Link> stream; // set while open
         std::optional<detail::mux_connection<Link>> conn;
         asio::steady_timer ready; // cancelled when it leaves `opening`
@@ -134,7 +182,8 @@ private:
     // Opens `l` (its opener's part), then runs it detached.
     asio::awaitable<void> open_link(std::shared_ptr<link> l, std::uint64_t id);
     static asio::awaitable<void> open_ahead(std::shared_ptr<mux_links> self,
-                                            std::shared_ptr<link> l, std::uint64_t id) {
+                                            std::shared_ptr<link> l) {
+        const auto id = l->id;
         co_await self->open_link(std::move(l), id);
     }
     asio::awaitable<void> run_link(std::shared_ptr<link> l);
@@ -210,36 +259,27 @@ asio::awaitable<std::optional<relay_result>> mux_links<Link>::carry(asio::ip::tc
 
 template <byte_stream Link>
 std::shared_ptr<typename mux_links<Link>::link> mux_links<Link>::choose(std::uint64_t id) {
-    std::shared_ptr<link> opening;
-    std::shared_ptr<link> busy;
-    for (auto& c : links_) {
-        if (c->st != state::open) {
-            if (!opening && c->has_room(per_link_)) {
-                opening = c;
-            }
-            continue;
-        }
-        if (c->has_room(per_link_)) {
-            return c;
-        }
-        if (c->has_room(burst_limit()) && (!busy || c->conn->sessions() < busy->conn->sessions())) {
-            busy = c;
-        }
+    const std::size_t burst = burst_limit();
+    const mux_choice c = choose_mux_link(links_, [&](const std::shared_ptr<link>& l) {
+        const bool open = l->st == state::open;
+        return mux_link_view{open, l->has_room(per_link_), l->has_room(burst),
+                             open ? l->conn->sessions() : 0};
+    });
+    if (c.index == mux_choice::none) {
+        return nullptr;
     }
-    if (!busy) {
-        return opening;
-    }
-    // A cold websocket costs this session the connect and the handshakes (two or three round
-    // trips); an open one carries it at once, a little over n for a while.
-    if (!opening && !stopped_) {
-        auto ahead = std::make_shared<link>(exec_, id);
+    auto chosen = links_[c.index];
+    if (c.open_ahead && !stopped_) {
+        // A connection of kaminaric's own: its id is its own, so what becomes of it is not
+        // logged against the app connection that happened to trigger it.
+        auto ahead = std::make_shared<link>(exec_, new_connection_id());
         links_.push_back(ahead);
-        log::debug("#{} Mux.Cool: every connection has {} sessions or more; opening another", id,
-                   per_link_);
-        asio::co_spawn(exec_, open_ahead(this->shared_from_this(), std::move(ahead), id),
+        log::debug("#{} Mux.Cool: every connection has {} sessions or more; #{} opens another", id,
+                   per_link_, ahead->id);
+        asio::co_spawn(exec_, open_ahead(this->shared_from_this(), std::move(ahead)),
                        asio::detached);
     }
-    return busy;
+    return chosen;
 }
 
 template <byte_stream Link>
