@@ -75,7 +75,7 @@ struct known_option {
     side where;
 };
 
-constexpr std::array<known_option, 35> known_options{{
+constexpr std::array<known_option, 36> known_options{{
     {"ws", true, side::both},
     {"host", false, side::both},
     {"path", false, side::both},
@@ -102,6 +102,7 @@ constexpr std::array<known_option, 35> known_options{{
     {"udp_timeout", false, side::both},
     {"pool", false, side::client},
     {"pool_idle", false, side::client},
+    {"pool_max", false, side::client},
     {"fallback", false, side::server},
     {"proxy_protocol", true, side::server},
     {"metrics", false, side::both},
@@ -527,6 +528,22 @@ client_options parse_client_options(std::string_view text) {
     if (auto v = map.value("pool")) {
         o.pool.size = parse_pool(*v);
     }
+    o.pool.max_size = o.pool.size;
+    if (auto v = map.value("pool_max")) {
+        unsigned m = 0;
+        auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), m);
+        if (ec != std::errc{} || end != v->data() + v->size() || m > max_pool_size ||
+            m < o.pool.size) {
+            throw config_error(
+                fmt::format("pool_max: '{}' is not a connection count; expected {} (pool=) to {}",
+                            *v, o.pool.size, max_pool_size));
+        }
+        if (o.pool.size == 0) {
+            o.warnings.emplace_back("ignoring 'pool_max': it has no effect without 'pool=<n>'");
+        } else {
+            o.pool.max_size = m;
+        }
+    }
     if (auto v = map.value("pool_idle")) {
         o.pool.max_idle = parse_seconds("pool_idle", *v);
         // The server drops a connection that sends nothing for server_request_wait.
@@ -551,6 +568,7 @@ client_options parse_client_options(std::string_view text) {
             o.warnings.emplace_back(
                 "ignoring 'pool': with 'mux' app connections share connections instead");
             o.pool.size = 0;
+            o.pool.max_size = 0;
         }
         if (o.mux != 0 && o.ws && o.ws->early_data != 0) {
             o.warnings.emplace_back("ignoring 'ed': with 'mux' a websocket is not one app's");
@@ -698,8 +716,11 @@ std::string describe(const client_options& o) {
         out += fmt::format(", mux {}", o.mux);
     }
     if (o.pool.size != 0) {
-        out += fmt::format(", pool of {} (replaced after {} s unused)", o.pool.size,
-                           o.pool.max_idle.count() / 1000.0);
+        out += fmt::format(", pool of {}", o.pool.size);
+        if (o.pool.max_size > o.pool.size) {
+            out += fmt::format(", up to {} after a burst", o.pool.max_size);
+        }
+        out += fmt::format(" (replaced after {} s unused)", o.pool.max_idle.count() / 1000.0);
     }
     if (o.common.tfo) {
         out += ", tfo";

@@ -171,7 +171,8 @@ TEST(Invocation, CommandLineWinsOverEnvironment) {
 TEST(Help, NamesEveryOption) {
     const std::string client = help_text(role::client);
     for (const char* opt : {"ws", "host=", "path=", "mask=", "ed=", "tls", "sni=", "alpn=", "0rtt",
-                            "insecure", "loglevel=", "idle_timeout=", "max_conns=", "\\;"}) {
+                            "insecure", "loglevel=", "idle_timeout=", "max_conns=", "pool=",
+                            "pool_idle=", "pool_max=", "mux=", "\\;"}) {
         EXPECT_NE(client.find(opt), std::string::npos) << opt;
     }
     const std::string server = help_text(role::server);

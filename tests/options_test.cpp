@@ -265,6 +265,23 @@ TEST(ClientOptions, PoolAndPoolIdle) {
               "pool_idle: '111' is too long; expected at most 110 seconds (kaminaris closes a "
               "silent connection after 120)");
     EXPECT_EQ(parse_client_options("pool_idle=5").warnings.size(), 1u);
+    // pool_max=: how far a pool may grow after a burst; without it, it does not.
+    EXPECT_EQ(d.pool.max_size, 2u);
+    auto g = parse_client_options("pool=4;pool_max=64");
+    EXPECT_EQ(g.pool.size, 4u);
+    EXPECT_EQ(g.pool.max_size, 64u);
+    EXPECT_TRUE(g.warnings.empty());
+    EXPECT_NE(describe(g).find("pool of 4, up to 64 after a burst"), std::string::npos)
+        << describe(g);
+    EXPECT_EQ(client_error("pool=4;pool_max=3"),
+              "pool_max: '3' is not a connection count; expected 4 (pool=) to 256");
+    EXPECT_EQ(client_error("pool=4;pool_max=257"),
+              "pool_max: '257' is not a connection count; expected 4 (pool=) to 256");
+    EXPECT_EQ(client_error("pool=4;pool_max=x"),
+              "pool_max: 'x' is not a connection count; expected 4 (pool=) to 256");
+    auto lone = parse_client_options("pool_max=8");
+    EXPECT_EQ(lone.pool.max_size, 0u);
+    EXPECT_EQ(lone.warnings.size(), 1u);
     EXPECT_EQ(parse_server_options("pool=2").warnings.size(), 1u); // a client option
 }
 

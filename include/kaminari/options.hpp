@@ -110,6 +110,9 @@ struct common_options {
 /// `pool=<n>`: warm connections kept open to the server (see net/pool.hpp).
 struct pool_options {
     std::size_t size = 0; ///< 0: no pool
+    /// `pool_max=<m>`: after a burst of more than `size` app connections, keep up to m ready
+    /// (net/pool.hpp); `size` when not given, a pool that does not grow.
+    std::size_t max_size = 0;
     /// `pool_idle=<seconds>`: a warm connection unused this long is replaced. Under the
     /// server's wait for a request on a silent connection (server_request_wait).
     std::chrono::milliseconds max_idle{30'000};

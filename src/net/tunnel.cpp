@@ -3,6 +3,7 @@
 #include <kaminari/log.hpp>
 #include <kaminari/net/buffer_pool.hpp>
 #include <kaminari/net/dial.hpp>
+#include <kaminari/net/hand_over.hpp>
 #include <kaminari/net/metrics.hpp>
 #include <kaminari/net/mux_client.hpp>
 #include <kaminari/net/mux_server.hpp>
@@ -498,6 +499,8 @@ public:
 
     client_pools(const client_config& cfg, runtime& rt) {
         const std::size_t per_worker = (cfg.opts.pool.size + rt.size() - 1) / rt.size();
+        const std::size_t max_per_worker =
+            std::max(per_worker, (cfg.opts.pool.max_size + rt.size() - 1) / rt.size());
         const auto policy = cfg.opts.ws ? early_bytes::fatal : early_bytes::keep;
         for (std::size_t i = 0; i < rt.size(); ++i) {
             auto exec = rt.context(i).get_executor();
@@ -519,12 +522,12 @@ public:
                 }
             } else if (cfg.tls) {
                 tls_.push_back(std::make_shared<warm_pool<tls_conn>>(
-                    exec, per_worker, cfg.opts.pool.max_idle, policy,
+                    exec, per_worker, max_per_worker, cfg.opts.pool.max_idle, policy,
                     [&cfg] { return open_tls(cfg); }));
                 tls_.back()->start();
             } else {
                 tcp_.push_back(std::make_shared<warm_pool<tcp_stream>>(
-                    exec, per_worker, cfg.opts.pool.max_idle, policy,
+                    exec, per_worker, max_per_worker, cfg.opts.pool.max_idle, policy,
                     [&cfg] { return open_tcp(cfg); }));
                 tcp_.back()->start();
             }
@@ -566,7 +569,39 @@ public:
         return here(mux_tls_, exec);
     }
 
+    /// Another worker's pool with the most connections ready (some), for an app connection
+    /// whose own worker's pool is empty; its worker's io_context.
+    template <class Conn>
+    struct elsewhere {
+        warm_pool<Conn>* pool = nullptr;
+        asio::io_context* context = nullptr;
+    };
+    template <class Conn>
+    elsewhere<Conn> ready_elsewhere(const asio::any_io_executor& exec) noexcept {
+        if constexpr (std::is_same_v<Conn, tls_conn>) {
+            return ready_elsewhere(tls_, exec);
+        } else {
+            return ready_elsewhere(tcp_, exec);
+        }
+    }
+
 private:
+    template <class Conn>
+    elsewhere<Conn> ready_elsewhere(std::vector<std::shared_ptr<warm_pool<Conn>>>& pools,
+                                    const asio::any_io_executor& exec) noexcept {
+        auto& ctx = asio::query(exec, asio::execution::context);
+        elsewhere<Conn> best;
+        std::size_t most = 0;
+        for (std::size_t i = 0; i < pools.size(); ++i) {
+            const std::size_t n = pools[i]->ready();
+            if (contexts_[i] != &ctx && n > most) {
+                most = n;
+                best = {pools[i].get(), contexts_[i]};
+            }
+        }
+        return best;
+    }
+
     template <class Pool>
     Pool* here(std::vector<std::shared_ptr<Pool>>& pools, const asio::any_io_executor& exec) {
         auto& ctx = asio::query(exec, asio::execution::context);
@@ -726,12 +761,28 @@ asio::awaitable<bool> deliver_received(tcp_stream& app, std::vector<std::uint8_t
 }
 
 // On a warm connection: tcp and ws on a TCP one, tls and wss on one whose TLS handshake is
-// done. Without one ready, as without a pool.
+// done. Without one ready, on another worker that has one (`pools`: not yet handed over), else
+// as without a pool.
 template <class Conn>
 asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const client_config& cfg,
-                                  warm_pool<Conn>& pool) {
+                                  warm_pool<Conn>& pool, client_pools* pools) {
     auto warm = co_await pool.take();
     if (!warm) {
+        if (pools != nullptr) {
+            // Another worker's pool has connections ready (a burst came to this worker more
+            // than the last one did): there, the app's bytes go at once rather than after a
+            // connect and handshakes.
+            if (auto to = pools->ready_elsewhere<Conn>(socket.get_executor()); to.pool != nullptr) {
+                log::debug("#{} no warm connection on this worker; to another worker's", id);
+                co_await hand_over(
+                    std::move(socket), *to.context,
+                    [id, &cfg, &pool = *to.pool](tcp::socket s) {
+                        return client_warm(std::move(s), id, cfg, pool, nullptr);
+                    },
+                    id);
+                co_return;
+            }
+        }
         co_await client_unpooled(std::move(socket), id, cfg);
         co_return;
     }
@@ -779,10 +830,10 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
             return client_mux(std::move(socket), id, cfg, *links);
         }
         if (auto* pool = pools->tls_here(exec)) {
-            return client_warm(std::move(socket), id, cfg, *pool);
+            return client_warm(std::move(socket), id, cfg, *pool, pools);
         }
         if (auto* pool = pools->tcp_here(exec)) {
-            return client_warm(std::move(socket), id, cfg, *pool);
+            return client_warm(std::move(socket), id, cfg, *pool, pools);
         }
     }
     return client_unpooled(std::move(socket), id, cfg);

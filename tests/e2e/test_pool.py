@@ -8,12 +8,13 @@ out); warm connections expiring (pool_idle) and being replaced; a server that sp
 connection that waits longer than the server's handshake deadline still works."""
 
 import os
+import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (KAMINARIS, EchoServer, Proc, Test, ThreadedTarget, Tunnel,  # noqa: E402
-                     addr, assert_same, banner_then_echo, exchange, read_banner_then_echo,
+from harness import (HOST, KAMINARIS, EchoServer, Proc, Test, ThreadedTarget,  # noqa: E402
+                     Tunnel, addr, assert_same, banner_then_echo, exchange, read_banner_then_echo,
                      wait_port)
 
 SHORT = int(os.environ.get("KAMINARI_POOL_CONNECTIONS", "1000"))
@@ -112,6 +113,85 @@ def check_expiry(mode):
         echo.close()
 
 
+def burst(port, n, tag):
+    """n app connections open at once, each echoing its own bytes, then all closed."""
+    socks = [socket.create_connection((HOST, port), timeout=20) for _ in range(n)]
+    try:
+        for i, s in enumerate(socks):
+            s.sendall(f"{tag} connection {i};".encode() * 40)
+        for i, s in enumerate(socks):
+            want = f"{tag} connection {i};".encode() * 40
+            got = b""
+            while len(got) < len(want):
+                chunk = s.recv(len(want) - len(got))
+                if not chunk:
+                    break
+                got += chunk
+            assert_same(got, want, f"{tag}, connection {i}")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def check_burst(mode):
+    """pool=1;pool_max=6: a burst of 6 leaves 6 ready, the next burst of 6 starts on them all,
+    and with no burst for pool_idle the pool is back to 1."""
+    copts, sopts = MODES[mode]
+    echo = EchoServer()
+    t = Tunnel(join(copts, "pool=1", "pool_max=6", "pool_idle=3", "threads=1", "loglevel=debug"),
+               join(sopts, "loglevel=debug"), echo.port)
+    try:
+        wait_for(lambda: ready_count(t) >= 1, 10, "a warm connection")
+        burst(t.client_port, 6, "first burst")
+        wait_for(lambda: "6 connections taken within" in t.client.stderr_text(), 10,
+                 "the pool to take in the burst")
+        wait_for(lambda: ready_count(t) >= 6, 10, "6 warm connections")
+        before = warm_count(t)
+        burst(t.client_port, 6, "second burst")
+        wait_for(lambda: warm_count(t) - before >= 6, 10, "6 connections on warm ones")
+        if warm_count(t) - before != 6:
+            raise AssertionError(f"{warm_count(t) - before} warm of 6\n{t.logs()}")
+        wait_for(lambda: "back to 1 ready" in t.client.stderr_text(), 15,
+                 "the pool to shrink back to 1")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{t.client.stderr_text()[-4000:]}") from None
+    finally:
+        t.close()
+        echo.close()
+
+
+def check_bursts_over_two_workers(mode):
+    """threads=2;pool=2;pool_max=40: after a burst of 16, the workers keep what each took ready
+    (16 or more between them), and the next burst of 16 starts on ready connections only, however
+    the listener splits it: a worker whose own pool runs out hands the app's connection to the
+    other's. (Without that, any split unlike the first burst's leaves some to dial.)"""
+    copts, sopts = MODES[mode]
+    echo = EchoServer()
+    t = Tunnel(join(copts, "pool=2", "pool_max=40", "threads=2", "loglevel=debug"),
+               join(sopts, "loglevel=debug"), echo.port)
+    try:
+        wait_for(lambda: t.client.stderr_text().count("warm connection ready") >= 2, 10,
+                 "a warm connection on each worker")
+        handed = 0
+        for round_ in range(3):
+            burst(t.client_port, 16, f"burst {round_}")
+            time.sleep(1.2)  # refilled, and past the burst window
+            before = warm_count(t)
+            handed_before = t.client.stderr_text().count("to another worker's")
+            burst(t.client_port, 16, f"burst {round_}, again")
+            warm = warm_count(t) - before
+            handed += t.client.stderr_text().count("to another worker's") - handed_before
+            if warm != 16:
+                raise AssertionError(f"round {round_}: {warm} of 16 connections were warm")
+            time.sleep(1.2)
+        print(f"    {mode}: {handed} of 48 connections went to the other worker's pool")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{t.client.stderr_text()[-4000:]}") from None
+    finally:
+        t.close()
+        echo.close()
+
+
 def check_server_speaks_first(mode):
     copts, sopts = MODES[mode]
     srv = ThreadedTarget(banner_then_echo(b"SSH-2.0-banner\r\n"))
@@ -158,6 +238,12 @@ def main():
         test.check(f"{mode}: kaminaris restarted under a full pool, no app error",
                    check_server_restart, mode)
         test.check(f"{mode}: warm connections expire and are replaced", check_expiry, mode)
+    for mode in ("ws", "wss"):
+        test.check(f"{mode}: pool_max=6 keeps a burst of 6 ready for the next, then shrinks",
+                   check_burst, mode)
+    for mode in ("tcp", "tls"):
+        test.check(f"{mode}: bursts over two workers start on ready connections only",
+                   check_bursts_over_two_workers, mode)
     for mode in ("tcp", "tls"):
         test.check(f"{mode}: a server that speaks first, through a warm connection",
                    check_server_speaks_first, mode)

@@ -29,10 +29,11 @@ struct pool_fixture {
     std::vector<steady::time_point> opened;
     std::shared_ptr<warm_pool<tcp_stream>> pool;
 
-    explicit pool_fixture(std::size_t size) {
+    explicit pool_fixture(std::size_t size, std::size_t max_size = 0,
+                          std::chrono::milliseconds max_age = 30s) {
         accept_next();
         pool = std::make_shared<warm_pool<tcp_stream>>(
-            io.get_executor(), size, 30s, early_bytes::fatal,
+            io.get_executor(), size, max_size, max_age, early_bytes::fatal,
             [this]() -> asio::awaitable<std::optional<tcp_stream>> {
                 opened.push_back(steady::now());
                 tcp::socket s(io);
@@ -125,6 +126,81 @@ TEST(WarmPool, AStoppedPoolOpensNoReplacementAfterATake) {
     f.io.run_for(warm_pool<tcp_stream>::refill_delay * 4);
     EXPECT_EQ(f.opened.size(), 1U);
     EXPECT_EQ(f.pool->idle(), 0U);
+}
+
+// pool_max=: takes within burst_window of each other (the ones that found the pool empty too)
+// are kept ready from then on, up to the pool's maximum, and no more are opened. (Whether a take
+// in a burst finds a replacement already open depends on timing, so the checks count hits.)
+TEST(WarmPool, APoolThatMayGrowKeepsABurstReady) {
+    pool_fixture f(1, 5);
+    f.pool->start();
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 1; }));
+    steady::time_point at;
+    std::size_t hits = 0;
+    for (int i = 0; i < 4; ++i) {
+        hits += f.take(at) ? 1 : 0;
+    }
+    EXPECT_EQ(f.pool->target(), 4U);
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 4; }));
+    f.io.run_for(50ms);
+    EXPECT_EQ(f.pool->idle(), 4U);
+    EXPECT_EQ(f.opened.size(), hits + 4) << "more opened than the burst took";
+
+    // The next burst finds them warm; one beyond the maximum keeps only the maximum ready.
+    for (int i = 0; i < 4; ++i) {
+        EXPECT_TRUE(f.take(at)) << "take " << i + 1 << " of the second burst found none ready";
+    }
+    hits += 4;
+    for (int i = 0; i < 3; ++i) {
+        hits += f.take(at) ? 1 : 0;
+    }
+    EXPECT_EQ(f.pool->target(), 5U);
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 5; }));
+    f.io.run_for(50ms);
+    EXPECT_EQ(f.pool->idle(), 5U);
+    EXPECT_EQ(f.opened.size(), hits + 5);
+    f.pool->stop();
+}
+
+// A grown pool goes back to its size once no burst has reached it for max_age: the
+// connections opened for the burst expire and only `size` are replaced.
+TEST(WarmPool, AGrownPoolShrinksWhenNoBurstReachesIt) {
+    constexpr auto max_age = 400ms;
+    pool_fixture f(1, 4, max_age);
+    f.pool->start();
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 1; }));
+    steady::time_point at;
+    for (int i = 0; i < 3; ++i) {
+        f.take(at);
+    }
+    ASSERT_EQ(f.pool->target(), 3U);
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 3; }));
+    ASSERT_TRUE(f.run_until([&] { return f.pool->target() == 1 && f.pool->idle() == 1; }));
+    // From now on one connection, replaced as it expires: one opened per max_age at most.
+    const auto shrunk = f.opened.size();
+    f.io.run_for(max_age + 100ms);
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 1; }));
+    EXPECT_EQ(f.pool->target(), 1U);
+    EXPECT_LE(f.opened.size(), shrunk + 2);
+    f.pool->stop();
+}
+
+// Without pool_max a burst does not grow the pool.
+TEST(WarmPool, AFixedPoolDoesNotGrow) {
+    pool_fixture f(1);
+    f.pool->start();
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 1; }));
+    steady::time_point at;
+    std::size_t hits = 0;
+    for (int i = 0; i < 4; ++i) {
+        hits += f.take(at) ? 1 : 0;
+    }
+    EXPECT_EQ(f.pool->target(), 1U);
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 1; }));
+    f.io.run_for(50ms);
+    EXPECT_EQ(f.pool->idle(), 1U);
+    EXPECT_EQ(f.opened.size(), hits + 1);
+    f.pool->stop();
 }
 
 } // namespace

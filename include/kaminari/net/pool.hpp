@@ -14,9 +14,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -46,6 +48,12 @@ struct warm_connection {
 /// 0.5 s up to `max_age`, and take() finds it empty meanwhile: the caller dials as without a
 /// pool.
 ///
+/// A pool that may grow (`max_size` above `size`, `pool_max=`) follows bursts: when more
+/// connections are taken within burst_window than it keeps (a page load: dozens at once), it
+/// keeps that many ready from then on, up to `max_size`, so the next burst finds them warm. It
+/// shrinks back to `size` once no burst has reached that many for `max_age` (the connections
+/// opened for it expire unused and are not replaced).
+///
 /// Thread safety: every call on the worker's own thread (the executor given).
 template <class Conn>
 class warm_pool : public std::enable_shared_from_this<warm_pool<Conn>> {
@@ -55,10 +63,20 @@ public:
     /// How long after a take the replacements start opening.
     static constexpr std::chrono::milliseconds refill_delay{5};
 
+    /// The takes (those that found the pool empty too) within this long of each other count as
+    /// one burst, the demand a pool that may grow keeps ready for.
+    static constexpr std::chrono::milliseconds burst_window{1000};
+
     warm_pool(asio::any_io_executor exec, std::size_t size, std::chrono::milliseconds max_age,
               early_bytes policy, opener open)
+        : warm_pool(std::move(exec), size, size, max_age, policy, std::move(open)) {}
+
+    warm_pool(asio::any_io_executor exec, std::size_t size, std::size_t max_size,
+              std::chrono::milliseconds max_age, early_bytes policy, opener open)
         : exec_(std::move(exec))
         , size_(size)
+        , max_size_(std::max(size, max_size))
+        , target_(size)
         , max_age_(max_age)
         , policy_(policy)
         , open_(std::move(open))
@@ -84,6 +102,7 @@ public:
             retire(*e);
         }
         idle_.clear();
+        publish();
         sweep_.cancel();
         retry_.cancel();
         refill_.cancel();
@@ -92,9 +111,11 @@ public:
     /// The freshest live connection, or nullopt when none is ready (then dial as usual).
     asio::awaitable<std::optional<warm_connection<Conn>>> take() {
         auto self = this->shared_from_this();
+        note_take();
         while (!idle_.empty()) {
             auto e = std::move(idle_.back());
             idle_.pop_back();
+            publish();
             if (e->dead || age(*e) >= max_age_) {
                 retire(*e);
                 continue;
@@ -125,6 +146,13 @@ public:
 
     std::size_t idle() const noexcept { return idle_.size(); }
 
+    /// idle(), readable from any thread: another worker that found its own pool empty looks
+    /// here before it dials (client_pools hands the app's connection over).
+    std::size_t ready() const noexcept { return ready_.load(std::memory_order_relaxed); }
+
+    /// How many connections the pool keeps ready now: `size`, or more after a burst.
+    std::size_t target() const noexcept { return target_; }
+
 private:
     using clock = std::chrono::steady_clock;
 
@@ -138,6 +166,8 @@ private:
     };
 
     clock::duration age(const entry& e) const noexcept { return clock::now() - e.born; }
+
+    void publish() noexcept { ready_.store(idle_.size(), std::memory_order_relaxed); }
 
     static void retire(entry& e) noexcept {
         e.taken = true;
@@ -157,9 +187,40 @@ private:
         return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
     }
 
-    // Opens connections until size_ are waiting or opening.
+    // A take: with room to grow, the takes within burst_window of it are the demand to keep
+    // ready for (a burst that reaches the current target also keeps it from shrinking).
+    void note_take() {
+        if (max_size_ == size_) {
+            return;
+        }
+        const auto now = clock::now();
+        recent_.push_back(now);
+        while (recent_.size() > max_size_ || now - recent_.front() > burst_window) {
+            recent_.pop_front();
+        }
+        if (recent_.size() < target_) {
+            return;
+        }
+        grown_at_ = now;
+        if (recent_.size() > target_) {
+            target_ = recent_.size();
+            log::debug("pool: {} connections taken within {} ms; keeping {} ready", target_,
+                       burst_window.count(), target_);
+        }
+    }
+
+    // Back to size_ once no burst has reached the target for max_age_.
+    void shrink_if_quiet() {
+        if (target_ > size_ && clock::now() - grown_at_ >= max_age_) {
+            target_ = size_;
+            log::debug("pool: no burst for {} s; back to {} ready",
+                       std::chrono::duration_cast<std::chrono::seconds>(max_age_).count(), size_);
+        }
+    }
+
+    // Opens connections until target_ are waiting or opening.
     void fill() {
-        while (!stopped_ && !backing_off_ && idle_.size() + opening_ < size_) {
+        while (!stopped_ && !backing_off_ && idle_.size() + opening_ < target_) {
             ++opening_;
             asio::co_spawn(exec_, open_one(this->shared_from_this()), asio::detached);
         }
@@ -213,6 +274,7 @@ private:
         e->conn.emplace(std::move(*conn));
         e->watching = true;
         self->idle_.push_back(e);
+        self->publish();
         asio::co_spawn(self->exec_, watch(self, e), asio::detached);
         log::debug("pool: {} warm connection{} ready", self->idle_.size(),
                    self->idle_.size() == 1 ? "" : "s");
@@ -272,6 +334,7 @@ private:
         if (e->dead && !e->taken) {
             e->conn->close();
             std::erase(self->idle_, e);
+            self->publish();
             self->fill();
         }
     }
@@ -288,6 +351,7 @@ private:
             if (ec || self->stopped_) {
                 co_return;
             }
+            self->shrink_if_quiet();
             std::size_t expired = 0;
             std::erase_if(self->idle_, [&](const std::shared_ptr<entry>& e) {
                 if (self->age(*e) < self->max_age_) {
@@ -297,6 +361,7 @@ private:
                 ++expired;
                 return true;
             });
+            self->publish();
             if (expired != 0) {
                 log::debug("pool: {} connection{} expired unused; replacing", expired,
                            expired == 1 ? "" : "s");
@@ -307,6 +372,10 @@ private:
 
     asio::any_io_executor exec_;
     std::size_t size_;
+    std::size_t max_size_;
+    std::size_t target_;
+    std::deque<clock::time_point> recent_; // takes within burst_window, when it may grow
+    clock::time_point grown_at_{};         // when a burst last reached target_
     std::chrono::steady_clock::duration max_age_;
     early_bytes policy_;
     opener open_;
@@ -314,6 +383,7 @@ private:
     asio::steady_timer retry_;
     asio::steady_timer refill_;
     std::vector<std::shared_ptr<entry>> idle_;
+    std::atomic<std::size_t> ready_{0}; // idle_.size(), for other threads
     std::size_t opening_ = 0;
     std::chrono::milliseconds delay_{0};
     bool backing_off_ = false;

@@ -1,0 +1,30 @@
+#pragma once
+
+// Moving an app's connection from one worker to another, for the rare case where the other has
+// what it needs and this one has not (a warm connection: net/pool.hpp). Connections otherwise
+// stay on the worker that accepted them (net/runtime.hpp).
+
+#include <kaminari/net/stream.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstdint>
+#include <functional>
+
+namespace kaminari::net {
+
+/// What runs the connection on the worker it went to.
+using handed_connection = std::function<asio::awaitable<void>(asio::ip::tcp::socket)>;
+
+/// Moves `socket` (no operation pending on it) into `to`, another worker's io_context, and runs
+/// `run` with it there; completes once that has ended, so whoever counts the connection on this
+/// worker counts it until then. An exception escaping `run` is logged (connection `id`) and
+/// ends only this connection. Returns false (and runs nothing) when the socket cannot be moved
+/// (the app closed it meanwhile: logged). Costs a getsockname, the descriptor leaving this
+/// worker's epoll set and joining the other's, and a wake-up of each worker.
+asio::awaitable<bool> hand_over(asio::ip::tcp::socket socket, asio::io_context& to,
+                                handed_connection run, std::uint64_t id);
+
+} // namespace kaminari::net
