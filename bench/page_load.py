@@ -22,8 +22,8 @@ HTML byte), and writes page_load.json and page_load.md to --out when given.
 Setups: `none` (shadowsocks alone), `v2ray` (ss-v2ray-plugin in websocket mode with its
 default mux, which reuses a websocket for connections that come one after another), and
 kaminari's: ws (as a plugin kaminaric sends websocket early data unless told otherwise),
-ws-ed0 (ed=0), ws-pool (pool=8), ws-mux (mux=8), wss, wss-ed0, wss-0rtt (0rtt), wss-pool,
-wss-mux, tls, tls-mux."""
+ws-ed0 (ed=0), ws-pool (pool=8), ws-poolmax (pool=8;pool_max=64), ws-mux (mux=8), wss,
+wss-ed0, wss-0rtt (0rtt), wss-pool, wss-poolmax, wss-mux, tls, tls-poolmax, tls-mux."""
 
 import argparse
 import asyncio
@@ -58,13 +58,16 @@ SETUPS = {
     "ws": ("kaminari", WS, WS),  # as a plugin: ed=2048 unless told otherwise
     "ws-ed0": ("kaminari", WS + ";ed=0", WS),
     "ws-pool": ("kaminari", WS + ";pool=8", WS),
+    "ws-poolmax": ("kaminari", WS + ";pool=8;pool_max=64", WS),
     "ws-mux": ("kaminari", WS + ";mux=8", WS),
     "wss": ("kaminari", f"{WS};{TLS_C}", f"{WS};{TLS_S}"),
     "wss-ed0": ("kaminari", f"{WS};{TLS_C};ed=0", f"{WS};{TLS_S}"),
     "wss-0rtt": ("kaminari", f"{WS};{TLS_C};0rtt", f"{WS};{TLS_S}"),
     "wss-pool": ("kaminari", f"{WS};{TLS_C};pool=8", f"{WS};{TLS_S}"),
+    "wss-poolmax": ("kaminari", f"{WS};{TLS_C};pool=8;pool_max=64", f"{WS};{TLS_S}"),
     "wss-mux": ("kaminari", f"{WS};{TLS_C};mux=8", f"{WS};{TLS_S}"),
     "tls": ("kaminari", TLS_C, TLS_S),
+    "tls-poolmax": ("kaminari", TLS_C + ";pool=8;pool_max=64", TLS_S),
     "tls-mux": ("kaminari", TLS_C + ";mux=8", TLS_S),
 }
 
