@@ -260,11 +260,13 @@ bool make_ws_request(std::uint64_t id, const ws_options& opts, ws_client_request
 }
 
 // A websocket handshake on a connection that is already up (a warm one, pool=): with `ed` the
-// app's first bytes are awaited here (up to early_data_wait) for the upgrade request. The
-// request and the buffer live in this frame, gone once the handshake is done.
+// app's first bytes are awaited here (up to early_data_wait) for the upgrade request, and
+// `early_up` is how many went in it (for the counts). The request and the buffer live in this
+// frame, gone once the handshake is done.
 template <byte_stream Lower>
 asio::awaitable<bool> client_ws_upgrade(tcp_stream& app, ws_stream<Lower>& ws, std::uint64_t id,
-                                        const client_config& cfg, clock::time_point deadline) {
+                                        const client_config& cfg, clock::time_point deadline,
+                                        std::uint64_t& early_up) {
     buffer_lease first;
     std::size_t first_len = 0;
     if (cfg.opts.ws->early_data != 0) {
@@ -284,6 +286,7 @@ asio::awaitable<bool> client_ws_upgrade(tcp_stream& app, ws_stream<Lower>& ws, s
         co_return false;
     }
     first.release();
+    early_up = first_len;
     co_return co_await client_ws_handshake(ws, id, cfg, deadline, request, false);
 }
 
@@ -306,7 +309,7 @@ asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t
     ws_stream<Lower> ws(std::move(lower), codec::role::client, cfg.opts.ws->mask);
     const bool open = request != nullptr
                           ? co_await client_ws_handshake(ws, id, cfg, deadline, *request, true)
-                          : co_await client_ws_upgrade(app, ws, id, cfg, deadline);
+                          : co_await client_ws_upgrade(app, ws, id, cfg, deadline, early_up);
     if (open) {
         auto r = co_await ws_relay(app, ws, ws, cfg.opts.common, id);
         r.a_to_b.bytes += early_up;
@@ -771,7 +774,8 @@ asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const cl
         if (pools != nullptr) {
             // Another worker's pool has connections ready (a burst came to this worker more
             // than the last one did): there, the app's bytes go at once rather than after a
-            // connect and handshakes.
+            // connect and handshakes. The take there counts in that pool's demand too, so with
+            // pool_max both keep more ready: headroom for how the next burst is split.
             if (auto to = pools->ready_elsewhere<Conn>(socket.get_executor()); to.pool != nullptr) {
                 log::debug("#{} no warm connection on this worker; to another worker's", id);
                 co_await hand_over(
@@ -793,8 +797,11 @@ asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const cl
     if constexpr (std::is_same_v<Conn, tcp_stream>) {
         if (cfg.opts.ws) {
             ws_stream<tcp_stream> ws(std::move(warm->conn), codec::role::client, cfg.opts.ws->mask);
-            if (co_await client_ws_upgrade(app, ws, id, cfg, deadline)) {
-                log_end(id, co_await ws_relay(app, ws, ws, cfg.opts.common, id));
+            std::uint64_t early_up = 0;
+            if (co_await client_ws_upgrade(app, ws, id, cfg, deadline, early_up)) {
+                auto r = co_await ws_relay(app, ws, ws, cfg.opts.common, id);
+                r.a_to_b.bytes += early_up;
+                log_end(id, r);
             }
             co_return;
         }

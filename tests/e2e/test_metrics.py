@@ -1,7 +1,8 @@
 """`metrics=<ip:port>`: both programs serve Prometheus metrics. Scraped with a real Prometheus
 client parser (python3-prometheus-client) before and after known traffic: accepted and closed
-connections, bytes each way, refusals at max_conns, failed websocket handshakes and connects,
-the active gauge; anything but `GET /metrics` gets 404."""
+connections, bytes each way (early data in a warm websocket's upgrade request included),
+refusals at max_conns, failed websocket handshakes and connects, the active gauge; anything but
+`GET /metrics` gets 404."""
 
 import os
 import socket
@@ -135,6 +136,37 @@ def counts_connect_failures():
         bad.stop()
 
 
+def counts_early_data_of_warm_connections():
+    """A warm websocket (pool=) whose upgrade request carries the app's first bytes (ed): those
+    bytes count as upstream like the rest, on both sides."""
+    metrics_port, port = free_port(), free_port()
+    warm = Proc([KAMINARIC, addr(HOST, port), addr(HOST, s_port),
+                 f"{WS};pool=2;ed=2048;loglevel=debug;metrics={addr(HOST, metrics_port)}"])
+    try:
+        wait_port(port, proc=warm)
+        wait_port(metrics_port, proc=warm)
+        time.sleep(0.5)  # the probes have ended; the pool is full again
+        before_s, before_c = scrape(s_metrics), scrape(metrics_port)
+        sent = 0
+        for i in range(5):
+            data = os.urandom(500 + i)
+            assert_same(exchange(port, data), data, f"connection {i}")
+            sent += len(data)
+            time.sleep(0.05)  # the taken connection is replaced
+        time.sleep(0.3)
+        after_s, after_c = scrape(s_metrics), scrape(metrics_port)
+        log = warm.stderr_text()
+        if log.count("on a warm connection") < 5 or "websocket early data" not in log:
+            raise AssertionError("not on warm connections with early data\n" + log[-3000:])
+        for name, b, a in (("kaminaric", before_c, after_c), ("kaminaris", before_s, after_s)):
+            up = delta(b, a, "kaminari_bytes_total", direction="upstream")
+            if up != sent:
+                raise AssertionError(f"{name}: {up} bytes upstream counted, {sent} sent")
+    finally:
+        if warm.stop() != 0:
+            raise AssertionError("the pool client did not exit 0 on SIGTERM")
+
+
 def other_paths_404():
     for path in ("/", "/metricsx", "/other"):
         try:
@@ -151,6 +183,8 @@ test.check("20 connections: accepted, closed and bytes each way counted on both 
 test.check("max_conns refusals, the active gauge and a failed websocket handshake counted",
            counts_refusals_and_failures)
 test.check("a failed connect to the remote counted", counts_connect_failures)
+test.check("early data on warm websockets counted as upstream bytes",
+           counts_early_data_of_warm_connections)
 test.check("anything but GET /metrics gets 404", other_paths_404)
 test.check("kaminaric SIGTERM exits 0", lambda: client.stop() == 0 or 1 / 0)
 test.check("kaminaris SIGTERM exits 0", lambda: server.stop() == 0 or 1 / 0)
