@@ -26,9 +26,20 @@ asio::awaitable<bool> hand_over(asio::ip::tcp::socket socket, asio::io_context& 
     }
     const auto here = co_await asio::this_coro::executor;
     // Cancelled (from the other worker, through a post to this one) when the connection ends.
+    // Only this frame owns it: what runs on the other worker holds a weak reference, so a
+    // connection still running there when kaminari stops (its frame destroyed with that
+    // worker's io_context, after this one's) never destroys a timer of this worker's.
     auto ended = std::make_shared<asio::steady_timer>(here, asio::steady_timer::time_point::max());
-    auto done = [here, ended] { asio::post(here, [ended] { ended->cancel(); }); };
-    asio::post(to, [&to, protocol, fd, id, run = std::move(run), done]() mutable {
+    auto done = [here, weak = std::weak_ptr<asio::steady_timer>(ended)] {
+        asio::post(here, [weak] {
+            if (auto t = weak.lock()) {
+                t->cancel();
+            }
+        });
+    };
+    // `run` lives as long as the connection: a coroutine lambda's captures are in it.
+    auto runner = std::make_shared<handed_connection>(std::move(run));
+    asio::post(to, [&to, protocol, fd, id, runner, done]() mutable {
         asio::ip::tcp::socket s(to);
         error_code aec;
         s.assign(protocol, fd, aec);
@@ -41,13 +52,13 @@ asio::awaitable<bool> hand_over(asio::ip::tcp::socket socket, asio::io_context& 
         }
         std::optional<asio::awaitable<void>> connection;
         try {
-            connection.emplace(run(std::move(s)));
+            connection.emplace((*runner)(std::move(s)));
         } catch (const std::exception& ex) { // no coroutine frame (bad_alloc)
             log::error("#{} cannot start on another worker: {}", id, ex.what());
             done();
             return;
         }
-        asio::co_spawn(to, std::move(*connection), [id, done](std::exception_ptr e) {
+        asio::co_spawn(to, std::move(*connection), [id, done, runner](std::exception_ptr e) {
             if (e) {
                 try {
                     std::rethrow_exception(e);
