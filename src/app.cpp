@@ -209,13 +209,7 @@ int serve(const invocation& inv, Config& cfg, const std::string& transport) {
         if (!e) {
             return;
         }
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            log::error("accept loop failed: {}; stopping", ex.what());
-        } catch (...) {
-            log::error("accept loop failed; stopping");
-        }
+        log::error("accept loop failed: {}; stopping", log::what(e));
         status = 1;
         rt.stop();
     };

@@ -30,6 +30,20 @@ const char* level_name(level lv) noexcept {
 }
 } // namespace
 
+std::string what(const std::exception_ptr& e) noexcept {
+    try {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            return ex.what();
+        } catch (...) {
+            return "an unknown exception";
+        }
+    } catch (...) {
+        return {}; // bad_alloc copying the text
+    }
+}
+
 void set_level(level lv) noexcept {
     detail::current_level.store(static_cast<int>(lv), std::memory_order_relaxed);
 }

@@ -379,15 +379,8 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor acceptor, runtime& rt,
         asio::co_spawn(exec, std::move(*connection), [id, &rt, &load, loads](std::exception_ptr e) {
             load.fetch_sub(1, std::memory_order_relaxed);
             rt.end_connection();
-            if (!e) {
-                return;
-            }
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log::error("#{} connection ended by exception: {}", id, ex.what());
-            } catch (...) {
-                log::error("#{} connection ended by an unknown exception", id);
+            if (e) {
+                log::error("#{} connection ended by exception: {}", id, log::what(e));
             }
         });
         // The kernel wakes the first worker that waits in the socket's wait queue. A worker

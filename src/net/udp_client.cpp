@@ -280,15 +280,8 @@ asio::awaitable<void> receive_loop(udp_listener& l) {
             l.assocs.emplace(from, a);
             asio::co_spawn(
                 l.sock.get_executor(), run_association(a, l), [id = a->id](std::exception_ptr e) {
-                    if (!e) {
-                        return;
-                    }
-                    try {
-                        std::rethrow_exception(e);
-                    } catch (const std::exception& ex) {
-                        log::error("#u{} udp association ended by exception: {}", id, ex.what());
-                    } catch (...) {
-                        log::error("#u{} udp association ended by an exception", id);
+                    if (e) {
+                        log::error("#u{} udp association ended by exception: {}", id, log::what(e));
                     }
                 });
         }

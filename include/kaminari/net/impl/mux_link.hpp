@@ -448,13 +448,7 @@ void mux_connection<Link>::spawn(std::shared_ptr<mux_session> s, bool is_up) {
 template <byte_stream Link>
 void mux_connection<Link>::finished(mux_session& s, bool is_up, std::exception_ptr e) noexcept {
     if (e) {
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            log::error("#{} Mux.Cool session {} ended by exception: {}", id_, s.id, ex.what());
-        } catch (...) {
-            log::error("#{} Mux.Cool session {} ended by an unknown exception", id_, s.id);
-        }
+        log::error("#{} Mux.Cool session {} ended by exception: {}", id_, s.id, log::what(e));
         s.failed = true;
         if (s.target) {
             s.target->close(); // the other way ends too
