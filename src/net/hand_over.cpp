@@ -9,19 +9,41 @@
 
 #include <exception>
 #include <memory>
-#include <optional>
 #include <unistd.h>
+#include <utility>
 
 namespace kaminari::net {
 
-asio::awaitable<bool> hand_over(asio::ip::tcp::socket socket, asio::io_context& to,
+namespace {
+
+// A descriptor on its way between two workers: closed unless someone took it.
+class owned_fd {
+public:
+    explicit owned_fd(int fd) noexcept
+        : fd_(fd) {}
+    owned_fd(owned_fd&& o) noexcept
+        : fd_(std::exchange(o.fd_, -1)) {}
+    owned_fd& operator=(owned_fd&&) = delete;
+    ~owned_fd() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    int get() const noexcept { return fd_; }
+    void release() noexcept { fd_ = -1; }
+
+private:
+    int fd_;
+};
+
+} // namespace
+
+asio::awaitable<bool> hand_over(asio::ip::tcp::socket& socket, asio::io_context& to,
                                 handed_connection run, std::uint64_t id) {
     error_code ec;
     const auto protocol = socket.local_endpoint(ec).protocol();
-    const int fd = ec ? -1 : socket.release(ec);
     if (ec) {
-        log::debug("#{} the app's connection ended before it could go to another worker: {}", id,
-                   ec.message());
+        log::debug("#{} the app's connection cannot go to another worker: {}", id, ec.message());
         co_return false;
     }
     const auto here = co_await asio::this_coro::executor;
@@ -30,46 +52,47 @@ asio::awaitable<bool> hand_over(asio::ip::tcp::socket socket, asio::io_context& 
     // connection still running there when kaminari stops (its frame destroyed with that
     // worker's io_context, after this one's) never destroys a timer of this worker's.
     auto ended = std::make_shared<asio::steady_timer>(here, asio::steady_timer::time_point::max());
-    auto done = [here, weak = std::weak_ptr<asio::steady_timer>(ended)] {
-        asio::post(here, [weak] {
-            if (auto t = weak.lock()) {
-                t->cancel();
-            }
-        });
+    auto done = [here, weak = std::weak_ptr<asio::steady_timer>(ended)]() noexcept {
+        try {
+            asio::post(here, [weak] {
+                if (auto t = weak.lock()) {
+                    t->cancel();
+                }
+            });
+        } catch (const std::exception& ex) { // bad_alloc: the waiting frame keeps its slot
+            log::error("cannot tell a worker that a connection it handed over ended: {}",
+                       ex.what());
+        }
     };
     // `run` lives as long as the connection: a coroutine lambda's captures are in it.
     auto runner = std::make_shared<handed_connection>(std::move(run));
-    asio::post(to, [&to, protocol, fd, id, runner, done]() mutable {
+    owned_fd fd(socket.release(ec));
+    if (ec) {
+        log::debug("#{} the app's connection cannot go to another worker: {}", id, ec.message());
+        co_return false;
+    }
+    asio::post(to, [&to, protocol, fd = std::move(fd), id, runner, done]() mutable {
         asio::ip::tcp::socket s(to);
         error_code aec;
-        s.assign(protocol, fd, aec);
+        s.assign(protocol, fd.get(), aec);
         if (aec) {
-            ::close(fd);
             log::warn("#{} cannot move the app's connection to another worker: {}", id,
                       aec.message());
             done();
             return;
         }
-        std::optional<asio::awaitable<void>> connection;
+        fd.release();
         try {
-            connection.emplace((*runner)(std::move(s)));
+            asio::co_spawn(to, (*runner)(std::move(s)), [id, done, runner](std::exception_ptr e) {
+                if (e) {
+                    log::error("#{} connection ended by exception: {}", id, log::what(e));
+                }
+                done();
+            });
         } catch (const std::exception& ex) { // no coroutine frame (bad_alloc)
             log::error("#{} cannot start on another worker: {}", id, ex.what());
             done();
-            return;
         }
-        asio::co_spawn(to, std::move(*connection), [id, done, runner](std::exception_ptr e) {
-            if (e) {
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    log::error("#{} connection ended by exception: {}", id, ex.what());
-                } catch (...) {
-                    log::error("#{} connection ended by an unknown exception", id);
-                }
-            }
-            done();
-        });
     });
     co_await ended->async_wait(use_tuple);
     co_return true;

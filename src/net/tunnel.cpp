@@ -763,6 +763,30 @@ asio::awaitable<bool> deliver_received(tcp_stream& app, std::vector<std::uint8_t
     co_return true;
 }
 
+template <class Conn>
+asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const client_config& cfg,
+                                  warm_pool<Conn>& pool, client_pools* pools);
+
+// For an app connection whose worker's pool is empty: another worker's pool has connections
+// ready (a burst came to this worker more than the last one did), so the connection runs
+// there, where the app's bytes go at once rather than after a connect and handshakes. The take
+// there counts in that pool's demand too, so with pool_max both keep more ready: headroom for
+// how the next burst is split. Whether it went (else it is served here; `socket` is intact).
+template <class Conn>
+asio::awaitable<bool> to_another_worker(tcp::socket& socket, std::uint64_t id,
+                                        const client_config& cfg, client_pools& pools) {
+    auto to = pools.ready_elsewhere<Conn>(socket.get_executor());
+    if (to.pool == nullptr) {
+        co_return false;
+    }
+    log::debug("#{} no warm connection on this worker; to another worker's", id);
+    handed_connection run = [id, &cfg, &pool = *to.pool](tcp::socket s) {
+        return client_warm(std::move(s), id, cfg, pool, nullptr);
+    };
+    const bool moved = co_await hand_over(socket, *to.context, std::move(run), id);
+    co_return moved;
+}
+
 // On a warm connection: tcp and ws on a TCP one, tls and wss on one whose TLS handshake is
 // done. Without one ready, on another worker that has one (`pools`: not yet handed over), else
 // as without a pool.
@@ -772,18 +796,8 @@ asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const cl
     auto warm = co_await pool.take();
     if (!warm) {
         if (pools != nullptr) {
-            // Another worker's pool has connections ready (a burst came to this worker more
-            // than the last one did): there, the app's bytes go at once rather than after a
-            // connect and handshakes. The take there counts in that pool's demand too, so with
-            // pool_max both keep more ready: headroom for how the next burst is split.
-            if (auto to = pools->ready_elsewhere<Conn>(socket.get_executor()); to.pool != nullptr) {
-                log::debug("#{} no warm connection on this worker; to another worker's", id);
-                co_await hand_over(
-                    std::move(socket), *to.context,
-                    [id, &cfg, &pool = *to.pool](tcp::socket s) {
-                        return client_warm(std::move(s), id, cfg, pool, nullptr);
-                    },
-                    id);
+            const bool moved = co_await to_another_worker<Conn>(socket, id, cfg, *pools);
+            if (moved) {
                 co_return;
             }
         }

@@ -56,7 +56,7 @@ TEST(HandOver, TheConnectionRunsOnTheOtherWorkerAndTheCallerWaitsForItsEnd) {
         w.here,
         [&]() -> asio::awaitable<void> {
             moved = co_await hand_over(
-                std::move(accepted), w.there,
+                accepted, w.there,
                 [&](tcp::socket s) -> asio::awaitable<void> {
                     ran_there = w.there.get_executor().running_in_this_thread();
                     std::array<char, 4> buf{};
@@ -98,7 +98,7 @@ TEST(HandOver, AnExceptionThereEndsOnlyThatConnection) {
         w.here,
         [&]() -> asio::awaitable<void> {
             moved = co_await hand_over(
-                std::move(accepted), w.there,
+                accepted, w.there,
                 [](tcp::socket) -> asio::awaitable<void> {
                     throw std::runtime_error("boom");
                     co_return;
@@ -119,6 +119,36 @@ TEST(HandOver, AnExceptionThereEndsOnlyThatConnection) {
     EXPECT_EQ(served.get_future().wait_for(5s), std::future_status::ready);
 }
 
+// `run` throws before it makes a coroutine (as a bad_alloc would): the descriptor is closed
+// there, not leaked (the app reads the end of the stream), and the caller resumes.
+TEST(HandOver, AConnectionThatCannotStartThereIsClosedAndTheCallerResumes) {
+    two_workers w;
+    tcp::socket app(w.here);
+    tcp::socket accepted = w.accept_one(app);
+    bool moved = false;
+    bool caller_done = false;
+    asio::co_spawn(
+        w.here,
+        [&]() -> asio::awaitable<void> {
+            moved = co_await hand_over(
+                accepted, w.there,
+                [](tcp::socket) -> asio::awaitable<void> { throw std::bad_alloc(); }, 10);
+            caller_done = true;
+        },
+        asio::detached);
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (!caller_done && std::chrono::steady_clock::now() < until) {
+        w.here.run_one_for(10ms);
+    }
+    ASSERT_TRUE(caller_done);
+    EXPECT_TRUE(moved);
+    EXPECT_FALSE(accepted.is_open()) << "the descriptor stayed with the caller's socket";
+    std::array<char, 1> buf{};
+    boost::system::error_code ec;
+    app.read_some(asio::buffer(buf), ec);
+    EXPECT_EQ(ec, asio::error::eof) << "the app's connection was not closed: " << ec.message();
+}
+
 TEST(HandOver, AClosedSocketIsNotMoved) {
     two_workers w;
     tcp::socket closed(w.here);
@@ -129,7 +159,7 @@ TEST(HandOver, AClosedSocketIsNotMoved) {
         w.here,
         [&]() -> asio::awaitable<void> {
             moved = co_await hand_over(
-                std::move(closed), w.there,
+                closed, w.there,
                 [&](tcp::socket) -> asio::awaitable<void> {
                     ran = true;
                     co_return;
