@@ -572,12 +572,14 @@ public:
         return here(mux_tls_, exec);
     }
 
-    /// Another worker's pool with the most connections ready (some), for an app connection
-    /// whose own worker's pool is empty; its worker's io_context.
+    /// Another worker's pool with the most connections ready and unclaimed (some), for an app
+    /// connection whose own worker's pool is empty; its worker's io_context; a claim on one of
+    /// its connections, to release once the app connection has taken one there.
     template <class Conn>
     struct elsewhere {
         warm_pool<Conn>* pool = nullptr;
         asio::io_context* context = nullptr;
+        ready_claim claim;
     };
     template <class Conn>
     elsewhere<Conn> ready_elsewhere(const asio::any_io_executor& exec) noexcept {
@@ -593,16 +595,23 @@ private:
     elsewhere<Conn> ready_elsewhere(std::vector<std::shared_ptr<warm_pool<Conn>>>& pools,
                                     const asio::any_io_executor& exec) noexcept {
         auto& ctx = asio::query(exec, asio::execution::context);
-        elsewhere<Conn> best;
+        std::size_t best = pools.size();
         std::size_t most = 0;
         for (std::size_t i = 0; i < pools.size(); ++i) {
-            const std::size_t n = pools[i]->ready();
+            const std::size_t n = pools[i]->unclaimed();
             if (contexts_[i] != &ctx && n > most) {
                 most = n;
-                best = {pools[i].get(), contexts_[i]};
+                best = i;
             }
         }
-        return best;
+        if (best == pools.size()) {
+            return {};
+        }
+        auto claim = pools[best]->claim();
+        if (!claim) {
+            return {}; // claimed meanwhile by another worker's app connection
+        }
+        return {pools[best].get(), contexts_[best], std::move(claim)};
     }
 
     template <class Pool>
@@ -765,13 +774,16 @@ asio::awaitable<bool> deliver_received(tcp_stream& app, std::vector<std::uint8_t
 
 template <class Conn>
 asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const client_config& cfg,
-                                  warm_pool<Conn>& pool, client_pools* pools);
+                                  warm_pool<Conn>& pool, client_pools* pools,
+                                  ready_claim claim = {});
 
 // For an app connection whose worker's pool is empty: another worker's pool has connections
 // ready (a burst came to this worker more than the last one did), so the connection runs
 // there, where the app's bytes go at once rather than after a connect and handshakes. The take
 // there counts in that pool's demand too, so with pool_max both keep more ready: headroom for
-// how the next burst is split. Whether it went (else it is served here; `socket` is intact).
+// how the next burst is split. One of that pool's ready connections is claimed for it (other
+// workers' connections see one fewer there) until it has taken one. Whether it went (else it
+// is served here; `socket` is intact).
 template <class Conn>
 asio::awaitable<bool> to_another_worker(tcp::socket& socket, std::uint64_t id,
                                         const client_config& cfg, client_pools& pools) {
@@ -780,8 +792,10 @@ asio::awaitable<bool> to_another_worker(tcp::socket& socket, std::uint64_t id,
         co_return false;
     }
     log::debug("#{} no warm connection on this worker; to another worker's", id);
-    handed_connection run = [id, &cfg, &pool = *to.pool](tcp::socket s) {
-        return client_warm(std::move(s), id, cfg, pool, nullptr);
+    // The closure is a std::function, so copyable: the claim is shared.
+    auto claimed = std::make_shared<ready_claim>(std::move(to.claim));
+    handed_connection run = [id, &cfg, &pool = *to.pool, claimed](tcp::socket s) {
+        return client_warm(std::move(s), id, cfg, pool, nullptr, std::move(*claimed));
     };
     const bool moved = co_await hand_over(socket, *to.context, std::move(run), id);
     co_return moved;
@@ -789,11 +803,12 @@ asio::awaitable<bool> to_another_worker(tcp::socket& socket, std::uint64_t id,
 
 // On a warm connection: tcp and ws on a TCP one, tls and wss on one whose TLS handshake is
 // done. Without one ready, on another worker that has one (`pools`: not yet handed over), else
-// as without a pool.
+// as without a pool. `claim`: the one this app connection holds here, when handed over.
 template <class Conn>
 asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const client_config& cfg,
-                                  warm_pool<Conn>& pool, client_pools* pools) {
+                                  warm_pool<Conn>& pool, client_pools* pools, ready_claim claim) {
     auto warm = co_await pool.take();
+    claim.release();
     if (!warm) {
         if (pools != nullptr) {
             const bool moved = co_await to_another_worker<Conn>(socket, id, cfg, *pools);

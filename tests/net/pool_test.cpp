@@ -185,6 +185,41 @@ TEST(WarmPool, AGrownPoolShrinksWhenNoBurstReachesIt) {
     f.pool->stop();
 }
 
+// Claims (app connections on their way from another worker) count against the ready
+// connections: no more claims than are ready, and each frees its connection for another claim
+// when released or destroyed.
+TEST(WarmPool, ClaimsCountAgainstTheReadyConnections) {
+    pool_fixture f(3);
+    f.pool->start();
+    ASSERT_TRUE(f.run_until([&] { return f.pool->idle() == 3; }));
+    EXPECT_EQ(f.pool->unclaimed(), 3U);
+    std::vector<ready_claim> claims;
+    for (int i = 0; i < 3; ++i) {
+        claims.push_back(f.pool->claim());
+        ASSERT_TRUE(claims.back()) << "claim " << i + 1 << " of 3 ready refused";
+    }
+    EXPECT_EQ(f.pool->unclaimed(), 0U);
+    EXPECT_FALSE(f.pool->claim()) << "a fourth claim on three ready connections";
+    claims[0].release();
+    EXPECT_EQ(f.pool->unclaimed(), 1U);
+    claims.erase(claims.begin() + 1); // destroyed: released too
+    EXPECT_EQ(f.pool->unclaimed(), 2U);
+
+    // A take by a claimant: the ready count drops, then the claim is released.
+    steady::time_point at;
+    ASSERT_TRUE(f.take(at));
+    EXPECT_LE(f.pool->unclaimed(), 1U);
+    claims.clear();
+    EXPECT_EQ(f.pool->unclaimed(), f.pool->ready());
+
+    // A claim outlives its pool harmlessly.
+    ready_claim late = f.pool->claim();
+    EXPECT_TRUE(late);
+    f.pool->stop();
+    f.pool.reset();
+    late.release();
+}
+
 // Without pool_max a burst does not grow the pool.
 TEST(WarmPool, AFixedPoolDoesNotGrow) {
     pool_fixture f(1);

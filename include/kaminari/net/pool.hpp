@@ -39,6 +39,39 @@ struct warm_connection {
     std::vector<std::uint8_t> received; ///< to hand to the app before anything else
 };
 
+/// A claim on one of a pool's ready connections by an app connection on its way to the pool's
+/// worker from another (warm_pool::claim()): other workers count one ready connection fewer
+/// until it is released, at the take, or when it is destroyed (on any thread).
+class ready_claim {
+public:
+    ready_claim() = default;
+    explicit ready_claim(std::shared_ptr<std::atomic<std::size_t>> claims) noexcept
+        : claims_(std::move(claims)) {}
+    ready_claim(ready_claim&&) noexcept = default;
+    ready_claim& operator=(ready_claim&& o) noexcept {
+        if (this != &o) {
+            release();
+            claims_ = std::move(o.claims_);
+        }
+        return *this;
+    }
+    ready_claim(const ready_claim&) = delete;
+    ready_claim& operator=(const ready_claim&) = delete;
+    ~ready_claim() { release(); }
+
+    explicit operator bool() const noexcept { return claims_ != nullptr; }
+
+    void release() noexcept {
+        if (claims_) {
+            claims_->fetch_sub(1, std::memory_order_relaxed);
+            claims_.reset();
+        }
+    }
+
+private:
+    std::shared_ptr<std::atomic<std::size_t>> claims_;
+};
+
 /// Up to `size` connections to the server, opened by `open` (which includes any TLS
 /// handshake), kept idle until an app takes one. Each waiting connection is watched: one the
 /// server closed or reset is dropped (and replaced) at once, never handed out; one older than
@@ -149,6 +182,29 @@ public:
     /// idle(), readable from any thread: another worker that found its own pool empty looks
     /// here before it dials (client_pools hands the app's connection over).
     std::size_t ready() const noexcept { return ready_.load(std::memory_order_relaxed); }
+
+    /// The ready connections not claimed by app connections on their way here (any thread).
+    std::size_t unclaimed() const noexcept {
+        const std::size_t ready = this->ready();
+        const std::size_t claimed = claims_->load(std::memory_order_relaxed);
+        return ready > claimed ? ready - claimed : 0;
+    }
+
+    /// Claims a ready connection for an app connection about to be handed over to this pool's
+    /// worker (any thread); empty when every ready connection is claimed already. Without
+    /// claims, every app connection of a burst on a worker whose pool ran out would see the
+    /// same ready count here, before this worker took any: more would come than there are
+    /// connections, and the rest would dial here after two thread hops. (A take on this worker
+    /// between the claim and the handed connection's take can still leave it without one.)
+    ready_claim claim() noexcept {
+        std::size_t claimed = claims_->load(std::memory_order_relaxed);
+        do {
+            if (claimed >= ready()) {
+                return {};
+            }
+        } while (!claims_->compare_exchange_weak(claimed, claimed + 1, std::memory_order_relaxed));
+        return ready_claim(claims_);
+    }
 
     /// How many connections the pool keeps ready now: `size`, or more after a burst.
     std::size_t target() const noexcept { return target_; }
@@ -384,6 +440,9 @@ private:
     asio::steady_timer refill_;
     std::vector<std::shared_ptr<entry>> idle_;
     std::atomic<std::size_t> ready_{0}; // idle_.size(), for other threads
+    // Claims outstanding (claim()); shared with each claim, which may outlive the pool.
+    std::shared_ptr<std::atomic<std::size_t>> claims_ =
+        std::make_shared<std::atomic<std::size_t>>(0);
     std::size_t opening_ = 0;
     std::chrono::milliseconds delay_{0};
     bool backing_off_ = false;
