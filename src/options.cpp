@@ -532,11 +532,14 @@ client_options parse_client_options(std::string_view text) {
     if (auto v = map.value("pool_max")) {
         unsigned m = 0;
         auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), m);
-        if (ec != std::errc{} || end != v->data() + v->size() || m > max_pool_size ||
-            m < o.pool.size) {
+        if (ec != std::errc{} || end != v->data() + v->size() || m > max_pool_size) {
             throw config_error(
-                fmt::format("pool_max: '{}' is not a connection count; expected {} (pool=) to {}",
-                            *v, o.pool.size, max_pool_size));
+                fmt::format("pool_max: '{}' is not a connection count; expected at most {}", *v,
+                            max_pool_size));
+        }
+        if (m < o.pool.size) {
+            throw config_error(fmt::format("pool_max: {} is below pool={}; expected {} to {}", m,
+                                           o.pool.size, o.pool.size, max_pool_size));
         }
         if (o.pool.size == 0) {
             o.warnings.emplace_back("ignoring 'pool_max': it has no effect without 'pool=<n>'");

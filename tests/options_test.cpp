@@ -273,15 +273,17 @@ TEST(ClientOptions, PoolAndPoolIdle) {
     EXPECT_TRUE(g.warnings.empty());
     EXPECT_NE(describe(g).find("pool of 4, up to 64 after a burst"), std::string::npos)
         << describe(g);
-    EXPECT_EQ(client_error("pool=4;pool_max=3"),
-              "pool_max: '3' is not a connection count; expected 4 (pool=) to 256");
+    EXPECT_EQ(client_error("pool=4;pool_max=3"), "pool_max: 3 is below pool=4; expected 4 to 256");
     EXPECT_EQ(client_error("pool=4;pool_max=257"),
-              "pool_max: '257' is not a connection count; expected 4 (pool=) to 256");
+              "pool_max: '257' is not a connection count; expected at most 256");
     EXPECT_EQ(client_error("pool=4;pool_max=x"),
-              "pool_max: 'x' is not a connection count; expected 4 (pool=) to 256");
+              "pool_max: 'x' is not a connection count; expected at most 256");
     auto lone = parse_client_options("pool_max=8");
     EXPECT_EQ(lone.pool.max_size, 0u);
     EXPECT_EQ(lone.warnings.size(), 1u);
+    // Without pool= a bad value is still an error, and says nothing of pool=0.
+    EXPECT_EQ(client_error("pool_max=x"),
+              "pool_max: 'x' is not a connection count; expected at most 256");
     EXPECT_EQ(parse_server_options("pool=2").warnings.size(), 1u); // a client option
 }
 
