@@ -299,10 +299,11 @@ template <byte_stream Lower>
 asio::awaitable<void> client_finish(tcp_stream& app, Lower& lower, std::uint64_t id,
                                     const client_config& cfg, clock::time_point deadline,
                                     ws_client_request* request = nullptr,
-                                    std::uint64_t early_up = 0) {
+                                    std::uint64_t early_up = 0, std::uint64_t early_down = 0) {
     if (!cfg.opts.ws) {
         auto r = co_await relay(app, lower, cfg.opts.common.idle_timeout);
         r.a_to_b.bytes += early_up;
+        r.b_to_a.bytes += early_down;
         log_end(id, r);
         co_return;
     }
@@ -844,7 +845,9 @@ asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const cl
         r.b_to_a.bytes += warm->received.size();
         log_end(id, r);
     } else {
-        co_await client_finish(app, warm->conn, id, cfg, deadline);
+        // What the server sent while the connection waited (a banner) was delivered above.
+        co_await client_finish(app, warm->conn, id, cfg, deadline, nullptr, 0,
+                               warm->received.size());
     }
 }
 

@@ -217,6 +217,15 @@ def check_server_speaks_first(mode):
             read_banner_then_echo(t.client_port, b"SSH-2.0-banner\r\n", b"hello")
         if warm_count(t) == 0:
             raise AssertionError("no connection was warm")
+        # Each app's byte counts include the banner, whether it came while the connection
+        # waited in the pool or after the app took it. (Lines with 0 bytes up are the
+        # harness's probes of the port.)
+        closed = lambda: [ln for ln in t.client.stderr_text().splitlines()
+                          if " closed: 5 bytes up" in ln]
+        wait_for(lambda: len(closed()) >= 4, 10, "4 connections to end")
+        for ln in closed():
+            if "closed: 5 bytes up, 21 bytes down" not in ln:
+                raise AssertionError(f"expected 5 bytes up and 16 + 5 down: {ln}")
     finally:
         t.close()
         srv.close()
