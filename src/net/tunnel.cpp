@@ -581,6 +581,7 @@ public:
         warm_pool<Conn>* pool = nullptr;
         asio::io_context* context = nullptr;
         ready_claim claim;
+        std::size_t unclaimed = 0; ///< there, before this claim
     };
     template <class Conn>
     elsewhere<Conn> ready_elsewhere(const asio::any_io_executor& exec) noexcept {
@@ -612,7 +613,7 @@ private:
         if (!claim) {
             return {}; // claimed meanwhile by another worker's app connection
         }
-        return {pools[best].get(), contexts_[best], std::move(claim)};
+        return {pools[best].get(), contexts_[best], std::move(claim), most};
     }
 
     template <class Pool>
@@ -790,9 +791,11 @@ asio::awaitable<bool> to_another_worker(tcp::socket& socket, std::uint64_t id,
                                         const client_config& cfg, client_pools& pools) {
     auto to = pools.ready_elsewhere<Conn>(socket.get_executor());
     if (to.pool == nullptr) {
+        log::debug("#{} no worker has a connection ready; dialing", id);
         co_return false;
     }
-    log::debug("#{} no warm connection on this worker; to another worker's", id);
+    log::debug("#{} no warm connection on this worker; to another worker's ({} ready there)", id,
+               to.unclaimed);
     // The closure is a std::function, so copyable: the claim is shared.
     auto claimed = std::make_shared<ready_claim>(std::move(to.claim));
     handed_connection run = [id, &cfg, &pool = *to.pool, claimed](tcp::socket s) {
@@ -808,8 +811,7 @@ asio::awaitable<bool> to_another_worker(tcp::socket& socket, std::uint64_t id,
 template <class Conn>
 asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const client_config& cfg,
                                   warm_pool<Conn>& pool, client_pools* pools, ready_claim claim) {
-    auto warm = co_await pool.take();
-    claim.release();
+    auto warm = co_await pool.take(std::move(claim));
     if (!warm) {
         if (pools != nullptr) {
             const bool moved = co_await to_another_worker<Conn>(socket, id, cfg, *pools);

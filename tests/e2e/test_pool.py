@@ -51,7 +51,7 @@ def ready_count(tunnel):
     """Warm connections ready, from kaminaric's last 'pool: N warm connections ready' line."""
     n = 0
     for line in tunnel.client.stderr_text().splitlines():
-        if "warm connection" in line and "ready" in line:
+        if "pool: " in line and "warm connection" in line and line.endswith(" ready"):
             n = int(line.split("pool: ")[1].split()[0])
     return n
 

@@ -142,13 +142,18 @@ public:
     }
 
     /// The freshest live connection, or nullopt when none is ready (then dial as usual).
-    asio::awaitable<std::optional<warm_connection<Conn>>> take() {
+    /// `claim`: the one an app connection handed over from another worker holds on this pool,
+    /// released as the connection leaves the ready ones (not after the take: while a take
+    /// waits for its connection's watch to stop, the connection would count as both taken and
+    /// claimed, and other workers would see one fewer than there are).
+    asio::awaitable<std::optional<warm_connection<Conn>>> take(ready_claim claim = {}) {
         auto self = this->shared_from_this();
         note_take();
         while (!idle_.empty()) {
             auto e = std::move(idle_.back());
             idle_.pop_back();
             publish();
+            claim.release();
             if (e->dead || age(*e) >= max_age_) {
                 retire(*e);
                 continue;
@@ -183,10 +188,13 @@ public:
     /// here before it dials (client_pools hands the app's connection over).
     std::size_t ready() const noexcept { return ready_.load(std::memory_order_relaxed); }
 
+    /// Claims outstanding (any thread).
+    std::size_t claimed() const noexcept { return claims_->load(std::memory_order_relaxed); }
+
     /// The ready connections not claimed by app connections on their way here (any thread).
     std::size_t unclaimed() const noexcept {
         const std::size_t ready = this->ready();
-        const std::size_t claimed = claims_->load(std::memory_order_relaxed);
+        const std::size_t claimed = this->claimed();
         return ready > claimed ? ready - claimed : 0;
     }
 
