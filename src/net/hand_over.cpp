@@ -72,24 +72,26 @@ asio::awaitable<bool> hand_over(asio::ip::tcp::socket& socket, asio::io_context&
         co_return false;
     }
     asio::post(to, [&to, protocol, fd = std::move(fd), id, runner, done]() mutable {
-        asio::ip::tcp::socket s(to);
-        error_code aec;
-        s.assign(protocol, fd.get(), aec);
-        if (aec) {
-            log::warn("#{} cannot move the app's connection to another worker: {}", id,
-                      aec.message());
-            done();
-            return;
-        }
-        fd.release();
+        // Nothing may escape into the other worker's run loop, and whatever goes wrong here,
+        // the waiting frame must hear of it (else it holds its max_conns slot for good).
         try {
+            asio::ip::tcp::socket s(to);
+            error_code aec;
+            s.assign(protocol, fd.get(), aec); // registers with epoll: may throw bad_alloc
+            if (aec) {
+                log::warn("#{} cannot move the app's connection to another worker: {}", id,
+                          aec.message());
+                done();
+                return;
+            }
+            fd.release();
             asio::co_spawn(to, (*runner)(std::move(s)), [id, done, runner](std::exception_ptr e) {
                 if (e) {
                     log::error("#{} connection ended by exception: {}", id, log::what(e));
                 }
                 done();
             });
-        } catch (const std::exception& ex) { // no coroutine frame (bad_alloc)
+        } catch (const std::exception& ex) { // bad_alloc: no registration or coroutine frame
             log::error("#{} cannot start on another worker: {}", id, ex.what());
             done();
         }

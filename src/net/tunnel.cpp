@@ -597,23 +597,26 @@ private:
     elsewhere<Conn> ready_elsewhere(std::vector<std::shared_ptr<warm_pool<Conn>>>& pools,
                                     const asio::any_io_executor& exec) noexcept {
         auto& ctx = asio::query(exec, asio::execution::context);
-        std::size_t best = pools.size();
-        std::size_t most = 0;
-        for (std::size_t i = 0; i < pools.size(); ++i) {
-            const std::size_t n = pools[i]->unclaimed();
-            if (contexts_[i] != &ctx && n > most) {
-                most = n;
-                best = i;
+        // A claim can lose to another worker's between the look and the claim: look again
+        // (with three or more workers, another pool may still have some).
+        for (std::size_t tries = 0; tries < pools.size(); ++tries) {
+            std::size_t best = pools.size();
+            std::size_t most = 0;
+            for (std::size_t i = 0; i < pools.size(); ++i) {
+                const std::size_t n = pools[i]->unclaimed();
+                if (contexts_[i] != &ctx && n > most) {
+                    most = n;
+                    best = i;
+                }
+            }
+            if (best == pools.size()) {
+                return {};
+            }
+            if (auto claim = pools[best]->claim()) {
+                return {pools[best].get(), contexts_[best], std::move(claim), most};
             }
         }
-        if (best == pools.size()) {
-            return {};
-        }
-        auto claim = pools[best]->claim();
-        if (!claim) {
-            return {}; // claimed meanwhile by another worker's app connection
-        }
-        return {pools[best].get(), contexts_[best], std::move(claim), most};
+        return {};
     }
 
     template <class Pool>
@@ -815,7 +818,7 @@ asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const cl
     if (!warm) {
         if (pools != nullptr) {
             const bool moved = co_await to_another_worker<Conn>(socket, id, cfg, *pools);
-            if (moved) {
+            if (moved || !socket.is_open()) {
                 co_return;
             }
         }

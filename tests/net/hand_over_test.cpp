@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -20,6 +21,23 @@ namespace {
 
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
+
+// Reads from `app` until the end of the stream, an error or 5 s: the error (eof when the other
+// side closed it), or timed_out.
+boost::system::error_code read_to_end(tcp::socket& app) {
+    app.non_blocking(true);
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    std::array<char, 64> buf{};
+    while (std::chrono::steady_clock::now() < until) {
+        boost::system::error_code ec;
+        app.read_some(asio::buffer(buf), ec);
+        if (ec && ec != asio::error::would_block) {
+            return ec;
+        }
+        std::this_thread::sleep_for(1ms);
+    }
+    return asio::error::timed_out;
+}
 
 // Two workers: `here` runs on the test's thread, `there` on a thread of its own. An app
 // connection accepted on `here` is handed over and served (an echo of 4 bytes) on `there`.
@@ -143,10 +161,41 @@ TEST(HandOver, AConnectionThatCannotStartThereIsClosedAndTheCallerResumes) {
     ASSERT_TRUE(caller_done);
     EXPECT_TRUE(moved);
     EXPECT_FALSE(accepted.is_open()) << "the descriptor stayed with the caller's socket";
-    std::array<char, 1> buf{};
-    boost::system::error_code ec;
-    app.read_some(asio::buffer(buf), ec);
+    const auto ec = read_to_end(app);
     EXPECT_EQ(ec, asio::error::eof) << "the app's connection was not closed: " << ec.message();
+}
+
+// The other worker goes (kaminaric stopping) before it ran the hand-over: the descriptor is
+// closed with what was posted, not leaked, and `run` never runs.
+TEST(HandOver, ADescriptorPostedToAWorkerThatGoesIsClosed) {
+    asio::io_context here;
+    auto there = std::make_unique<asio::io_context>();
+    tcp::acceptor acceptor{here, {asio::ip::make_address("127.0.0.1"), 0}};
+    tcp::socket app(here);
+    app.connect(acceptor.local_endpoint());
+    tcp::socket accepted = acceptor.accept();
+    bool ran = false;
+    asio::co_spawn(
+        here,
+        [&]() -> asio::awaitable<void> {
+            co_await hand_over(
+                accepted, *there,
+                [&](tcp::socket) -> asio::awaitable<void> {
+                    ran = true;
+                    co_return;
+                },
+                12);
+        },
+        asio::detached);
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (accepted.is_open() && std::chrono::steady_clock::now() < until) {
+        here.run_one_for(10ms);
+    }
+    ASSERT_FALSE(accepted.is_open()) << "the hand-over was not posted";
+    there.reset(); // never ran: destroys what was posted
+    const auto ec = read_to_end(app);
+    EXPECT_EQ(ec, asio::error::eof) << "the app's connection was not closed: " << ec.message();
+    EXPECT_FALSE(ran);
 }
 
 TEST(HandOver, AClosedSocketIsNotMoved) {

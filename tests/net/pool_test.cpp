@@ -206,11 +206,23 @@ TEST(WarmPool, ClaimsCountAgainstTheReadyConnections) {
     claims.erase(claims.begin() + 1); // destroyed: released too
     EXPECT_EQ(f.pool->unclaimed(), 2U);
 
-    // A take by a claimant: the connection leaves the ready ones and the claim is released.
-    steady::time_point at;
-    ASSERT_TRUE(f.take(at, std::move(claims[1])));
+    // A take by a claimant: the claim is released as the connection leaves the ready ones,
+    // while the take still waits for the connection's watch to let go of it (else, for that
+    // while, other workers would count it twice: taken and claimed).
+    bool finished = false;
+    asio::co_spawn(
+        f.io,
+        [&, claim = std::move(claims[1])]() mutable -> asio::awaitable<void> {
+            co_await f.pool->take(std::move(claim));
+            finished = true;
+        },
+        asio::detached);
+    ASSERT_TRUE(f.run_until([&] { return f.pool->ready() == 2; }));
+    ASSERT_FALSE(finished) << "the take did not wait for the watch; nothing to check";
     EXPECT_EQ(f.pool->claimed(), 0U);
-    EXPECT_EQ(f.pool->unclaimed(), f.pool->ready());
+    EXPECT_EQ(f.pool->unclaimed(), 2U);
+    ASSERT_TRUE(f.run_until([&] { return finished; }));
+    steady::time_point at;
     // One that finds none releases its claim too.
     ready_claim other = f.pool->claim();
     ASSERT_TRUE(other);
