@@ -45,6 +45,7 @@ struct series {
     std::string_view name;
     std::string_view help;
     std::string_view extra_label; ///< e.g. `kind="tls"`, or empty
+    bool client_only = false;     ///< kaminaric's alone (warm connections)
 };
 
 constexpr std::array<series, count_> table{{
@@ -63,6 +64,14 @@ constexpr std::array<series, count_> table{{
      "Bytes relayed, upstream (towards the remote) and downstream", "direction=\"upstream\""},
     {bytes_downstream, "kaminari_bytes_total",
      "Bytes relayed, upstream (towards the remote) and downstream", "direction=\"downstream\""},
+    {pool_warm, "kaminari_pool_takes_total",
+     "App connections with pool=: started on a ready connection, or dialed (none ready)",
+     "result=\"warm\"", true},
+    {pool_dialed, "kaminari_pool_takes_total",
+     "App connections with pool=: started on a ready connection, or dialed (none ready)",
+     "result=\"dialed\"", true},
+    {pool_handed_over, "kaminari_pool_handed_over_total",
+     "App connections moved to another worker whose pool had a connection ready", "", true},
 }};
 
 std::string_view http_response_head(bool found) {
@@ -144,6 +153,9 @@ std::string render(std::string_view program, std::string_view transport, std::si
     std::string out;
     std::string_view last;
     for (const series& s : table) {
+        if (s.client_only && program != "kaminaric") {
+            continue;
+        }
         if (s.name != last) {
             out += fmt::format("# HELP {} {}\n# TYPE {} counter\n", s.name, s.help, s.name);
             last = s.name;

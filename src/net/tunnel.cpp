@@ -799,6 +799,7 @@ asio::awaitable<bool> to_another_worker(tcp::socket& socket, std::uint64_t id,
     }
     log::debug("#{} no warm connection on this worker; to another worker's ({} ready there)", id,
                to.unclaimed);
+    metrics::add(metrics::pool_handed_over);
     // The closure is a std::function, so copyable: the claim is shared.
     auto claimed = std::make_shared<ready_claim>(std::move(to.claim));
     handed_connection run = [id, &cfg, &pool = *to.pool, claimed](tcp::socket s) {
@@ -822,9 +823,11 @@ asio::awaitable<void> client_warm(tcp::socket socket, std::uint64_t id, const cl
                 co_return;
             }
         }
+        metrics::add(metrics::pool_dialed);
         co_await client_unpooled(std::move(socket), id, cfg);
         co_return;
     }
+    metrics::add(metrics::pool_warm);
     log_accepted(id, socket);
     log::debug("#{} on a warm connection", id);
     tcp_stream app(std::move(socket));

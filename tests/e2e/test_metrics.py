@@ -1,8 +1,8 @@
 """`metrics=<ip:port>`: both programs serve Prometheus metrics. Scraped with a real Prometheus
 client parser (python3-prometheus-client) before and after known traffic: accepted and closed
 connections, bytes each way (early data in a warm websocket's upgrade request included),
-refusals at max_conns, failed websocket handshakes and connects, the active gauge; anything but
-`GET /metrics` gets 404."""
+refusals at max_conns, failed websocket handshakes and connects, the active gauge, a pool's
+takes (warm or dialed); anything but `GET /metrics` gets 404."""
 
 import os
 import socket
@@ -158,6 +158,12 @@ def counts_early_data_of_warm_connections():
         log = warm.stderr_text()
         if log.count("on a warm connection") < 5 or "websocket early data" not in log:
             raise AssertionError("not on warm connections with early data\n" + log[-3000:])
+        takes = {r: delta(before_c, after_c, "kaminari_pool_takes_total", result=r)
+                 for r in ("warm", "dialed")}
+        if takes != {"warm": 5, "dialed": 0}:
+            raise AssertionError(f"pool takes counted: {takes}, expected 5 warm")
+        if any(name.startswith("kaminari_pool_") for name, _ in after_s):
+            raise AssertionError("kaminaris has pool series")
         for name, b, a in (("kaminaric", before_c, after_c), ("kaminaris", before_s, after_s)):
             up = delta(b, a, "kaminari_bytes_total", direction="upstream")
             if up != sent:
@@ -165,6 +171,34 @@ def counts_early_data_of_warm_connections():
     finally:
         if warm.stop() != 0:
             raise AssertionError("the pool client did not exit 0 on SIGTERM")
+
+
+def counts_dialed_when_no_pool_connection_is_ready():
+    """pool= towards a server that is down: the pool never fills, so every app connection
+    counts as dialed (and its connect as failed)."""
+    dead, port, mport = free_port(), free_port(), free_port()
+    bad = Proc([KAMINARIC, addr(HOST, port), addr(HOST, dead),
+                f"{WS};pool=4;metrics={addr(HOST, mport)}"])
+    try:
+        wait_port(mport, proc=bad)
+        wait_port(port, proc=bad)
+        time.sleep(0.3)
+        before = scrape(mport)
+        for _ in range(3):
+            with socket.create_connection((HOST, port), timeout=10) as s:
+                s.sendall(b"x")
+                try:
+                    s.recv(1)
+                except ConnectionResetError:
+                    pass
+        time.sleep(0.3)
+        after = scrape(mport)
+        takes = {r: delta(before, after, "kaminari_pool_takes_total", result=r)
+                 for r in ("warm", "dialed")}
+        if takes != {"warm": 0, "dialed": 3}:
+            raise AssertionError(f"pool takes counted: {takes}, expected 3 dialed")
+    finally:
+        bad.stop()
 
 
 def other_paths_404():
@@ -185,6 +219,8 @@ test.check("max_conns refusals, the active gauge and a failed websocket handshak
 test.check("a failed connect to the remote counted", counts_connect_failures)
 test.check("early data on warm websockets counted as upstream bytes",
            counts_early_data_of_warm_connections)
+test.check("with pool=, app connections without a ready connection counted as dialed",
+           counts_dialed_when_no_pool_connection_is_ready)
 test.check("anything but GET /metrics gets 404", other_paths_404)
 test.check("kaminaric SIGTERM exits 0", lambda: client.stop() == 0 or 1 / 0)
 test.check("kaminaris SIGTERM exits 0", lambda: server.stop() == 0 or 1 / 0)

@@ -25,6 +25,9 @@ enum counter : std::size_t {
     connect_failed,   ///< connects to the remote (or the fallback) that failed
     bytes_upstream,   ///< bytes from the accepting side towards the remote
     bytes_downstream, ///< bytes from the remote back to the accepting side
+    pool_warm,        ///< kaminaric, with pool: app connections started on a ready connection
+    pool_dialed,      ///< ... that found none ready on any worker and dialed
+    pool_handed_over, ///< ... moved to another worker that had one ready
     count_,
 };
 
