@@ -109,6 +109,16 @@ def counts_refusals_and_failures():
         raise AssertionError("websocket handshake failure not counted")
 
 
+def poke(port):
+    """One app connection that sends a byte to kaminaric and waits for it to close."""
+    with socket.create_connection((HOST, port), timeout=10) as s:
+        s.sendall(b"x")
+        try:
+            s.recv(1)
+        except ConnectionResetError:
+            pass  # closed with the byte unread
+
+
 def counts_connect_failures():
     # kaminaric towards a port where nothing listens: every connect fails.
     dead, port, mport = free_port(), free_port(), free_port()
@@ -121,12 +131,7 @@ def counts_connect_failures():
         first = scrape(mport)[("kaminari_handshake_failures_total",
                                frozenset({("kind", "connect")}))]
         for _ in range(2):
-            with socket.create_connection((HOST, port), timeout=10) as s:
-                s.sendall(b"x")
-                try:
-                    s.recv(1)
-                except ConnectionResetError:
-                    pass  # closed with the byte unread
+            poke(port)
         time.sleep(0.3)
         got = scrape(mport)[("kaminari_handshake_failures_total",
                              frozenset({("kind", "connect")}))]
@@ -185,12 +190,7 @@ def counts_dialed_when_no_pool_connection_is_ready():
         time.sleep(0.3)
         before = scrape(mport)
         for _ in range(3):
-            with socket.create_connection((HOST, port), timeout=10) as s:
-                s.sendall(b"x")
-                try:
-                    s.recv(1)
-                except ConnectionResetError:
-                    pass
+            poke(port)
         time.sleep(0.3)
         after = scrape(mport)
         takes = {r: delta(before, after, "kaminari_pool_takes_total", result=r)

@@ -58,6 +58,25 @@ struct two_workers {
         app.connect(acceptor.local_endpoint());
         return acceptor.accept();
     }
+
+    // Hands `socket` over to `there` with `run`, and runs `here` until the caller resumes (at
+    // most 5 s); whether it did. `moved`: what hand_over returned.
+    bool hand_over_from_here(tcp::socket& socket, handed_connection run, std::uint64_t id,
+                             bool& moved) {
+        bool resumed = false;
+        asio::co_spawn(
+            here,
+            [&]() -> asio::awaitable<void> {
+                moved = co_await hand_over(socket, there, std::move(run), id);
+                resumed = true;
+            },
+            asio::detached);
+        const auto until = std::chrono::steady_clock::now() + 5s;
+        while (!resumed && std::chrono::steady_clock::now() < until) {
+            here.run_one_for(10ms);
+        }
+        return resumed;
+    }
 };
 
 TEST(HandOver, TheConnectionRunsOnTheOtherWorkerAndTheCallerWaitsForItsEnd) {
@@ -111,25 +130,13 @@ TEST(HandOver, AnExceptionThereEndsOnlyThatConnection) {
     tcp::socket app(w.here);
     tcp::socket accepted = w.accept_one(app);
     bool moved = false;
-    bool caller_done = false;
-    asio::co_spawn(
-        w.here,
-        [&]() -> asio::awaitable<void> {
-            moved = co_await hand_over(
-                accepted, w.there,
-                [](tcp::socket) -> asio::awaitable<void> {
-                    throw std::runtime_error("boom");
-                    co_return;
-                },
-                8);
-            caller_done = true;
+    EXPECT_TRUE(w.hand_over_from_here(
+        accepted,
+        [](tcp::socket) -> asio::awaitable<void> {
+            throw std::runtime_error("boom");
+            co_return;
         },
-        asio::detached);
-    const auto until = std::chrono::steady_clock::now() + 5s;
-    while (!caller_done && std::chrono::steady_clock::now() < until) {
-        w.here.run_one_for(10ms);
-    }
-    EXPECT_TRUE(caller_done);
+        8, moved));
     EXPECT_TRUE(moved);
     // The other worker still runs: it serves the next handed connection.
     std::promise<void> served;
@@ -144,21 +151,8 @@ TEST(HandOver, AConnectionThatCannotStartThereIsClosedAndTheCallerResumes) {
     tcp::socket app(w.here);
     tcp::socket accepted = w.accept_one(app);
     bool moved = false;
-    bool caller_done = false;
-    asio::co_spawn(
-        w.here,
-        [&]() -> asio::awaitable<void> {
-            moved = co_await hand_over(
-                accepted, w.there,
-                [](tcp::socket) -> asio::awaitable<void> { throw std::bad_alloc(); }, 10);
-            caller_done = true;
-        },
-        asio::detached);
-    const auto until = std::chrono::steady_clock::now() + 5s;
-    while (!caller_done && std::chrono::steady_clock::now() < until) {
-        w.here.run_one_for(10ms);
-    }
-    ASSERT_TRUE(caller_done);
+    ASSERT_TRUE(w.hand_over_from_here(
+        accepted, [](tcp::socket) -> asio::awaitable<void> { throw std::bad_alloc(); }, 10, moved));
     EXPECT_TRUE(moved);
     EXPECT_FALSE(accepted.is_open()) << "the descriptor stayed with the caller's socket";
     const auto ec = read_to_end(app);
@@ -203,25 +197,13 @@ TEST(HandOver, AClosedSocketIsNotMoved) {
     tcp::socket closed(w.here);
     bool moved = true;
     bool ran = false;
-    bool caller_done = false;
-    asio::co_spawn(
-        w.here,
-        [&]() -> asio::awaitable<void> {
-            moved = co_await hand_over(
-                closed, w.there,
-                [&](tcp::socket) -> asio::awaitable<void> {
-                    ran = true;
-                    co_return;
-                },
-                9);
-            caller_done = true;
+    EXPECT_TRUE(w.hand_over_from_here(
+        closed,
+        [&](tcp::socket) -> asio::awaitable<void> {
+            ran = true;
+            co_return;
         },
-        asio::detached);
-    const auto until = std::chrono::steady_clock::now() + 5s;
-    while (!caller_done && std::chrono::steady_clock::now() < until) {
-        w.here.run_one_for(10ms);
-    }
-    EXPECT_TRUE(caller_done);
+        9, moved));
     EXPECT_FALSE(moved);
     EXPECT_FALSE(ran);
 }
