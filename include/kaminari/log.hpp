@@ -28,8 +28,8 @@ bool parse_level(std::string_view text, level& out) noexcept;
 /// The name printed before messages (the program name).
 void set_program(std::string_view name) noexcept;
 
-/// What an escaped exception says, for a log line ("an unknown exception" when it is not a
-/// std::exception; empty if even that cannot be allocated).
+/// What an escaped exception `e` (not null) says, for a log line ("an unknown exception" when
+/// it is not a std::exception; empty if even that cannot be allocated).
 std::string what(const std::exception_ptr& e) noexcept;
 
 inline bool enabled(level lv) noexcept {
