@@ -17,6 +17,7 @@
 #include <kaminari/net/udp_server.hpp>
 #include <kaminari/net/ws_handshake.hpp>
 #include <kaminari/net/ws_stream.hpp>
+#include <kaminari/tls/hello_ahead.hpp>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -182,15 +183,17 @@ asio::awaitable<std::optional<tcp::socket>> dial(const endpoint& remote,
 }
 
 // One debug line per TLS handshake: resumed or not, and what became of 0-RTT data.
-void log_tls_session(std::uint64_t id, const tls::engine& engine, std::size_t early_offered) {
+// `made_ahead`: the client's ClientHello was made before its connection (tls::hello_ahead).
+void log_tls_session(std::uint64_t id, const tls::engine& engine, std::size_t early_offered,
+                     bool made_ahead = false) {
     if (!log::enabled(log::level::debug)) {
         return;
     }
-    log::debug(
-        "#{} TLS session {}{}", id, engine.session_reused() ? "resumed" : "new",
-        engine.early_data_accepted()
-            ? "; early data accepted"
-            : (early_offered != 0 && engine.session_reused() ? "; early data rejected" : ""));
+    log::debug("#{} TLS session {}{}{}", id, engine.session_reused() ? "resumed" : "new",
+               engine.early_data_accepted()
+                   ? "; early data accepted"
+                   : (early_offered != 0 && engine.session_reused() ? "; early data rejected" : ""),
+               made_ahead ? "; ClientHello made ahead" : "");
 }
 
 clock::duration remaining(clock::time_point deadline) {
@@ -446,8 +449,11 @@ asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const clie
     }
 }
 
-// tls and wss.
-asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const client_config& cfg) {
+// tls and wss. `ahead` (may be nullptr): this worker's engine made ahead, whose ClientHello goes
+// out as soon as the connect completes; the next one is made while this one waits for the
+// server's reply.
+asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const client_config& cfg,
+                                 tls::hello_ahead* ahead = nullptr) {
     log_accepted(id, socket);
     tcp_stream app(std::move(socket));
 
@@ -480,7 +486,14 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
         first.release();
     }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-    tls_stream<tcp_stream> up(tcp_stream(std::move(*up_socket)), cfg.tls->make_engine());
+    const bool made_ahead = ahead != nullptr && ahead->ready();
+    tls_stream<tcp_stream> up(tcp_stream(std::move(*up_socket)),
+                              ahead != nullptr ? ahead->take() : cfg.tls->make_engine());
+    if (ahead != nullptr) {
+        // Runs once this frame waits for the server's reply: the ClientHello is out by then
+        // (the write is tried at once; only its completion is queued behind this).
+        asio::post(up.get_executor(), [ahead] { ahead->make(); });
+    }
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
     if (auto hec = co_await step(up, up.handshake_client(early), deadline)) {
@@ -491,7 +504,7 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
         co_return;
     }
     first.release();
-    log_tls_session(id, up.engine(), zero_rtt ? early.size() : 0);
+    log_tls_session(id, up.engine(), zero_rtt ? early.size() : 0, made_ahead);
     co_await client_finish(app, up, id, cfg, deadline, cfg.opts.ws ? &request : nullptr, first_len);
 }
 
@@ -509,7 +522,15 @@ public:
         for (std::size_t i = 0; i < rt.size(); ++i) {
             auto exec = rt.context(i).get_executor();
             contexts_.push_back(&rt.context(i));
-            if (cfg.opts.mux != 0 && !cfg.opts.ws) {
+            if (cfg.opts.mux == 0 && cfg.opts.pool.size == 0) {
+                // tls and wss without pool or mux: a ClientHello made ahead (not with 0rtt,
+                // whose ClientHello waits for the app's bytes).
+                if (cfg.tls && !cfg.tls->options().early_data) {
+                    auto ahead = std::make_shared<tls::hello_ahead>(*cfg.tls);
+                    asio::post(exec, [p = ahead.get()] { p->make(); });
+                    hellos_.push_back(std::move(ahead));
+                }
+            } else if (cfg.opts.mux != 0 && !cfg.opts.ws) {
                 mux_tls_.push_back(std::make_shared<mux_links<tls_conn>>(
                     exec, cfg.opts.mux, [&cfg](std::uint64_t id, bool& declined) {
                         return open_mux_tls(cfg, id, declined);
@@ -571,6 +592,9 @@ public:
     }
     mux_links<tls_conn>* mux_tls_here(const asio::any_io_executor& exec) noexcept {
         return here(mux_tls_, exec);
+    }
+    tls::hello_ahead* hello_here(const asio::any_io_executor& exec) noexcept {
+        return here(hellos_, exec);
     }
 
     /// Another worker's pool with the most connections ready and unclaimed (some), for an app
@@ -716,10 +740,11 @@ private:
     std::vector<std::shared_ptr<mux_links<tls_conn>>> mux_tls_;
     std::vector<std::shared_ptr<warm_pool<tcp_stream>>> tcp_;
     std::vector<std::shared_ptr<warm_pool<tls_conn>>> tls_;
+    std::vector<std::shared_ptr<tls::hello_ahead>> hellos_;
 };
 
 std::shared_ptr<client_pools> start_client_pools(const client_config& cfg, runtime& rt) {
-    if (cfg.opts.pool.size == 0 && cfg.opts.mux == 0) {
+    if (cfg.opts.pool.size == 0 && cfg.opts.mux == 0 && !cfg.tls) {
         return nullptr;
     }
     return std::make_shared<client_pools>(cfg, rt);
@@ -881,6 +906,9 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         }
         if (auto* pool = pools->tcp_here(exec)) {
             return client_warm(std::move(socket), id, cfg, *pool, pools);
+        }
+        if (auto* ahead = pools->hello_here(exec)) {
+            return client_tls(std::move(socket), id, cfg, ahead);
         }
     }
     return client_unpooled(std::move(socket), id, cfg);

@@ -1,13 +1,16 @@
 """tls and wss kaminaric -> kaminaris -> echo, byte-exact: (a) a self-signed certificate made by
 kaminaris (`servername=`) with an `insecure` client; (b) certificates from a test CA (ECDSA PEM,
 RSA DER, Ed25519 PEM) with verification on, the CA trusted through SSL_CERT_FILE. Before each
-suite a Python TLS client checks that kaminaris presents exactly the configured certificate."""
+suite a Python TLS client checks that kaminaris presents exactly the configured certificate.
+(c) kaminaric makes each connection's ClientHello ahead (tls::hello_ahead), and those resume."""
 
+import os
+import re
 import socket
 import ssl
 import subprocess
 
-from harness import Test, HOST
+from harness import EchoServer, Test, Tunnel, HOST, assert_same, exchange
 from pki import Pki
 from tunnel_suite import run_suite
 
@@ -97,4 +100,30 @@ for name, copts, sopts in (
          f"{WS};tls;cert={c.cert};key={c.key}")):
     run_suite(test, name, copts, sopts, big=16 << 20, connections=50, env=env, host="::1",
               front=probe(name, der, pki.ca, "::1"))
+
+# (c) One worker, connections one at a time: each one's ClientHello was made while the one
+# before it waited for the server, with a ticket cached by then. The first few may make a full
+# handshake (no ticket yet when theirs was made, and wait_port's probe is one of them); from
+# the fourth on, every one resumes on a ClientHello made ahead.
+echo = EchoServer()
+for name, copts, sopts in (
+        ("tls", "tls;sni=example.com;insecure", "tls;servername=example.com"),
+        ("wss", f"{WS};tls;insecure", f"{WS};tls;servername=example.com")):
+    tunnel = Tunnel(f"{copts};threads=1;loglevel=debug", sopts, echo.port)
+
+    def made_ahead(tunnel=tunnel):
+        for i in range(8):
+            data = os.urandom(1000 + 997 * i)
+            assert_same(exchange(tunnel.client_port, data), data, f"connection {i}")
+        sessions = sorted((int(n), what) for n, what in
+                          re.findall(r"#(\d+) TLS session (.*)", tunnel.client.stderr_text()))
+        if len(sessions) != 9:
+            raise AssertionError(f"{len(sessions)} TLS sessions logged, expected 9\n"
+                                 + tunnel.logs())
+        late = [what for _, what in sessions[-5:]]
+        if late != ["resumed; ClientHello made ahead"] * 5:
+            raise AssertionError(f"the last 5 connections: {late}\n" + tunnel.logs())
+
+    test.check(f"{name}: connections resume on ClientHellos made ahead", made_ahead)
+    test.check(f"{name}: SIGTERM exits 0", tunnel.close)
 test.done()

@@ -38,6 +38,13 @@ for name, client_opts, server_opts in (
 
     test.check(f"{name} 0rtt: 6 connections byte-exact", connections)
     test.check(f"{name} 0rtt: resumed connections send early data, accepted", early_data_accepted)
+
+    def nothing_made_ahead(tunnel=tunnel):
+        # 0rtt's ClientHello goes out with the app's first bytes: it cannot be made before them.
+        if "ClientHello made ahead" in tunnel.client.stderr_text():
+            raise AssertionError("a ClientHello was made ahead with 0rtt\n" + tunnel.logs())
+
+    test.check(f"{name} 0rtt: no ClientHello made ahead", nothing_made_ahead)
     test.check(f"{name} 0rtt: SIGTERM exits 0", tunnel.close)
 
 

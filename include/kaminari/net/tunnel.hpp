@@ -32,12 +32,15 @@ struct server_config {
     std::optional<tls::reloadable_server_context> tls; ///< set when opts.tls is
 };
 
-/// kaminaric's warm connections (`pool=<n>`): one pool per worker, each on its worker's thread.
+/// What kaminaric keeps ready on each worker, used on that worker's thread: warm connections
+/// (`pool=<n>`), Mux.Cool links (`mux=<n>`), or for tls and wss without either (and without
+/// `0rtt`) the next connection's TLS engine with its ClientHello made (tls::hello_ahead).
 class client_pools;
 
-/// Starts the pools for `cfg.opts.pool` on every worker of `rt` (nullptr without a pool).
-/// Each worker keeps ceil(n / workers) connections. Destroy the result before `rt` (its
-/// connections belong to the workers' io_contexts), after stop_client_pools().
+/// Starts what `cfg` keeps ready on every worker of `rt` (nullptr when nothing: tcp and ws
+/// without pool or mux). With `pool=<n>`, each worker keeps ceil(n / workers) connections.
+/// Destroy the result before `rt` (its connections belong to the workers' io_contexts), after
+/// stop_client_pools().
 std::shared_ptr<client_pools> start_client_pools(const client_config& cfg, runtime& rt);
 
 /// Closes every waiting connection. Call once the workers have stopped.
