@@ -449,11 +449,11 @@ asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const clie
     }
 }
 
-// tls and wss. `ahead` (may be nullptr): this worker's engine made ahead, whose ClientHello goes
+// tls and wss. `ahead` (may be null): this worker's engine made ahead, whose ClientHello goes
 // out as soon as the connect completes; the next one is made while this one waits for the
 // server's reply.
 asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const client_config& cfg,
-                                 tls::hello_ahead* ahead = nullptr) {
+                                 std::shared_ptr<tls::hello_ahead> ahead = nullptr) {
     log_accepted(id, socket);
     tcp_stream app(std::move(socket));
 
@@ -486,13 +486,18 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
         first.release();
     }
     const auto deadline = clock::now() + cfg.opts.common.handshake_timeout;
-    const bool made_ahead = ahead != nullptr && ahead->ready();
+    bool made_ahead = false;
     tls_stream<tcp_stream> up(tcp_stream(std::move(*up_socket)),
-                              ahead != nullptr ? ahead->take() : cfg.tls->make_engine());
-    if (ahead != nullptr) {
+                              ahead ? ahead->take(&made_ahead) : cfg.tls->make_engine());
+    if (ahead) {
         // Runs once this frame waits for the server's reply: the ClientHello is out by then
         // (the write is tried at once; only its completion is queued behind this).
-        asio::post(up.get_executor(), [ahead] { ahead->make(); });
+        asio::post(up.get_executor(), [next = std::weak_ptr(ahead)] {
+            if (auto p = next.lock()) {
+                p->make();
+            }
+        });
+        ahead.reset(); // the connection's frame does not keep it
     }
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
@@ -527,7 +532,11 @@ public:
                 // whose ClientHello waits for the app's bytes).
                 if (cfg.tls && !cfg.tls->options().early_data) {
                     auto ahead = std::make_shared<tls::hello_ahead>(*cfg.tls);
-                    asio::post(exec, [p = ahead.get()] { p->make(); });
+                    asio::post(exec, [next = std::weak_ptr(ahead)] {
+                        if (auto p = next.lock()) {
+                            p->make();
+                        }
+                    });
                     hellos_.push_back(std::move(ahead));
                 }
             } else if (cfg.opts.mux != 0 && !cfg.opts.ws) {
@@ -593,8 +602,9 @@ public:
     mux_links<tls_conn>* mux_tls_here(const asio::any_io_executor& exec) noexcept {
         return here(mux_tls_, exec);
     }
-    tls::hello_ahead* hello_here(const asio::any_io_executor& exec) noexcept {
-        return here(hellos_, exec);
+    std::shared_ptr<tls::hello_ahead> hello_here(const asio::any_io_executor& exec) noexcept {
+        auto* slot = slot_here(hellos_, exec);
+        return slot != nullptr ? *slot : nullptr;
     }
 
     /// Another worker's pool with the most connections ready and unclaimed (some), for an app
@@ -643,15 +653,23 @@ private:
         return {};
     }
 
-    template <class Pool>
-    Pool* here(std::vector<std::shared_ptr<Pool>>& pools, const asio::any_io_executor& exec) {
+    // The entry of `per_worker` that belongs to the worker running `exec` (nullptr if none).
+    template <class T>
+    std::shared_ptr<T>* slot_here(std::vector<std::shared_ptr<T>>& per_worker,
+                                  const asio::any_io_executor& exec) {
         auto& ctx = asio::query(exec, asio::execution::context);
-        for (std::size_t i = 0; i < pools.size(); ++i) {
+        for (std::size_t i = 0; i < per_worker.size(); ++i) {
             if (contexts_[i] == &ctx) {
-                return pools[i].get();
+                return &per_worker[i];
             }
         }
         return nullptr;
+    }
+
+    template <class Pool>
+    Pool* here(std::vector<std::shared_ptr<Pool>>& pools, const asio::any_io_executor& exec) {
+        auto* slot = slot_here(pools, exec);
+        return slot != nullptr ? slot->get() : nullptr;
     }
 
     static asio::awaitable<std::optional<tcp_stream>> open_tcp(const client_config& cfg) {
@@ -744,7 +762,8 @@ private:
 };
 
 std::shared_ptr<client_pools> start_client_pools(const client_config& cfg, runtime& rt) {
-    if (cfg.opts.pool.size == 0 && cfg.opts.mux == 0 && !cfg.tls) {
+    if (cfg.opts.pool.size == 0 && cfg.opts.mux == 0 &&
+        (!cfg.tls || cfg.tls->options().early_data)) {
         return nullptr;
     }
     return std::make_shared<client_pools>(cfg, rt);
@@ -907,8 +926,8 @@ asio::awaitable<void> client_connection(tcp::socket socket, std::uint64_t id,
         if (auto* pool = pools->tcp_here(exec)) {
             return client_warm(std::move(socket), id, cfg, *pool, pools);
         }
-        if (auto* ahead = pools->hello_here(exec)) {
-            return client_tls(std::move(socket), id, cfg, ahead);
+        if (auto ahead = pools->hello_here(exec)) {
+            return client_tls(std::move(socket), id, cfg, std::move(ahead));
         }
     }
     return client_unpooled(std::move(socket), id, cfg);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -285,6 +286,24 @@ ssl_session_ptr session_cache::take() {
         return ssl_session_ptr(s);
     }
     return {};
+}
+
+std::size_t session_cache::usable() const {
+    std::lock_guard lock(mutex_);
+    auto now = static_cast<long>(std::time(nullptr));
+    std::size_t n = 0;
+    for (const auto& session : sessions_) {
+        SSL_SESSION* s = session.get();
+        if (SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= now ||
+            SSL_SESSION_is_resumable(s) != 1) {
+            continue;
+        }
+        if (SSL_SESSION_get_protocol_version(s) != TLS1_3_VERSION) {
+            return std::numeric_limits<std::size_t>::max();
+        }
+        ++n;
+    }
+    return n;
 }
 
 std::size_t session_cache::size() const {

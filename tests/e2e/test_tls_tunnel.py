@@ -117,8 +117,8 @@ for name, copts, sopts in (
             assert_same(exchange(tunnel.client_port, data), data, f"connection {i}")
         sessions = sorted((int(n), what) for n, what in
                           re.findall(r"#(\d+) TLS session (.*)", tunnel.client.stderr_text()))
-        if len(sessions) != 9:
-            raise AssertionError(f"{len(sessions)} TLS sessions logged, expected 9\n"
+        if len(sessions) < 9:  # 8, and wait_port's probe
+            raise AssertionError(f"{len(sessions)} TLS sessions logged, expected 9 or more\n"
                                  + tunnel.logs())
         late = [what for _, what in sessions[-5:]]
         if late != ["resumed; ClientHello made ahead"] * 5:

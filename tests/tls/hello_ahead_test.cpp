@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <thread>
 
 namespace kaminari::tls {
 namespace {
@@ -94,6 +97,7 @@ TEST_F(HelloAhead, OneMadeBeforeAnyTicketIsMadeAgainOnceTwoAreCached) {
     engine other = cctx.make_engine();
     ASSERT_FALSE(connect(other)); // another connection's full handshake brings two tickets
     ASSERT_EQ(cctx.sessions().size(), 2u);
+    EXPECT_EQ(cctx.sessions().usable(), 2u);
     EXPECT_FALSE(ahead.ready());
     engine c = ahead.take();
     EXPECT_EQ(c.pending_output(), 0u); // a new engine, made now with a cached session
@@ -125,13 +129,49 @@ TEST_F(HelloAhead, WorkersTakingTurnsSettleOnResumedEnginesMadeAhead) {
     std::string seen;
     for (int i = 0; i < 16; ++i) {
         hello_ahead& w = workers[i % 2];
-        const bool made_ahead = w.ready();
-        engine c = w.take();
+        bool made_ahead = false;
+        engine c = w.take(&made_ahead);
         w.make();
         const bool resumed = connect(c);
         seen += made_ahead ? (resumed ? 'R' : 'F') : (resumed ? 'r' : 'f');
     }
     EXPECT_EQ(seen.substr(8), std::string(8, 'R')) << seen;
+}
+
+TEST_F(HelloAhead, OneThatWaitedTooLongIsMadeAgainWithTheNewestTicket) {
+    hello_ahead ahead(cctx, std::chrono::milliseconds(1));
+    engine first = cctx.make_engine();
+    ASSERT_FALSE(connect(first));
+    ahead.make(); // takes one of the two tickets
+    ASSERT_EQ(cctx.sessions().size(), 1u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_FALSE(ahead.ready());
+    bool made_ahead = true;
+    engine c = ahead.take(&made_ahead);
+    EXPECT_FALSE(made_ahead);
+    EXPECT_EQ(c.pending_output(), 0u);
+    EXPECT_TRUE(connect(c)); // with the other ticket
+    EXPECT_FALSE(ahead.ready());
+}
+
+// A TLS 1.2 session stays in the cache for further connections, so it counts as plenty: an
+// engine made before it was cached is made again, and every later one resumes with it.
+TEST_F(HelloAhead, WithATls12ServerEngineAfterEngineResumes) {
+    ASSERT_EQ(SSL_CTX_set_max_proto_version(sctx.native_handle(), TLS1_2_VERSION), 1);
+    hello_ahead ahead(cctx);
+    ahead.make();
+    engine first = cctx.make_engine();
+    ASSERT_FALSE(connect(first));
+    EXPECT_EQ(cctx.sessions().usable(), std::numeric_limits<std::size_t>::max());
+    EXPECT_FALSE(ahead.ready()); // made with no session, and one is cached now
+    std::string seen;
+    for (int i = 0; i < 4; ++i) {
+        bool made_ahead = false;
+        engine c = ahead.take(&made_ahead);
+        ahead.make();
+        seen += made_ahead ? (connect(c) ? 'R' : 'F') : (connect(c) ? 'r' : 'f');
+    }
+    EXPECT_EQ(seen, "rRRR");
 }
 
 TEST_F(HelloAhead, NothingIsMadeAheadWithEarlyData) {

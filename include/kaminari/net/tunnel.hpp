@@ -38,16 +38,18 @@ struct server_config {
 class client_pools;
 
 /// Starts what `cfg` keeps ready on every worker of `rt` (nullptr when nothing: tcp and ws
-/// without pool or mux). With `pool=<n>`, each worker keeps ceil(n / workers) connections.
-/// Destroy the result before `rt` (its connections belong to the workers' io_contexts), after
-/// stop_client_pools().
+/// without pool or mux, and 0rtt without them). With `pool=<n>`, each worker keeps
+/// ceil(n / workers) connections. Destroy the result once the workers have stopped (handlers
+/// posted to them point into it) and before `rt` (its connections belong to the workers'
+/// io_contexts), after stop_client_pools().
 std::shared_ptr<client_pools> start_client_pools(const client_config& cfg, runtime& rt);
 
 /// Closes every waiting connection. Call once the workers have stopped.
 void stop_client_pools(client_pools& pools) noexcept;
 
 /// kaminaric: plain TCP from the app on `socket`; takes a warm connection from `pools` (may be
-/// nullptr) or connects to the remote, runs the TLS and websocket client handshakes, relays.
+/// nullptr) or connects to the remote, runs the TLS (on an engine made ahead, when `pools` has
+/// one for this worker) and websocket client handshakes, relays.
 /// `cfg` and `pools` must outlive the coroutine. Never throws on network errors; failures are
 /// logged with the connection id.
 asio::awaitable<void> client_connection(asio::ip::tcp::socket socket, std::uint64_t id,

@@ -39,6 +39,10 @@ public:
     /// rejects early data on a reused one; a TLS 1.2 session stays for further connections.
     ssl_session_ptr take();
 
+    /// How many take() calls would return a session now: the unexpired resumable TLS 1.3
+    /// tickets, or SIZE_MAX when a TLS 1.2 session (which take() keeps) is among those.
+    std::size_t usable() const;
+
     std::size_t size() const;
     void clear();
 
