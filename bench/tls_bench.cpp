@@ -7,6 +7,7 @@
 // around it, a connection costs at least this much CPU, for both sides together.
 
 #include "tls/pump.hpp"
+#include "tls/self_signed_pair.hpp"
 
 #include <kaminari/log.hpp>
 #include <kaminari/options.hpp>
@@ -21,16 +22,11 @@ namespace {
 using namespace kaminari;
 
 tls_client_options client_options() {
-    tls_client_options o;
-    o.sni = "bench.local";
-    o.insecure = true;
-    return o;
+    return test::insecure_client_options("bench.local");
 }
 
 tls_server_options server_options() {
-    tls_server_options o;
-    o.servername = "bench.local";
-    return o;
+    return test::self_signed_server_options("bench.local");
 }
 
 const std::string ping(64, 'p');

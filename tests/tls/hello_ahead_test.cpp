@@ -1,6 +1,7 @@
 #include "kaminari/tls/hello_ahead.hpp"
 
 #include "tls/pump.hpp"
+#include "tls/self_signed_pair.hpp"
 
 #include <kaminari/log.hpp>
 
@@ -19,17 +20,13 @@ namespace {
 using test::pump_handshake;
 
 tls_client_options client_opts(bool early_data = false) {
-    tls_client_options o;
-    o.sni = "test.example";
-    o.insecure = true;
+    tls_client_options o = test::insecure_client_options("test.example");
     o.early_data = early_data;
     return o;
 }
 
 tls_server_options server_opts() {
-    tls_server_options o;
-    o.servername = "test.example";
-    return o;
+    return test::self_signed_server_options("test.example");
 }
 
 class HelloAhead : public ::testing::Test {
