@@ -25,7 +25,7 @@ void hello_ahead::make() noexcept {
     }
 }
 
-bool hello_ahead::ready() const noexcept {
+bool hello_ahead::ready() const {
     if (!next_ || clock::now() - made_at_ > max_wait_) {
         return false;
     }

@@ -49,7 +49,7 @@ public:
 
     /// Whether take() gives the engine made ahead: one is waiting, made within max_wait, and
     /// it offers a session to resume or fewer than two are cached now (see the definition).
-    bool ready() const noexcept;
+    bool ready() const;
 
     /// The engine made ahead when ready(), its ClientHello in pending_output() (its
     /// handshake() sends it and goes on from there); otherwise a new one from
