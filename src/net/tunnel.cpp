@@ -449,6 +449,16 @@ asio::awaitable<void> client_ws(tcp::socket socket, std::uint64_t id, const clie
     }
 }
 
+// Has `ahead` make its next engine once the worker of `exec` gets to it (if it still exists).
+void make_ahead_soon(const asio::any_io_executor& exec,
+                     const std::shared_ptr<tls::hello_ahead>& ahead) {
+    asio::post(exec, [next = std::weak_ptr(ahead)] {
+        if (auto p = next.lock()) {
+            p->make();
+        }
+    });
+}
+
 // tls and wss. `ahead` (may be null): this worker's engine made ahead, whose ClientHello goes
 // out as soon as the connect completes; the next one is made while this one waits for the
 // server's reply.
@@ -492,11 +502,7 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
     if (ahead) {
         // Runs once this frame waits for the server's reply: the ClientHello is out by then
         // (the write is tried at once; only its completion is queued behind this).
-        asio::post(up.get_executor(), [next = std::weak_ptr(ahead)] {
-            if (auto p = next.lock()) {
-                p->make();
-            }
-        });
+        make_ahead_soon(up.get_executor(), ahead);
         ahead.reset(); // the connection's frame does not keep it
     }
     const auto early = cfg.opts.ws ? request.bytes()
@@ -531,13 +537,8 @@ public:
                 // tls and wss without pool or mux: a ClientHello made ahead (not with 0rtt,
                 // whose ClientHello waits for the app's bytes).
                 if (cfg.tls && !cfg.tls->options().early_data) {
-                    auto ahead = std::make_shared<tls::hello_ahead>(*cfg.tls);
-                    asio::post(exec, [next = std::weak_ptr(ahead)] {
-                        if (auto p = next.lock()) {
-                            p->make();
-                        }
-                    });
-                    hellos_.push_back(std::move(ahead));
+                    hellos_.push_back(std::make_shared<tls::hello_ahead>(*cfg.tls));
+                    make_ahead_soon(exec, hellos_.back());
                 }
             } else if (cfg.opts.mux != 0 && !cfg.opts.ws) {
                 mux_tls_.push_back(std::make_shared<mux_links<tls_conn>>(

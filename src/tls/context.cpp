@@ -257,6 +257,12 @@ int on_alpn_select(SSL*, const unsigned char** out, unsigned char* outlen, const
     return SSL_TLSEXT_ERR_OK;
 }
 
+// Whether take() may return `s` at `now`: not expired, and resumable.
+bool takeable(SSL_SESSION* s, long now) noexcept {
+    return SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) > now &&
+           SSL_SESSION_is_resumable(s) == 1;
+}
+
 } // namespace
 
 void session_cache::put(ssl_session_ptr session) {
@@ -272,8 +278,7 @@ ssl_session_ptr session_cache::take() {
     auto now = static_cast<long>(std::time(nullptr));
     while (!sessions_.empty()) {
         SSL_SESSION* s = sessions_.back().get();
-        bool expired = SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= now;
-        if (expired || SSL_SESSION_is_resumable(s) != 1) {
+        if (!takeable(s, now)) {
             sessions_.pop_back();
             continue;
         }
@@ -294,8 +299,7 @@ std::size_t session_cache::usable() const {
     std::size_t n = 0;
     for (const auto& session : sessions_) {
         SSL_SESSION* s = session.get();
-        if (SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s) <= now ||
-            SSL_SESSION_is_resumable(s) != 1) {
+        if (!takeable(s, now)) {
             continue;
         }
         if (SSL_SESSION_get_protocol_version(s) != TLS1_3_VERSION) {

@@ -48,7 +48,8 @@ public:
     void make() noexcept;
 
     /// Whether take() gives the engine made ahead: one is waiting, made within max_wait, and
-    /// it offers a session to resume or fewer than two are cached now (see the definition).
+    /// it offers a session to resume or fewer than two can be taken from the cache now (see
+    /// the definition).
     bool ready() const;
 
     /// The engine made ahead when ready(), its ClientHello in pending_output() (its
