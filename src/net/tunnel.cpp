@@ -184,16 +184,18 @@ asio::awaitable<std::optional<tcp::socket>> dial(const endpoint& remote,
 
 // One debug line per TLS handshake: resumed or not, and what became of 0-RTT data.
 // `made_ahead`: the client's ClientHello was made before its connection (tls::hello_ahead).
+// `behind`: the app's bytes sent in the same write as the client's Finished.
 void log_tls_session(std::uint64_t id, const tls::engine& engine, std::size_t early_offered,
-                     bool made_ahead = false) {
+                     bool made_ahead = false, std::size_t behind = 0) {
     if (!log::enabled(log::level::debug)) {
         return;
     }
-    log::debug("#{} TLS session {}{}{}", id, engine.session_reused() ? "resumed" : "new",
+    log::debug("#{} TLS session {}{}{}{}", id, engine.session_reused() ? "resumed" : "new",
                engine.early_data_accepted()
                    ? "; early data accepted"
                    : (early_offered != 0 && engine.session_reused() ? "; early data rejected" : ""),
-               made_ahead ? "; ClientHello made ahead" : "");
+               made_ahead ? "; ClientHello made ahead" : "",
+               behind != 0 ? fmt::format("; {} bytes with its Finished", behind) : std::string());
 }
 
 clock::duration remaining(clock::time_point deadline) {
@@ -507,7 +509,19 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
     }
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
-    if (auto hec = co_await step(up, up.handshake_client(early), deadline)) {
+    // tls: what the app has sent by the time the handshake completes goes in the same write as
+    // the client's Finished (wss: the upgrade request does).
+    buffer_lease behind;
+    io_result got_behind{asio::error::would_block, 0};
+    auto app_bytes = [&]() -> std::span<const std::uint8_t> {
+        if (cfg.opts.ws) {
+            return {};
+        }
+        behind = borrow_buffer(relay_min_buffer_size);
+        got_behind = app.try_read_some(behind.span());
+        return behind.span().first(got_behind.n);
+    };
+    if (auto hec = co_await step(up, up.handshake_client(early, app_bytes), deadline)) {
         metrics::add(metrics::tls_failed);
         log::warn("#{} TLS handshake with {} failed: {}", id, cfg.remote.to_string(),
                   hec.message());
@@ -515,8 +529,17 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
         co_return;
     }
     first.release();
-    log_tls_session(id, up.engine(), zero_rtt ? early.size() : 0, made_ahead);
-    co_await client_finish(app, up, id, cfg, deadline, cfg.opts.ws ? &request : nullptr, first_len);
+    behind.release();
+    log_tls_session(id, up.engine(), zero_rtt ? early.size() : 0, made_ahead, got_behind.n);
+    // An app that half-closed is carried as such: the relay reads its end again.
+    if (got_behind.ec && got_behind.ec != asio::error::would_block &&
+        got_behind.ec != asio::error::eof) {
+        log::debug("#{} app failed before sending: {}", id, got_behind.ec.message());
+        up.close();
+        co_return;
+    }
+    co_await client_finish(app, up, id, cfg, deadline, cfg.opts.ws ? &request : nullptr,
+                           first_len + got_behind.n);
 }
 
 } // namespace

@@ -2,7 +2,9 @@
 kaminaris (`servername=`) with an `insecure` client; (b) certificates from a test CA (ECDSA PEM,
 RSA DER, Ed25519 PEM) with verification on, the CA trusted through SSL_CERT_FILE. Before each
 suite a Python TLS client checks that kaminaris presents exactly the configured certificate.
-(c) kaminaric makes each connection's ClientHello ahead (tls::hello_ahead), and those resume."""
+(c) kaminaric makes each connection's ClientHello ahead (tls::hello_ahead), and those resume; in
+tls the app's first bytes go in the same write as the client's Finished. (d) A server that speaks
+first: the client's Finished goes alone, at once."""
 
 import os
 import re
@@ -10,7 +12,8 @@ import socket
 import ssl
 import subprocess
 
-from harness import EchoServer, Test, Tunnel, HOST, assert_same, exchange
+from harness import (EchoServer, Test, ThreadedTarget, Tunnel, HOST, assert_same,
+                     banner_then_echo, exchange, read_banner_then_echo)
 from pki import Pki
 from tunnel_suite import run_suite
 
@@ -104,26 +107,54 @@ for name, copts, sopts in (
 # (c) One worker, connections one at a time: each one's ClientHello was made while the one
 # before it waited for the server, with a ticket cached by then. The first few may make a full
 # handshake (no ticket yet when theirs was made, and wait_port's probe is one of them); from
-# the fourth on, every one resumes on a ClientHello made ahead.
+# the fourth on, every one resumes on a ClientHello made ahead. In tls, an app that sends at
+# once (as these do) has its bytes there when the handshake completes, about a millisecond
+# later: they go with the client's Finished (the wss request does, and is not logged).
 echo = EchoServer()
 for name, copts, sopts in (
         ("tls", "tls;sni=example.com;insecure", "tls;servername=example.com"),
         ("wss", f"{WS};tls;insecure", f"{WS};tls;servername=example.com")):
     tunnel = Tunnel(f"{copts};threads=1;loglevel=debug", sopts, echo.port)
 
-    def made_ahead(tunnel=tunnel):
-        for i in range(8):
-            data = os.urandom(1000 + 997 * i)
+    def made_ahead(tunnel=tunnel, name=name):
+        sizes = [1000 + 997 * i for i in range(8)]
+        for i, size in enumerate(sizes):
+            data = os.urandom(size)
             assert_same(exchange(tunnel.client_port, data), data, f"connection {i}")
         sessions = sorted((int(n), what) for n, what in
                           re.findall(r"#(\d+) TLS session (.*)", tunnel.client.stderr_text()))
         if len(sessions) < 9:  # 8, and wait_port's probe
             raise AssertionError(f"{len(sessions)} TLS sessions logged, expected 9 or more\n"
                                  + tunnel.logs())
-        late = [what for _, what in sessions[-5:]]
-        if late != ["resumed; ClientHello made ahead"] * 5:
+        late = [what.split("; ")[:2] for _, what in sessions[-5:]]
+        if late != [["resumed", "ClientHello made ahead"]] * 5:
             raise AssertionError(f"the last 5 connections: {late}\n" + tunnel.logs())
+        behind = [int(n) for _, what in sessions
+                  for n in re.findall(r"; (\d+) bytes with its Finished", what)]
+        if name == "tls" and (not behind or any(n not in sizes for n in behind)):
+            raise AssertionError(f"app bytes with the Finished: {behind}, expected some of "
+                                 f"{sizes}\n" + tunnel.logs())
+        if name == "wss" and behind:
+            raise AssertionError(f"wss logged app bytes with the Finished: {behind}")
 
     test.check(f"{name}: connections resume on ClientHellos made ahead", made_ahead)
     test.check(f"{name}: SIGTERM exits 0", tunnel.close)
+
+# (d) A target that speaks first, its app waiting for the banner before it sends: nothing of the
+# app's is there when the handshake completes, and the Finished must go alone (kaminaris
+# connects to the target only after it).
+banner = b"220 speaks first\r\n"
+target = ThreadedTarget(banner_then_echo(banner))
+for name, copts, sopts in (
+        ("tls", "tls;sni=example.com;insecure", "tls;servername=example.com"),
+        ("wss", f"{WS};tls;insecure", f"{WS};tls;servername=example.com")):
+    tunnel = Tunnel(copts, sopts, target.port)
+
+    def speaks_first(tunnel=tunnel):
+        for i in range(4):
+            read_banner_then_echo(tunnel.client_port, banner, os.urandom(100 + i), timeout=10)
+
+    test.check(f"{name}: a target that speaks first", speaks_first)
+    test.check(f"{name}: SIGTERM exits 0 (speaks first)", tunnel.close)
+target.close()
 test.done()

@@ -402,6 +402,57 @@ TEST(TlsStream, WithoutZeroRttOptionFirstBytesGoAfterHandshake) {
     }());
 }
 
+// The client's Finished, the rest of its first bytes and what more() gives (called once, after
+// the handshake completed) go out in one write, and the server reads them with its Finished: a
+// full handshake, then a resumed one. With nothing behind it the Finished goes alone, at once.
+// With TLS 1.2 (the server's Finished comes last in a full handshake) the bytes still arrive.
+void bytes_behind_the_finished(int max_version) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts(false));
+    tls::server_context sctx(server_opts());
+    ASSERT_EQ(SSL_CTX_set_max_proto_version(sctx.native_handle(), max_version), 1);
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        for (bool resumed : {false, true}) {
+            auto p = make_streams(ctx, cctx, sctx);
+            int calls = 0;
+            auto more = [&] {
+                ++calls;
+                EXPECT_TRUE(p.client.engine().handshake_done());
+                return bytes(" and more");
+            };
+            auto [c, s] = co_await (p.client.handshake_client(bytes("first"), more) &&
+                                    p.server.handshake_server());
+            CO_ASSERT_OK(c);
+            CO_ASSERT_OK(s);
+            EXPECT_EQ(calls, 1);
+            EXPECT_EQ(p.client.engine().session_reused(), resumed);
+            if (max_version == TLS1_3_VERSION) {
+                EXPECT_EQ(p.client.next_layer().writes(), 2u); // ClientHello; Finished + bytes
+                EXPECT_TRUE(p.server.engine().has_buffered_input());
+            }
+            EXPECT_EQ(co_await read_exactly(p.server, 14), "first and more");
+            co_await p.server.write(bytes("ok"), {});
+            EXPECT_EQ(co_await read_exactly(p.client, 2), "ok");
+        }
+        // Nothing behind it: the Finished alone, and the server's handshake completes.
+        auto p = make_streams(ctx, cctx, sctx);
+        auto [c, s] = co_await (p.client.handshake_client({}) && p.server.handshake_server());
+        CO_ASSERT_OK(c);
+        CO_ASSERT_OK(s);
+        co_await p.server.write(bytes("hi"), {});
+        EXPECT_EQ(co_await read_exactly(p.client, 2), "hi");
+    }());
+}
+
+TEST(TlsStream, FinishedAndTheBytesBehindItGoInOneWrite) {
+    bytes_behind_the_finished(TLS1_3_VERSION);
+}
+
+TEST(TlsStream, BytesBehindTheFinishedWithTls12) {
+    bytes_behind_the_finished(TLS1_2_VERSION);
+}
+
 // Server-side 0-RTT: with early data accepted, the server reads the client's first bytes and
 // answers them (0.5-RTT data), even closes its side, before the client's Finished has been read;
 // the handshake completes on the server's next read, and close_notify follows it.

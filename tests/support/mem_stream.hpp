@@ -104,6 +104,9 @@ public:
     /// Number of operations started on this end so far.
     std::size_t operations() const noexcept { return ops_; }
 
+    /// Number of write() calls started on this end so far.
+    std::size_t writes() const noexcept { return writes_; }
+
     /// Queues bytes for this end to read, as if the peer had written them.
     void append(std::span<const std::uint8_t> bytes) {
         auto& in = inbox();
@@ -161,6 +164,7 @@ public:
 
     asio::awaitable<net::io_result> write(std::span<const std::uint8_t> head,
                                           std::span<std::uint8_t> body) {
+        ++writes_;
         if (!start_op()) {
             co_return net::io_result{injected_error, 0};
         }
@@ -234,6 +238,7 @@ private:
     std::size_t write_cap_ = 0;
     std::size_t ops_left_ = unlimited;
     std::size_t ops_ = 0;
+    std::size_t writes_ = 0;
 };
 
 static_assert(net::byte_stream<mem_stream>);

@@ -61,11 +61,25 @@ public:
     /// the caller keeps it alive until this completes, it is not modified). If the engine has a
     /// resumable session that allows early data and early data is enabled, up to the session's
     /// limit of `first_data` goes out as TLS 1.3 early data with the ClientHello (0-RTT). Bytes
-    /// not sent early, or all of them if the server rejects early data, are written normally
-    /// after the handshake. On success every byte of `first_data` has been delivered exactly
+    /// not sent early, or all of them if the server rejects early data, are written right
+    /// behind the handshake, in the same Next::write() as its last flight (the client's
+    /// Finished). On success every byte of `first_data` has been delivered exactly
     /// once. Errors: the engine's (verification failures say why, see tls::verify_category()),
     /// or the next layer's; asio::error::eof if the peer closes during the handshake.
-    asio::awaitable<error_code> handshake_client(std::span<const std::uint8_t> first_data);
+    asio::awaitable<error_code> handshake_client(std::span<const std::uint8_t> first_data) {
+        return handshake_client(first_data, [] { return std::span<const std::uint8_t>{}; });
+    }
+
+    /// The same, and then the bytes `more()` returns (a std::span<const std::uint8_t>, kept
+    /// alive by the caller until this completes), called once when the handshake has completed
+    /// and `first_data` is encrypted. The client's last flight (its Finished), the rest of
+    /// `first_data` and those bytes go out together, in one Next::write() unless they outgrow
+    /// the engine's output buffer: the server reads them with its handshake's last read, and
+    /// wakes once for them. A client passes what the app has already sent, without waiting;
+    /// with nothing from `first_data` or `more()`, the Finished goes alone.
+    template <class More>
+    asio::awaitable<error_code> handshake_client(std::span<const std::uint8_t> first_data,
+                                                 More more);
 
     /// Server handshake. Without early data, or with early data rejected, it completes the
     /// whole handshake. When the client's early data is accepted it completes as soon as the
@@ -120,7 +134,7 @@ private:
     asio::awaitable<error_code> write_locked(std::span<const std::uint8_t> data);
     asio::awaitable<error_code> fill();
     template <class Op>
-    asio::awaitable<error_code> drive(Op op);
+    asio::awaitable<error_code> drive(Op op, bool flush_when_done = true);
     tls::engine::want decrypt(std::span<std::uint8_t> buf, error_code& ec, std::size_t& n);
     asio::awaitable<void> flush_from_reader();
 

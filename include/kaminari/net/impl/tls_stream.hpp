@@ -137,11 +137,13 @@ asio::awaitable<error_code> tls_stream<Next>::fill() {
 
 template <byte_stream Next>
 template <class Op>
-asio::awaitable<error_code> tls_stream<Next>::drive(Op op) {
+asio::awaitable<error_code> tls_stream<Next>::drive(Op op, bool flush_when_done) {
     for (;;) {
         error_code ec;
         auto want = op(ec);
-        if (engine_.pending_output() != 0) {
+        const bool done = !ec && want != tls::engine::want_input_and_retry &&
+                          want != tls::engine::want_output_and_retry;
+        if (engine_.pending_output() != 0 && (flush_when_done || !done)) {
             error_code fec = co_await flush_locked();
             if (!ec) {
                 ec = fec;
@@ -161,8 +163,9 @@ asio::awaitable<error_code> tls_stream<Next>::drive(Op op) {
 }
 
 template <byte_stream Next>
+template <class More>
 asio::awaitable<error_code>
-tls_stream<Next>::handshake_client(std::span<const std::uint8_t> first_data) {
+tls_stream<Next>::handshake_client(std::span<const std::uint8_t> first_data, More more) {
     co_await lock_write();
     std::size_t sent_early = 0;
     error_code ec;
@@ -177,12 +180,22 @@ tls_stream<Next>::handshake_client(std::span<const std::uint8_t> first_data) {
         });
     }
     if (!ec) {
-        ec = co_await drive([&](error_code& e) { return engine_.handshake(e); });
+        // The last flight (the client's Finished) stays in the output buffer, so the bytes
+        // behind it go in the same Next::write().
+        ec = co_await drive([&](error_code& e) { return engine_.handshake(e); }, false);
     }
     if (!ec) {
         // Rejected early data was dropped by the server: send it all again, once.
         std::size_t skip = engine_.early_data_accepted() ? sent_early : 0;
-        ec = co_await write_locked(first_data.subspan(skip));
+        std::size_t total = 0;
+        ec = co_await encrypt_locked(first_data.subspan(skip), total);
+        if (!ec) {
+            const std::span<const std::uint8_t> behind = more();
+            ec = co_await encrypt_locked(behind, total);
+        }
+        if (!ec) {
+            ec = co_await flush_locked();
+        }
     }
     unlock_write();
     co_return ec;
