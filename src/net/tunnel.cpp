@@ -510,16 +510,21 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
     const auto early = cfg.opts.ws ? request.bytes()
                                    : std::span<const std::uint8_t>(first.span().first(first_len));
     // tls: what the app has sent by the time the handshake completes goes in the same write as
-    // the client's Finished (wss: the upgrade request does).
+    // the client's Finished (wss: the upgrade request does). Read after the early data, in the
+    // rest of its buffer when there is one.
     buffer_lease behind;
     io_result got_behind{asio::error::would_block, 0};
     auto app_bytes = [&]() -> std::span<const std::uint8_t> {
         if (cfg.opts.ws) {
             return {};
         }
-        behind = borrow_buffer(relay_min_buffer_size);
-        got_behind = app.try_read_some(behind.span());
-        return behind.span().first(got_behind.n);
+        std::span<std::uint8_t> room = first.span().subspan(first_len);
+        if (room.empty()) {
+            behind = borrow_buffer(relay_min_buffer_size);
+            room = behind.span();
+        }
+        got_behind = app.try_read_some(room);
+        return room.first(got_behind.n);
     };
     if (auto hec = co_await step(up, up.handshake_client(early, app_bytes), deadline)) {
         metrics::add(metrics::tls_failed);

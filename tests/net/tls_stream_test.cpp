@@ -404,11 +404,13 @@ TEST(TlsStream, WithoutZeroRttOptionFirstBytesGoAfterHandshake) {
 
 // The client's Finished, the rest of its first bytes and what more() gives (called once, after
 // the handshake completed) go out in one write, and the server reads them with its Finished: a
-// full handshake, then a resumed one. With nothing behind it the Finished goes alone, at once.
-// With TLS 1.2 (the server's Finished comes last in a full handshake) the bytes still arrive.
-void bytes_behind_the_finished(int max_version) {
+// full handshake, then a resumed one (with `early_data`, "first" goes as 0-RTT data, and
+// EndOfEarlyData and the Finished go with " and more"). With nothing behind it the Finished goes
+// alone, at once. In a full TLS 1.2 handshake the server's Finished comes last: the bytes go in a
+// write of their own, a round trip after the client's Finished.
+void bytes_behind_the_finished(int max_version, bool early_data) {
     test::trust_only(shared_pki().ca_pem);
-    tls::client_context cctx(client_opts(false));
+    tls::client_context cctx(client_opts(early_data));
     tls::server_context sctx(server_opts());
     ASSERT_EQ(SSL_CTX_set_max_proto_version(sctx.native_handle(), max_version), 1);
     asio::io_context ctx;
@@ -427,9 +429,12 @@ void bytes_behind_the_finished(int max_version) {
             CO_ASSERT_OK(s);
             EXPECT_EQ(calls, 1);
             EXPECT_EQ(p.client.engine().session_reused(), resumed);
-            if (max_version == TLS1_3_VERSION) {
-                EXPECT_EQ(p.client.next_layer().writes(), 2u); // ClientHello; Finished + bytes
-                EXPECT_TRUE(p.server.engine().has_buffered_input());
+            EXPECT_EQ(p.client.engine().early_data_accepted(), early_data && resumed);
+            const bool full_tls12 = max_version == TLS1_2_VERSION && !resumed;
+            // ClientHello (with the early data); Finished + bytes.
+            EXPECT_EQ(p.client.next_layer().writes(), full_tls12 ? 3u : 2u);
+            if (!p.server.engine().early_data_accepted()) {
+                EXPECT_EQ(p.server.engine().has_buffered_input(), !full_tls12);
             }
             EXPECT_EQ(co_await read_exactly(p.server, 14), "first and more");
             co_await p.server.write(bytes("ok"), {});
@@ -446,11 +451,15 @@ void bytes_behind_the_finished(int max_version) {
 }
 
 TEST(TlsStream, FinishedAndTheBytesBehindItGoInOneWrite) {
-    bytes_behind_the_finished(TLS1_3_VERSION);
+    bytes_behind_the_finished(TLS1_3_VERSION, false);
 }
 
 TEST(TlsStream, BytesBehindTheFinishedWithTls12) {
-    bytes_behind_the_finished(TLS1_2_VERSION);
+    bytes_behind_the_finished(TLS1_2_VERSION, false);
+}
+
+TEST(TlsStream, BytesBehindTheFinishedWithEarlyData) {
+    bytes_behind_the_finished(TLS1_3_VERSION, true);
 }
 
 // Server-side 0-RTT: with early data accepted, the server reads the client's first bytes and

@@ -62,8 +62,9 @@ public:
     /// resumable session that allows early data and early data is enabled, up to the session's
     /// limit of `first_data` goes out as TLS 1.3 early data with the ClientHello (0-RTT). Bytes
     /// not sent early, or all of them if the server rejects early data, are written right
-    /// behind the handshake, in the same Next::write() as its last flight (the client's
-    /// Finished). On success every byte of `first_data` has been delivered exactly
+    /// behind the handshake: in TLS 1.3 and TLS 1.2 resumption in the same Next::write() as the
+    /// client's Finished, its last flight (in a full TLS 1.2 handshake the server's Finished
+    /// comes last). On success every byte of `first_data` has been delivered exactly
     /// once. Errors: the engine's (verification failures say why, see tls::verify_category()),
     /// or the next layer's; asio::error::eof if the peer closes during the handshake.
     asio::awaitable<error_code> handshake_client(std::span<const std::uint8_t> first_data) {
@@ -71,12 +72,13 @@ public:
     }
 
     /// The same, and then the bytes `more()` returns (a std::span<const std::uint8_t>, kept
-    /// alive by the caller until this completes), called once when the handshake has completed
-    /// and `first_data` is encrypted. The client's last flight (its Finished), the rest of
-    /// `first_data` and those bytes go out together, in one Next::write() unless they outgrow
-    /// the engine's output buffer: the server reads them with its handshake's last read, and
-    /// wakes once for them. A client passes what the app has already sent, without waiting;
-    /// with nothing from `first_data` or `more()`, the Finished goes alone.
+    /// alive by the caller until this completes). `more()` is called at most once: only when
+    /// the handshake succeeded and the rest of `first_data` is encrypted. The client's last
+    /// flight (its Finished, in TLS 1.3 and TLS 1.2 resumption), the rest of `first_data` and
+    /// those bytes go out together, in one Next::write() unless they outgrow the engine's
+    /// output buffer: the server reads them with its handshake's last read, and wakes once
+    /// for them. A client passes what the app has already sent, without waiting; with nothing
+    /// from `first_data` or `more()`, the Finished goes alone.
     template <class More>
     asio::awaitable<error_code> handshake_client(std::span<const std::uint8_t> first_data,
                                                  More more);

@@ -180,8 +180,9 @@ tls_stream<Next>::handshake_client(std::span<const std::uint8_t> first_data, Mor
         });
     }
     if (!ec) {
-        // The last flight (the client's Finished) stays in the output buffer, so the bytes
-        // behind it go in the same Next::write().
+        // What the completing step wrote (the client's Finished, unless the server's came
+        // last as in a full TLS 1.2 handshake) stays in the output buffer, so the bytes behind
+        // it go in the same Next::write().
         ec = co_await drive([&](error_code& e) { return engine_.handshake(e); }, false);
     }
     if (!ec) {
