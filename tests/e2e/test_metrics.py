@@ -51,6 +51,28 @@ def scrape(port):
     return out
 
 
+ACTIVE = ("kaminari_connections_active", frozenset())
+
+
+def settled(port, ok, what, timeout=10.0):
+    """Scrapes `port` until ok(scrape) holds, and returns that scrape: a connection is counted
+    when its relay ends, which can be a while after its app has seen the end (more so on a
+    loaded machine), so a fixed pause before scraping would be a guess."""
+    end = time.monotonic() + timeout
+    while True:
+        got = scrape(port)
+        if ok(got):
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not so after {timeout}s")
+        time.sleep(0.02)
+
+
+def idle(port):
+    """A scrape once no connection is active (the start-up probes' or a check's own)."""
+    return settled(port, lambda m: m.get(ACTIVE) == 0, f"no connection active on :{port}")
+
+
 def delta(before, after, name, **labels):
     key = (name, frozenset(labels.items()))
     if key not in after:
@@ -59,15 +81,20 @@ def delta(before, after, name, **labels):
 
 
 def counts_traffic():
-    time.sleep(0.5)  # the start-up probes' connections (wait_port) have ended
-    before_s, before_c = scrape(s_metrics), scrape(c_metrics)
+    # The start-up probes' connections (wait_port) have ended: kaminaric's goes on to kaminaris,
+    # which may not have accepted it yet when both count none active.
+    time.sleep(0.5)
+    before_s, before_c = idle(s_metrics), idle(c_metrics)
     sent = 0
     for i in range(20):
         data = os.urandom(1000 * (i + 1))
         assert_same(exchange(c_port, data), data, f"connection {i}")
         sent += len(data)
-    time.sleep(0.3)  # the last connections' ends are counted
-    after_s, after_c = scrape(s_metrics), scrape(c_metrics)
+    closed = "kaminari_connections_closed_total"
+    after_s, after_c = (
+        settled(port, lambda m, b=b: m.get(ACTIVE) == 0 and delta(b, m, closed) >= 20,
+                "the 20 connections' ends counted")
+        for port, b in ((s_metrics, before_s), (c_metrics, before_c)))
     for name, b, a in (("kaminaric", before_c, after_c), ("kaminaris", before_s, after_s)):
         got = {
             "accepted": delta(b, a, "kaminari_connections_accepted_total"),
@@ -78,16 +105,15 @@ def counts_traffic():
         want = {"accepted": 20, "closed": 20, "up": sent, "down": sent}
         if got != want:
             raise AssertionError(f"{name}: {got}, expected {want}")
-        if a[("kaminari_connections_active", frozenset())] != 0:
-            raise AssertionError(f"{name}: active {a[('kaminari_connections_active', frozenset())]}")
+        if a[ACTIVE] != 0:
+            raise AssertionError(f"{name}: active {a[ACTIVE]}")
 
 
 def counts_refusals_and_failures():
-    before_s, before_c = scrape(s_metrics), scrape(c_metrics)
+    before_s, before_c = idle(s_metrics), idle(c_metrics)
     # max_conns=3 on kaminaric: 3 held open, the 4th and 5th refused.
     held = [socket.create_connection((HOST, c_port), timeout=10) for _ in range(3)]
-    time.sleep(0.3)
-    active = scrape(c_metrics)[("kaminari_connections_active", frozenset())]
+    active = settled(c_metrics, lambda m: m.get(ACTIVE) == 3, "3 connections active")[ACTIVE]
     extra = [socket.create_connection((HOST, c_port), timeout=10) for _ in range(2)]
     for s in extra:
         if s.recv(1) != b"":
@@ -99,8 +125,12 @@ def counts_refusals_and_failures():
     with socket.create_connection((HOST, s_port), timeout=10) as s:
         s.sendall(b"GET /nope HTTP/1.1\r\nHost: example.com\r\n\r\n")
         s.recv(4096)
-    time.sleep(0.3)
-    after_s, after_c = scrape(s_metrics), scrape(c_metrics)
+    refused = "kaminari_connections_refused_total"
+    failures = "kaminari_handshake_failures_total"
+    after_c = settled(c_metrics, lambda m: delta(before_c, m, refused) >= 2, "2 refusals counted")
+    after_s = settled(s_metrics,
+                      lambda m: delta(before_s, m, failures, kind="websocket") >= 1,
+                      "the failed websocket handshake counted")
     if active != 3:
         raise AssertionError(f"active gauge {active} with 3 connections held")
     if delta(before_c, after_c, "kaminari_connections_refused_total") != 2:
@@ -127,14 +157,13 @@ def counts_connect_failures():
     try:
         wait_port(mport, proc=bad)
         wait_port(port, proc=bad)  # a connection of its own: its connect fails too
-        time.sleep(0.3)
-        first = scrape(mport)[("kaminari_handshake_failures_total",
-                               frozenset({("kind", "connect")}))]
+        key = ("kaminari_handshake_failures_total", frozenset({("kind", "connect")}))
+        first = settled(mport, lambda m: m.get(key, 0) >= 1 and m.get(ACTIVE) == 0,
+                        "the probe's failed connect counted")[key]
         for _ in range(2):
             poke(port)
-        time.sleep(0.3)
-        got = scrape(mport)[("kaminari_handshake_failures_total",
-                             frozenset({("kind", "connect")}))]
+        got = settled(mport, lambda m: m.get(key, 0) - first >= 2 and m.get(ACTIVE) == 0,
+                      "2 more failed connects counted")[key]
         if got - first != 2:
             raise AssertionError(f"connect failures counted: {got - first}, expected 2")
     finally:
@@ -151,6 +180,7 @@ def counts_early_data_of_warm_connections():
         wait_port(port, proc=warm)
         wait_port(metrics_port, proc=warm)
         time.sleep(0.5)  # the probes have ended; the pool is full again
+        # (Not idle(): kaminaris counts the ready websockets as active.)
         before_s, before_c = scrape(s_metrics), scrape(metrics_port)
         sent = 0
         for i in range(5):
@@ -158,8 +188,11 @@ def counts_early_data_of_warm_connections():
             assert_same(exchange(port, data), data, f"connection {i}")
             sent += len(data)
             time.sleep(0.05)  # the taken connection is replaced
-        time.sleep(0.3)
-        after_s, after_c = scrape(s_metrics), scrape(metrics_port)
+        up = "kaminari_bytes_total"
+        after_s, after_c = (
+            settled(p, lambda m, b=b: delta(b, m, up, direction="upstream") >= sent,
+                    "the bytes up counted")
+            for p, b in ((s_metrics, before_s), (metrics_port, before_c)))
         log = warm.stderr_text()
         if log.count("on a warm connection") < 5 or "websocket early data" not in log:
             raise AssertionError("not on warm connections with early data\n" + log[-3000:])
@@ -187,12 +220,14 @@ def counts_dialed_when_no_pool_connection_is_ready():
     try:
         wait_port(mport, proc=bad)
         wait_port(port, proc=bad)
-        time.sleep(0.3)
-        before = scrape(mport)
+        time.sleep(0.3)  # the probe's connection is accepted (then idle() sees it end)
+        before = idle(mport)
         for _ in range(3):
             poke(port)
-        time.sleep(0.3)
-        after = scrape(mport)
+        takes_total = lambda m: sum(delta(before, m, "kaminari_pool_takes_total", result=r)
+                                    for r in ("warm", "dialed"))
+        after = settled(mport, lambda m: takes_total(m) >= 3 and m.get(ACTIVE) == 0,
+                        "3 takes counted")
         takes = {r: delta(before, after, "kaminari_pool_takes_total", result=r)
                  for r in ("warm", "dialed")}
         if takes != {"warm": 0, "dialed": 3}:
