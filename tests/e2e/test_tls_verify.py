@@ -11,6 +11,7 @@ import time
 
 from harness import (KAMINARIC, KAMINARIS, HOST, EchoServer, Proc, Test, addr,
                      assert_same, exchange, free_port, run, wait_port)
+from fault_kit import wait_for
 from pki import Pki
 
 # The untrusted case must use the default trust store, whatever the caller's environment says.
@@ -111,7 +112,8 @@ def verify_failure(name, bad_port, good_port, sni, words, env=None):
     server it does trust, carries data byte-exact."""
     switch = Switch(bad_port)
     proc, port = client(f"tls;sni={sni}", switch.port, env)
-    time.sleep(0.3)  # wait_port's own probe connection fails too: let its line be logged
+    # wait_port's own probe connection fails too: its line first.
+    wait_for(lambda: failed_lines(proc, words), 10, "the probe's failure logged")
     before = len(failed_lines(proc, words))
 
     def refused():
@@ -121,7 +123,7 @@ def verify_failure(name, bad_port, good_port, sni, words, env=None):
                 raise AssertionError(f"received {got!r} through an unverified server")
             if elapsed > 3:
                 raise AssertionError(f"took {elapsed:.1f}s to close the app's connection")
-        time.sleep(0.2)
+        wait_for(lambda: len(failed_lines(proc, words)) >= before + 3, 10, "3 lines logged")
         lines = failed_lines(proc, words)
         if len(lines) != before + 3:
             raise AssertionError(f"expected 3 more log lines with one of {words}:\n"
@@ -166,16 +168,18 @@ def default_store_refuses():
     the same process goes on accepting (and refusing) the next ones."""
     switch = Switch(port_untrusted)
     proc, port = client("tls;sni=example.com", switch.port)
-    time.sleep(0.3)  # wait_port's own probe connection fails too: let its line be logged
+    words = ("verify", "issuer", "self-signed")
+    # wait_port's own probe connection fails too: its line first.
+    wait_for(lambda: failed_lines(proc, words), 10, "the probe's failure logged")
     try:
         for target in (port_untrusted, port_selfgen, port_good, port_untrusted):
             switch.target = target
-            before = len(failed_lines(proc, ("verify", "issuer", "self-signed")))
+            before = len(failed_lines(proc, words))
             got, elapsed = closed_without_data(port)
             if got or elapsed > 3:
                 raise AssertionError(f"got {got!r} after {elapsed:.1f}s")
-            time.sleep(0.2)
-            if len(failed_lines(proc, ("verify", "issuer", "self-signed"))) != before + 1:
+            wait_for(lambda: len(failed_lines(proc, words)) >= before + 1, 10, "a line logged")
+            if len(failed_lines(proc, words)) != before + 1:
                 raise AssertionError("no log line says why:\n" + proc.stderr_text())
         _stops(proc)
     finally:
