@@ -268,6 +268,24 @@ def exchange(port, data, host=HOST, timeout=60.0, half_close=True):
     return bytes(received)
 
 
+def exchange_while_held(port, data, held, host=HOST, timeout=30):
+    """An app whose bytes are surely there when `held` (the program listening on `port`) accepts
+    it: `held` is stopped (SIGSTOP) while the app connects, sends `data` and half-closes, so the
+    kernel holds all of it; then it reads to the end. `data` must fit the socket buffers."""
+    held.send_signal(signal.SIGSTOP)
+    try:
+        s = socket.create_connection((host, port), timeout=timeout)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    finally:
+        held.send_signal(signal.SIGCONT)
+    with s:
+        got = bytearray()
+        while chunk := s.recv(1 << 16):
+            got.extend(chunk)
+        return bytes(got)
+
+
 def start_stunnel(section):
     """stunnel4 in the foreground with one service, `section` (its accept/connect/cert lines)."""
     d = tempfile.mkdtemp(prefix="kaminari-stunnel-")

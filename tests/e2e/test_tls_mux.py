@@ -13,12 +13,12 @@ they pile up, while the other clients go on."""
 import concurrent.futures
 import os
 import re
-import signal
 import socket
 import ssl
 import time
 
-from harness import HOST, EchoServer, Test, assert_same, exchange, start_stunnel_server
+from harness import (HOST, EchoServer, Test, assert_same, exchange, exchange_while_held,
+                     start_stunnel_server)
 from fault_kit import wait_for
 from mux_kit import (NEW_LIKE, half_close_both_ways, many_short_and_bulk,
                      start_kaminaric as kaminaric, start_kaminaris, target_speaks_first)
@@ -59,18 +59,7 @@ def first_bytes_in_the_new():
     holds both until it accepts. (Leaving it to timing failed under CI's load: the Python apps
     of the check above may send a while after their connect.)"""
     data = os.urandom(1234)
-    cli.send_signal(signal.SIGSTOP)
-    try:
-        s = socket.create_connection((HOST, cli_port), timeout=30)
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-    finally:
-        cli.send_signal(signal.SIGCONT)
-    with s:
-        got = bytearray()
-        while chunk := s.recv(1 << 16):
-            got.extend(chunk)
-    assert_same(bytes(got), data, "echo")
+    assert_same(exchange_while_held(cli_port, data, cli), data, "echo")
     if not re.search(rf"Mux\.Cool session \d+ opened with {len(data)} bytes", cli.stderr_text()):
         raise AssertionError("the New did not carry the app's first bytes\n"
                              + cli.stderr_text()[-2000:])

@@ -8,13 +8,12 @@ first: the client's Finished goes alone, at once."""
 
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
 
 from harness import (EchoServer, Test, ThreadedTarget, Tunnel, HOST, assert_same,
-                     banner_then_echo, read_banner_then_echo)
+                     banner_then_echo, exchange_while_held, read_banner_then_echo)
 from fault_kit import wait_for
 from pki import Pki
 from tunnel_suite import run_suite
@@ -106,30 +105,12 @@ for name, copts, sopts in (
     run_suite(test, name, copts, sopts, big=16 << 20, connections=50, env=env, host="::1",
               front=probe(name, der, pki.ca, "::1"))
 
-def send_then_read(port, data, held, timeout=30):
-    """An app that connects, sends `data` and half-closes while the process `held` (kaminaric) is
-    stopped, so the kernel holds all of it for kaminaric's accept; then reads to the end (`data`
-    is small enough for the socket buffers)."""
-    held.send_signal(signal.SIGSTOP)
-    try:
-        s = socket.create_connection((HOST, port), timeout=timeout)
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-    finally:
-        held.send_signal(signal.SIGCONT)
-    with s:
-        got = bytearray()
-        while chunk := s.recv(1 << 16):
-            got.extend(chunk)
-        return bytes(got)
-
-
 # (c) One worker, connections one at a time: each one's ClientHello was made while the one
 # before it waited for the server, with a ticket cached by then. The first few may make a full
 # handshake (no ticket yet when theirs was made, and wait_port's probe is one of them); from
 # the fourth on, every one resumes on a ClientHello made ahead. In tls, the bytes an app has
 # sent by the time the handshake completes go with the client's Finished (the wss request does,
-# and is not logged): these apps' bytes are made to be there (send_then_read()).
+# and is not logged): these apps' bytes are made to be there (exchange_while_held()).
 echo = EchoServer()
 for name, copts, sopts in (
         ("tls", "tls;sni=example.com;insecure", "tls;servername=example.com"),
@@ -140,7 +121,7 @@ for name, copts, sopts in (
         sizes = [1000 + 997 * i for i in range(8)]
         for i, size in enumerate(sizes):
             data = os.urandom(size)
-            assert_same(send_then_read(tunnel.client_port, data, tunnel.client), data,
+            assert_same(exchange_while_held(tunnel.client_port, data, tunnel.client), data,
                         f"connection {i}")
         sessions = sorted((int(n), what) for n, what in
                           re.findall(r"#(\d+) TLS session (.*)", tunnel.client.stderr_text()))
