@@ -92,6 +92,7 @@ def max_conns(opts, client_side):
         while len(got) < 6:
             got += s.recv(16)
         held.append(s)
+    first_refusal = time.monotonic()
     for _ in range(3):
         start = time.monotonic()
         s = socket.create_connection((HOST, port), timeout=5)
@@ -104,9 +105,13 @@ def max_conns(opts, client_side):
         s.close()
         if rest or how == "timeout" or took > 1:
             raise AssertionError(f"4th connection: {rest!r}, {how} after {took:.2f}s")
+    # One line per second at most: one for the burst, unless a loaded machine spread its three
+    # refusals over more than a second.
+    span = time.monotonic() - first_refusal
     log = prog.stderr_text()
-    if log.count("max_conns=3 reached") != 1:
-        raise AssertionError(f"expected one log line for the burst:\n{log}")
+    lines = log.count("max_conns=3 reached")
+    if not 1 <= lines <= 1 + int(span):
+        raise AssertionError(f"{lines} log lines for a burst of 3 over {span:.2f}s:\n{log}")
     held.pop().close()
     data = os.urandom(256 << 10)
     deadline = time.monotonic() + 3
