@@ -151,7 +151,10 @@ def real_client_suite(name, client_opts, server_opts=WS, env_note=""):
             cli, cport = v2ray_client(sport, client_opts)
             try:
                 socket.create_connection((HOST, cport), timeout=10).close()
-                time.sleep(1.5)
+                # kaminaris logs it when its detection grace (1 s from the target's banner)
+                # ends: the next app comes after that.
+                wait_for(lambda: "End frames only so far" in srv.stderr_text(), 10,
+                         "kaminaris's verdict on the quiet websocket")
                 for i in range(2):
                     read_banner_then_echo(cport, banner, os.urandom(500 + i))
                 if "invalid metalen" in cli.stderr_text():
