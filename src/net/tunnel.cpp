@@ -225,6 +225,17 @@ asio::awaitable<std::optional<io_result>> read_first(tcp_stream& app, std::span<
     co_return r;
 }
 
+// Whether a read of the app's first bytes failed (logged): with an error other than end of
+// stream (an app that half-closes at once is carried as such: the relay reads its end again)
+// or nothing there yet.
+bool app_failed(std::uint64_t id, const error_code& ec) {
+    if (!ec || ec == asio::error::eof || ec == asio::error::would_block) {
+        return false;
+    }
+    log::debug("#{} app failed before sending: {}", id, ec.message());
+    return true;
+}
+
 // The websocket client handshake on `ws` within the deadline for `req`, which is sent here
 // unless `sent` (it went as TLS early data, or right behind the TLS handshake); false (logged,
 // `ws` closed) when it failed. `req` is emptied afterwards: a connection keeps no request.
@@ -277,9 +288,7 @@ asio::awaitable<bool> client_ws_upgrade(tcp_stream& app, ws_stream<Lower>& ws, s
     if (cfg.opts.ws->early_data != 0) {
         first = borrow_buffer(relay_min_buffer_size);
         auto got = co_await read_first(app, first.span());
-        // An app that half-closes at once is carried as such: the relay reads its end again.
-        if (got && got->ec && got->ec != asio::error::eof) {
-            log::debug("#{} app failed before sending: {}", id, got->ec.message());
+        if (got && app_failed(id, got->ec)) {
             ws.close();
             co_return false;
         }
@@ -354,9 +363,7 @@ asio::awaitable<std::optional<tcp::socket>> dial_reading_first(tcp_stream& app, 
     auto [conn, got] = co_await (
         dial(cfg.remote, cfg.opts.common.connect_timeout, id, {.fast_open = cfg.opts.common.tfo}) &&
         read_first(app, first.span()));
-    // An app that half-closes at once is carried as such: the relay reads its end again.
-    if (got && got->ec && got->ec != asio::error::eof) {
-        log::debug("#{} app failed before sending: {}", id, got->ec.message());
+    if (got && app_failed(id, got->ec)) {
         co_return std::nullopt;
     }
     first_len = got ? got->n : 0;
@@ -384,8 +391,7 @@ asio::awaitable<void> client_tcp_fast_open(tcp::socket socket, std::uint64_t id,
     tcp_stream app(std::move(socket));
     buffer_lease first = borrow_buffer(relay_min_buffer_size);
     auto got = co_await read_first(app, first.span());
-    if (got && got->ec && got->ec != asio::error::eof) {
-        log::debug("#{} app failed before sending: {}", id, got->ec.message());
+    if (got && app_failed(id, got->ec)) {
         co_return;
     }
     const std::size_t first_len = got ? got->n : 0;
@@ -536,10 +542,7 @@ asio::awaitable<void> client_tls(tcp::socket socket, std::uint64_t id, const cli
     first.release();
     behind.release();
     log_tls_session(id, up.engine(), zero_rtt ? early.size() : 0, made_ahead, got_behind.n);
-    // An app that half-closed is carried as such: the relay reads its end again.
-    if (got_behind.ec && got_behind.ec != asio::error::would_block &&
-        got_behind.ec != asio::error::eof) {
-        log::debug("#{} app failed before sending: {}", id, got_behind.ec.message());
+    if (app_failed(id, got_behind.ec)) {
         up.close();
         co_return;
     }
