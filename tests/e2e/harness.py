@@ -34,16 +34,24 @@ _handed_out = set()
 
 
 def free_port(host=HOST):
-    """A port nothing listens on now, and that this process was not given before: the kernel
-    may hand out the same free port twice in a row, and a test that picks a server's and a
-    client's port before starting either would then start both on one (seen in CI)."""
+    """A port nothing listens on now, over TCP or UDP (kaminaric with `udp` takes both), and
+    that this process was not given before: the kernel may hand out the same free port twice in
+    a row, and a test that picks a server's and a client's port before starting either would
+    then start both on one (seen in CI). A UDP port in use by another test's socket failed a
+    kaminaric's start in CI too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(100):
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
-        if port not in _handed_out:
-            break
+        if port in _handed_out:
+            continue
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
+                u.bind((host, port))
+        except OSError:
+            continue
+        break
     _handed_out.add(port)
     return port
 
