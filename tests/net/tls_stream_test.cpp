@@ -462,6 +462,72 @@ TEST(TlsStream, BytesBehindTheFinishedWithEarlyData) {
     bytes_behind_the_finished(TLS1_3_VERSION, true);
 }
 
+// handshake_server(on_flight) calls on_flight() once, when the server's flight is out and the
+// client's answer is awaited: the handshake not done, the ALPN chosen, something written. In
+// TLS 1.3 and TLS 1.2, full and resumed, and with early data accepted (then just before the
+// handshake returns).
+void flight_out_before_the_end(int max_version, bool early_data) {
+    test::trust_only(shared_pki().ca_pem);
+    tls::client_context cctx(client_opts(early_data));
+    tls::server_context sctx(server_opts());
+    ASSERT_EQ(SSL_CTX_set_max_proto_version(sctx.native_handle(), max_version), 1);
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        for (bool resumed : {false, true}) {
+            auto p = make_streams(ctx, cctx, sctx);
+            int calls = 0;
+            auto on_flight = [&] {
+                ++calls;
+                EXPECT_FALSE(p.server.engine().handshake_done());
+                EXPECT_EQ(p.server.engine().alpn(), "http/1.1");
+                EXPECT_GE(p.server.next_layer().writes(), 1u);
+            };
+            auto [c, s] = co_await (p.client.handshake_client(bytes("first")) &&
+                                    p.server.handshake_server(on_flight));
+            CO_ASSERT_OK(c);
+            CO_ASSERT_OK(s);
+            EXPECT_EQ(calls, 1) << (resumed ? "resumed" : "full");
+            EXPECT_EQ(p.server.engine().session_reused(), resumed);
+            EXPECT_EQ(p.server.engine().early_data_accepted(), early_data && resumed);
+            EXPECT_EQ(co_await read_exactly(p.server, 5), "first");
+            co_await p.server.write(bytes("ok"), {}); // the client reads its ticket with it
+            EXPECT_EQ(co_await read_exactly(p.client, 2), "ok");
+        }
+    }());
+}
+
+TEST(TlsStream, ServerFlightOutIsToldOnceBeforeTheClientsAnswer) {
+    flight_out_before_the_end(TLS1_3_VERSION, false);
+}
+
+TEST(TlsStream, ServerFlightOutIsToldWithTls12) {
+    flight_out_before_the_end(TLS1_2_VERSION, false);
+}
+
+TEST(TlsStream, ServerFlightOutIsToldWithEarlyData) {
+    flight_out_before_the_end(TLS1_3_VERSION, true);
+}
+
+// No flight, no call: a client that sends something other than a ClientHello, or closes before
+// one. A client that closes after the server's flight was told of it.
+TEST(TlsStream, ServerFlightOutIsNotToldWithoutOne) {
+    tls::server_context sctx(server_opts());
+    asio::io_context ctx;
+    test::run(ctx, [&]() -> asio::awaitable<void> {
+        for (std::string_view sent :
+             {std::string_view("GET / HTTP/1.1\r\n\r\n"), std::string_view()}) {
+            auto [a, b] = mem_stream::make_pair(ctx.get_executor());
+            stream server(std::move(b), sctx.make_engine());
+            server.next_layer().append(sent);
+            a.close();
+            int calls = 0;
+            error_code ec = co_await server.handshake_server([&] { ++calls; });
+            EXPECT_TRUE(ec);
+            EXPECT_EQ(calls, 0);
+        }
+    }());
+}
+
 // Server-side 0-RTT: with early data accepted, the server reads the client's first bytes and
 // answers them (0.5-RTT data), even closes its side, before the client's Finished has been read;
 // the handshake completes on the server's next read, and close_notify follows it.

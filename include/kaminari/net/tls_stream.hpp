@@ -90,7 +90,18 @@ public:
     /// to complete the handshake, where a bad Finished is an error like a bad record; write()
     /// sends 0.5-RTT data; shutdown_send() sends close_notify once the handshake is complete.
     /// Errors as for handshake_client().
-    asio::awaitable<error_code> handshake_server();
+    asio::awaitable<error_code> handshake_server() {
+        return handshake_server([] {});
+    }
+
+    /// The same, calling `on_flight()` once, as soon as the server's flight is out and the
+    /// handshake waits for the client's next one (its Finished; in a full TLS 1.2 handshake its
+    /// key exchange too): the ClientHello has been accepted (version, SNI, ALPN chosen) and the
+    /// client's answer is a round trip away. With early data accepted that is just before this
+    /// completes. A server starts there what would otherwise wait for the handshake's end
+    /// (kaminaris dials its target). Not called when the handshake ends or fails before.
+    template <class OnFlight>
+    asio::awaitable<error_code> handshake_server(OnFlight on_flight);
 
     /// Reads and decrypts at least one byte into `buf` (non-empty). Returns asio::error::eof at
     /// the end of the peer's stream (see above), an engine error for a bad record, or the next

@@ -203,11 +203,21 @@ tls_stream<Next>::handshake_client(std::span<const std::uint8_t> first_data, Mor
 }
 
 template <byte_stream Next>
-asio::awaitable<error_code> tls_stream<Next>::handshake_server() {
+template <class OnFlight>
+asio::awaitable<error_code> tls_stream<Next>::handshake_server(OnFlight on_flight) {
     co_await lock_write();
     std::array<std::uint8_t, 4096> chunk;
     error_code ec;
     bool finished = false;
+    bool sent = false; // the server's flight (or part of it) is out
+    bool told = false;
+    // The client's next flight is awaited once something went out and the handshake is not done.
+    const auto flight_out = [&] {
+        if (sent && !told && !engine_.handshake_done()) {
+            told = true;
+            on_flight();
+        }
+    };
     while (!ec && !finished) {
         std::size_t n = 0;
         auto want = engine_.read_early_data(chunk, ec, n, finished);
@@ -217,19 +227,23 @@ asio::awaitable<error_code> tls_stream<Next>::handshake_server() {
             if (!ec) {
                 ec = fec;
             }
+            sent = true;
         }
         if (!ec && !finished && engine_.early_data_accepted()) {
             // Early data accepted and the server's flight (up to its Finished) is out: the
             // stream is usable now, one round trip before the client's Finished arrives. Reads
             // take the early data, then finish the handshake; writes are 0.5-RTT data.
             early_reading_ = true;
+            flight_out();
             break;
         }
         if (!ec && !finished && want == tls::engine::want_input_and_retry) {
+            flight_out();
             ec = co_await fill();
         }
     }
     if (!ec && !early_reading_) {
+        flight_out();
         ec = co_await drive([&](error_code& e) { return engine_.handshake(e); });
     }
     unlock_write();
