@@ -4,6 +4,8 @@
 #include <kaminari/net/socket_options.hpp>
 #include <kaminari/net/splice.hpp>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -11,9 +13,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <optional>
 #include <string>
 #include <sys/socket.h>
 #include <vector>
@@ -179,6 +183,39 @@ connect_remote(endpoint remote, std::chrono::milliseconds limit, dial_options op
         socket.close(ignored);
     }
     co_return finish(ec);
+}
+
+struct dial_ahead::state {
+    explicit state(const asio::any_io_executor& exec)
+        : wake(exec, asio::steady_timer::time_point::max()) {}
+    std::optional<std::pair<error_code, tcp::socket>> result;
+    asio::steady_timer wake; ///< cancelled when the result is there
+};
+
+asio::awaitable<void> dial_ahead::connect_into(std::shared_ptr<state> st, endpoint remote,
+                                               std::chrono::milliseconds limit) {
+    const auto exec = co_await asio::this_coro::executor;
+    try {
+        auto r = co_await connect_remote(std::move(remote), limit);
+        st->result.emplace(std::move(r));
+    } catch (const std::exception&) { // resources: the connection fails, not the process
+        st->result.emplace(asio::error::no_memory, tcp::socket(exec));
+    }
+    st->wake.cancel();
+}
+
+void dial_ahead::start(const asio::any_io_executor& exec, endpoint remote,
+                       std::chrono::milliseconds limit) {
+    state_ = std::make_shared<state>(exec);
+    asio::co_spawn(exec, connect_into(state_, std::move(remote), limit), asio::detached);
+}
+
+asio::awaitable<std::pair<error_code, tcp::socket>> dial_ahead::take() {
+    const std::shared_ptr<state> st = std::move(state_);
+    while (!st->result) {
+        co_await st->wake.async_wait(use_tuple);
+    }
+    co_return std::move(*st->result);
 }
 
 } // namespace kaminari::net
