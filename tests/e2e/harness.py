@@ -353,15 +353,16 @@ class Tunnel:
 
     `front(port)` may start something between the two (nginx, HAProxy) and return the port
     the client should connect to; `client(listen_port, remote_port)` may start another client
-    (e.g. v2ray-plugin) instead of kaminaric."""
+    (e.g. v2ray-plugin) instead of kaminaric. `target_host` names the target for kaminaris
+    (default: `host`; a name such as "localhost" is how a target on another host is given)."""
 
     def __init__(self, client_opts="", server_opts="", target_port=None, host=HOST, env=None,
-                 front=None, client=None):
+                 front=None, client=None, target_host=None):
         self.host = host
         self.server_port = free_port(host)
         self.client_port = free_port(host)
-        self.server = Proc([KAMINARIS, addr(host, self.server_port), addr(host, target_port),
-                            server_opts], env=env)
+        self.server = Proc([KAMINARIS, addr(host, self.server_port),
+                            addr(target_host or host, target_port), server_opts], env=env)
         wait_port(self.server_port, host, proc=self.server)
         remote_port = front(self.server_port) if front else self.server_port
         if client:
