@@ -407,7 +407,10 @@ TEST(TlsStream, WithoutZeroRttOptionFirstBytesGoAfterHandshake) {
 // full handshake, then a resumed one (with `early_data`, "first" goes as 0-RTT data, and
 // EndOfEarlyData and the Finished go with " and more"). With nothing behind it the Finished goes
 // alone, at once. In a full TLS 1.2 handshake the server's Finished comes last: the bytes go in a
-// write of their own, a round trip after the client's Finished.
+// write of their own, a round trip after the client's Finished. On the way, the server's
+// handshake_server(on_flight) calls on_flight() once, when its flight is out and the client's
+// answer is awaited (the handshake not done, the ALPN chosen, something written); with early
+// data accepted, just before the handshake returns.
 void bytes_behind_the_finished(int max_version, bool early_data) {
     test::trust_only(shared_pki().ca_pem);
     tls::client_context cctx(client_opts(early_data));
@@ -423,11 +426,19 @@ void bytes_behind_the_finished(int max_version, bool early_data) {
                 EXPECT_TRUE(p.client.engine().handshake_done());
                 return bytes(" and more");
             };
+            int flights = 0;
+            auto on_flight = [&] {
+                ++flights;
+                EXPECT_FALSE(p.server.engine().handshake_done());
+                EXPECT_EQ(p.server.engine().alpn(), "http/1.1");
+                EXPECT_GE(p.server.next_layer().writes(), 1u);
+            };
             auto [c, s] = co_await (p.client.handshake_client(bytes("first"), more) &&
-                                    p.server.handshake_server());
+                                    p.server.handshake_server(on_flight));
             CO_ASSERT_OK(c);
             CO_ASSERT_OK(s);
             EXPECT_EQ(calls, 1);
+            EXPECT_EQ(flights, 1) << (resumed ? "resumed" : "full");
             EXPECT_EQ(p.client.engine().session_reused(), resumed);
             EXPECT_EQ(p.client.engine().early_data_accepted(), early_data && resumed);
             const bool full_tls12 = max_version == TLS1_2_VERSION && !resumed;
@@ -460,52 +471,6 @@ TEST(TlsStream, BytesBehindTheFinishedWithTls12) {
 
 TEST(TlsStream, BytesBehindTheFinishedWithEarlyData) {
     bytes_behind_the_finished(TLS1_3_VERSION, true);
-}
-
-// handshake_server(on_flight) calls on_flight() once, when the server's flight is out and the
-// client's answer is awaited: the handshake not done, the ALPN chosen, something written. In
-// TLS 1.3 and TLS 1.2, full and resumed, and with early data accepted (then just before the
-// handshake returns).
-void flight_out_before_the_end(int max_version, bool early_data) {
-    test::trust_only(shared_pki().ca_pem);
-    tls::client_context cctx(client_opts(early_data));
-    tls::server_context sctx(server_opts());
-    ASSERT_EQ(SSL_CTX_set_max_proto_version(sctx.native_handle(), max_version), 1);
-    asio::io_context ctx;
-    test::run(ctx, [&]() -> asio::awaitable<void> {
-        for (bool resumed : {false, true}) {
-            auto p = make_streams(ctx, cctx, sctx);
-            int calls = 0;
-            auto on_flight = [&] {
-                ++calls;
-                EXPECT_FALSE(p.server.engine().handshake_done());
-                EXPECT_EQ(p.server.engine().alpn(), "http/1.1");
-                EXPECT_GE(p.server.next_layer().writes(), 1u);
-            };
-            auto [c, s] = co_await (p.client.handshake_client(bytes("first")) &&
-                                    p.server.handshake_server(on_flight));
-            CO_ASSERT_OK(c);
-            CO_ASSERT_OK(s);
-            EXPECT_EQ(calls, 1) << (resumed ? "resumed" : "full");
-            EXPECT_EQ(p.server.engine().session_reused(), resumed);
-            EXPECT_EQ(p.server.engine().early_data_accepted(), early_data && resumed);
-            EXPECT_EQ(co_await read_exactly(p.server, 5), "first");
-            co_await p.server.write(bytes("ok"), {}); // the client reads its ticket with it
-            EXPECT_EQ(co_await read_exactly(p.client, 2), "ok");
-        }
-    }());
-}
-
-TEST(TlsStream, ServerFlightOutIsToldOnceBeforeTheClientsAnswer) {
-    flight_out_before_the_end(TLS1_3_VERSION, false);
-}
-
-TEST(TlsStream, ServerFlightOutIsToldWithTls12) {
-    flight_out_before_the_end(TLS1_2_VERSION, false);
-}
-
-TEST(TlsStream, ServerFlightOutIsToldWithEarlyData) {
-    flight_out_before_the_end(TLS1_3_VERSION, true);
 }
 
 // No flight, no call: a client that sends something other than a ClientHello, or closes before
